@@ -1,0 +1,68 @@
+"""`python -m services.ingest`: one ingest worker, configured from VPP_* settings."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from vpp.domain.telemetry import Limits
+from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.log import configure_logging
+from vpp.mqtt import BrokerAddress
+from vpp.postgres.migrate import upgrade
+from vpp.settings import Settings, load_settings
+
+from .metrics import IngestMetrics
+from .worker import IngestConfig, IngestWorker
+
+
+def config_from_settings(settings: Settings, database_url: str, broker: BrokerAddress) -> IngestConfig:
+    # The embedded broker listens on loopback only and accepts anonymous clients; a configured
+    # broker gets the ingest account's credentials.
+    authenticated = settings.mqtt_url is not None
+    return IngestConfig(
+        database_url=database_url,
+        broker=broker,
+        client_id=settings.ingest_client_id,
+        share_group=settings.ingest_share_group,
+        username=settings.mqtt_ingest_username if authenticated else None,
+        password=settings.mqtt_ingest_password.get_secret_value() if authenticated else None,
+        batch_max_messages=settings.ingest_batch_max_readings,
+        batch_max_wait_s=settings.ingest_batch_max_wait_ms / 1000,
+        max_payload_bytes=settings.ingest_max_payload_bytes,
+        limits=Limits(
+            future_tolerance=timedelta(seconds=settings.ingest_future_tolerance_s),
+            max_age=timedelta(days=settings.ingest_max_age_days),
+        ),
+        rollup_interval_s=settings.ingest_rollup_interval_s,
+        max_gap_s=settings.ingest_max_gap_s,
+        receive_maximum=settings.ingest_receive_maximum,
+    )
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database_url, _db = ensure_database(settings)
+    if _db is not None:
+        upgrade(database_url)
+    broker, _broker = ensure_broker(settings)
+    config = config_from_settings(settings, database_url, broker)
+    metrics = IngestMetrics()
+    if settings.ingest_metrics_port:
+        start_http_server(settings.ingest_metrics_port, registry=metrics.registry)
+    worker = IngestWorker(config, metrics)
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Turn a batch of MQTT messages into rows to write and dead letters to keep. No I/O here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from vpp.domain.devices import DeviceRef
+from vpp.domain.telemetry import (
+    Limits,
+    Reading,
+    Rejection,
+    RejectReason,
+    TopicParts,
+    decode_payload,
+    parse_topic,
+    validate_reading,
+)
+from vpp.postgres.readings import DeadLetter, ReadingRow, StatusRow
+
+__all__ = ["Batch", "Inbound", "build_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as the subscriber hands it over; `mid`/`generation` are what acking needs."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0
+
+
+@dataclass
+class Batch:
+    rows: list[ReadingRow] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    accepted_messages: int = 0
+    newest_ts: list[datetime] = field(default_factory=list)  # per accepted telemetry message
+
+    def rejections_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for dead in self.dead_letters:
+            counts[dead.reason] = counts.get(dead.reason, 0) + 1
+        return counts
+
+
+Lookup = Callable[[str, str], DeviceRef | None]
+
+
+def build_batch(
+    messages: Sequence[Inbound],
+    *,
+    lookup: Lookup,
+    site_pks: Mapping[str, int],
+    limits: Limits,
+    max_payload_bytes: int,
+    client_id: str | None = None,
+) -> Batch:
+    batch = Batch()
+    for message in messages:
+        if message.topic.endswith("/status"):
+            _status(message, site_pks, batch, client_id)
+            continue
+        outcome = _telemetry(message, lookup, site_pks, limits, max_payload_bytes)
+        if isinstance(outcome, Rejection):
+            batch.dead_letters.append(
+                DeadLetter(
+                    message.received_at,
+                    message.topic,
+                    message.payload,
+                    str(outcome.reason),
+                    outcome.detail,
+                    client_id,
+                )
+            )
+            continue
+        device_pk, readings = outcome
+        batch.accepted_messages += 1
+        batch.newest_ts.append(max(r.ts for r in readings))
+        batch.rows.extend(
+            (device_pk, r.ts, r.power_kw, r.energy_pos_kwh, r.energy_neg_kwh, r.soc_pct, r.vehicles) for r in readings
+        )
+    return batch
+
+
+def _telemetry(
+    message: Inbound, lookup: Lookup, site_pks: Mapping[str, int], limits: Limits, max_payload_bytes: int
+) -> tuple[int, list[Reading]] | Rejection:
+    topic = parse_topic(message.topic)
+    if isinstance(topic, Rejection):
+        return topic
+    raw_readings = decode_payload(
+        message.payload, received_at=message.received_at, max_bytes=max_payload_bytes, limits=limits
+    )
+    if isinstance(raw_readings, Rejection):
+        return raw_readings
+    device = lookup(topic.site_id, topic.device_id)
+    if device is None:
+        known_site = topic.site_id in site_pks
+        reason = RejectReason.UNKNOWN_DEVICE if known_site else RejectReason.UNKNOWN_SITE
+        what = f"device {topic.device_id!r} of site {topic.site_id!r}" if known_site else f"site {topic.site_id!r}"
+        return Rejection(reason, f"{what} is not registered")
+    readings: list[Reading] = []
+    for index, raw in enumerate(raw_readings):
+        where = f"readings[{index}]" if len(raw_readings) > 1 else "reading"
+        mismatch = _claims_mismatch(topic, raw.site_id, raw.device_id)
+        if mismatch:
+            return Rejection(RejectReason.TOPIC_MISMATCH, f"{where}: {mismatch}")
+        checked = validate_reading(
+            raw,
+            device.kind,
+            now=message.received_at,
+            limits=limits,
+            rated_power_kw=device.rated_power_kw,
+            where=where,
+        )
+        if isinstance(checked, Rejection):
+            return checked
+        readings.append(checked)
+    return device.device_pk, readings
+
+
+def _claims_mismatch(topic: TopicParts, site_id: str | None, device_id: str | None) -> str | None:
+    # The broker's ACL ties a site's credentials to its topic prefix; a payload that names another
+    # site is either a misconfigured gateway or an attempt to speak for someone else.
+    if site_id is not None and site_id != topic.site_id:
+        return f"payload site_id {site_id!r} differs from topic site {topic.site_id!r}"
+    if device_id is not None and device_id != topic.device_id:
+        return f"payload device_id {device_id!r} differs from topic device {topic.device_id!r}"
+    return None
+
+
+def _status(message: Inbound, site_pks: Mapping[str, int], batch: Batch, client_id: str | None) -> None:
+    parts = message.topic.split("/")
+    site_pk = site_pks.get(parts[2]) if len(parts) == 4 and parts[3] == "status" else None
+
+    def reject(reason: RejectReason, detail: str) -> None:
+        batch.dead_letters.append(
+            DeadLetter(message.received_at, message.topic, message.payload, str(reason), detail, client_id)
+        )
+
+    if site_pk is None:
+        reject(RejectReason.UNKNOWN_SITE, f"status for unregistered site {message.topic!r}")
+        return
+    if not message.payload:
+        return  # a retained status being cleared
+    text = message.payload.decode("utf-8", errors="replace").strip()
+    detail: str | None = None
+    if text in {"online", "offline"}:
+        online = text == "online"
+    else:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            reject(RejectReason.MALFORMED_JSON, "status must be 'online', 'offline' or a JSON object")
+            return
+        state = body.get("state") if isinstance(body, dict) else None
+        if state not in {"online", "offline"}:
+            reject(RejectReason.INVALID_PAYLOAD, "status.state must be 'online' or 'offline'")
+            return
+        online = state == "online"
+        detail = json.dumps(body)
+    batch.statuses.append(StatusRow(site_pk, online, detail, message.received_at))

@@ -1,0 +1,270 @@
+"""The ingest loop: collect a batch, validate it, commit it, then acknowledge it. Nothing else acks.
+
+Failure handling, which is the point of this file:
+- database down: the batch is retried with back-off on a fresh connection; its messages stay
+  unacknowledged at the broker (bounded by the session's receive maximum) until the write commits;
+- process killed: unacknowledged messages are redelivered to the persistent session on restart, and
+  anything committed but not yet acked comes back as a duplicate that the insert ignores;
+- clean stop: the queue is drained, the last batch committed and acknowledged, then we disconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from vpp.domain.devices import DeviceRef
+from vpp.domain.telemetry import Limits
+from vpp.mqtt import BrokerAddress
+from vpp.postgres.connect import connect
+from vpp.postgres.readings import ReadingWriter
+from vpp.postgres.registry import load_devices, site_pk_by_id
+from vpp.postgres.rollup import run_rollup
+
+from .batcher import Batch, Inbound, build_batch
+from .metrics import IngestMetrics
+from .subscriber import Subscriber
+
+__all__ = ["IngestConfig", "IngestWorker"]
+
+log = logging.getLogger("vpp.ingest")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    database_url: str
+    broker: BrokerAddress
+    client_id: str = "ingest-1"
+    share_group: str = "ingest"
+    username: str | None = None
+    password: str | None = None
+    batch_max_messages: int = 5000
+    batch_max_bytes: int = 4 * 1024 * 1024
+    batch_max_wait_s: float = 0.2
+    max_payload_bytes: int = 256 * 1024
+    limits: Limits = field(default_factory=Limits)
+    rollup_interval_s: float = 2.0
+    max_gap_s: int = 900
+    receive_maximum: int = 20_000
+    registry_refresh_s: float = 60.0
+    stop_flush_timeout_s: float = 30.0
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        config: IngestConfig,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or IngestMetrics()
+        self.clock = clock
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self._writer: ReadingWriter | None = None
+        self._rollup_conn: psycopg.Connection | None = None
+        self._devices: dict[tuple[str, str], DeviceRef] = {}
+        self._site_pks: dict[str, int] = {}
+        self._registry_loaded_at = 0.0
+        self._last_rollup = 0.0
+        self.subscriber = Subscriber(
+            config.broker,
+            client_id=config.client_id,
+            share_group=config.share_group,
+            username=config.username,
+            password=config.password,
+            receive_maximum=config.receive_maximum,
+            inbox=self.inbox,
+            on_received=self.metrics.received.inc,
+            on_connection_change=lambda up: self.metrics.connected.set(1 if up else 0),
+            clock=clock,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Blocking: consume until `stop()` is called, then flush and disconnect."""
+        self._ensure_writer_with_retry()
+        self.subscriber.start()
+        try:
+            while not self.stopping.is_set():
+                messages = self._collect()
+                if messages:
+                    self._commit_and_ack(messages)
+                self._maybe_rollup()
+            self._drain_on_stop()
+        finally:
+            self.subscriber.stop()
+            for conn in (self._writer.conn if self._writer else None, self._rollup_conn):
+                if conn is not None and not conn.closed:
+                    conn.close()
+            self.stopped.set()
+            log.info("ingest stopped", extra={"client_id": self.config.client_id})
+
+    def start_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=f"ingest-{self.config.client_id}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- batching --------------------------------------------------------------------------
+    def _collect(self) -> list[Inbound]:
+        try:
+            first = self.inbox.get(timeout=0.25)
+        except queue.Empty:
+            return []
+        messages = [first]
+        size = len(first.payload)
+        deadline = time.monotonic() + self.config.batch_max_wait_s
+        while len(messages) < self.config.batch_max_messages and size < self.config.batch_max_bytes:
+            remaining = deadline - time.monotonic()
+            try:
+                message = self.inbox.get_nowait() if remaining <= 0 else self.inbox.get(timeout=remaining)
+            except queue.Empty:
+                break
+            messages.append(message)
+            size += len(message.payload)
+            if remaining <= 0 and self.inbox.empty():
+                break
+        return messages
+
+    def _drain_on_stop(self) -> None:
+        deadline = time.monotonic() + self.config.stop_flush_timeout_s
+        while not self.inbox.empty() and time.monotonic() < deadline:
+            messages: list[Inbound] = []
+            while len(messages) < self.config.batch_max_messages:
+                try:
+                    messages.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if messages and not self._commit_and_ack(messages, give_up_at=deadline):
+                break  # database still down: leave them unacked; the broker redelivers later
+        self._maybe_rollup(force=True)
+
+    def _commit_and_ack(self, messages: list[Inbound], give_up_at: float | None = None) -> bool:
+        started = time.monotonic()
+        batch = build_batch(
+            messages,
+            lookup=self._lookup,
+            site_pks=self._site_pks,
+            limits=self.config.limits,
+            max_payload_bytes=self.config.max_payload_bytes,
+            client_id=self.config.client_id,
+        )
+        if not self._write_with_retry(batch, give_up_at):
+            return False
+        committed_at = self.clock()
+        self.subscriber.ack(messages)
+        self._observe(batch, started, committed_at)
+        self.metrics.queue_depth.set(self.inbox.qsize())
+        return True
+
+    def _observe(self, batch: Batch, started: float, committed_at: datetime) -> None:
+        m = self.metrics
+        m.batch_seconds.observe(time.monotonic() - started)
+        m.accepted.inc(batch.accepted_messages)
+        for reason, count in batch.rejections_by_reason().items():
+            m.rejected.labels(reason).inc(count)
+        for newest in batch.newest_ts:
+            m.lag_seconds.observe(max((committed_at - newest).total_seconds(), 0.0))
+
+    # -- database --------------------------------------------------------------------------
+    def _write_with_retry(self, batch: Batch, give_up_at: float | None) -> bool:
+        delay_s = 0.25
+        while True:
+            try:
+                writer = self._ensure_writer()
+                result = writer.write(batch.rows, batch.dead_letters, batch.statuses)
+                self.metrics.written.inc(result.inserted)
+                self.metrics.duplicates.inc(result.duplicates)
+                return True
+            except psycopg.OperationalError as error:
+                self.metrics.db_errors.inc()
+                log.warning("batch write failed; retrying", extra={"error": str(error).strip()[:200]})
+                self._drop_writer()
+            if give_up_at is not None and time.monotonic() > give_up_at:
+                return False
+            if self.stopping.is_set() and give_up_at is None:
+                give_up_at = time.monotonic() + self.config.stop_flush_timeout_s
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+
+    def _ensure_writer(self) -> ReadingWriter:
+        if self._writer is None or self._writer.conn.closed:
+            conn = connect(self.config.database_url, application_name=f"vpp-{self.config.client_id}")
+            self._writer = ReadingWriter(conn, max_gap_s=self.config.max_gap_s)
+            self._refresh_registry(force=True)
+        return self._writer
+
+    def _ensure_writer_with_retry(self) -> None:
+        delay_s = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._ensure_writer()
+                return
+            except psycopg.OperationalError as error:
+                log.warning("database unavailable at start", extra={"error": str(error).strip()[:200]})
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._writer.conn.close()
+        self._writer = None
+
+    def _refresh_registry(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._registry_loaded_at < 2.0:
+            return  # a flood of unknown devices must not turn into a flood of queries
+        assert self._writer is not None
+        conn = self._writer.conn
+        try:
+            self._devices = load_devices(conn)
+            self._site_pks = site_pk_by_id(conn)
+            conn.commit()
+        except psycopg.OperationalError as error:
+            # Keep the registry we have; the batch write will notice the outage and retry.
+            log.warning("registry refresh failed", extra={"error": str(error).strip()[:200]})
+            self._drop_writer()
+            return
+        self._registry_loaded_at = now
+
+    def _lookup(self, site_id: str, device_id: str) -> DeviceRef | None:
+        device = self._devices.get((site_id, device_id))
+        if device is None and self._writer is not None:
+            self._refresh_registry()
+            device = self._devices.get((site_id, device_id))
+        elif time.monotonic() - self._registry_loaded_at > self.config.registry_refresh_s:
+            self._refresh_registry()
+        return device
+
+    def _maybe_rollup(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_rollup < self.config.rollup_interval_s:
+            return
+        self._last_rollup = now
+        try:
+            if self._rollup_conn is None or self._rollup_conn.closed:
+                self._rollup_conn = connect(self.config.database_url, application_name="vpp-rollup")
+            while True:
+                result = run_rollup(self._rollup_conn, max_gap_s=self.config.max_gap_s)
+                self.metrics.rollup_slots.inc(result.device_slots)
+                if not result.ran or result.device_slots < 50_000 or not force:
+                    break
+        except psycopg.OperationalError as error:
+            log.warning("rollup failed; will retry", extra={"error": str(error).strip()[:200]})
+            if self._rollup_conn is not None:
+                self._rollup_conn.close()
+            self._rollup_conn = None

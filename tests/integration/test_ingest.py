@@ -1,0 +1,181 @@
+"""MQTT → PostgreSQL through the real ingest worker, a real Mosquitto and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from services.ingest.worker import IngestWorker
+from tests.integration.ingest_fixtures import register_depot, running_ingest, scalar
+from tests.support.mqtt_publisher import GatewayPublisher
+from tests.support.waiting import wait_for
+from vpp.embedded.broker import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+T = "vpp/v1/depot-a/{}/telemetry"
+
+
+def _slot_anchor() -> datetime:
+    # A whole hour two hours back: recent enough to be valid, old enough that nothing is "future".
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+
+@pytest.fixture
+def depot(db_url: str) -> str:
+    register_depot(db_url)
+    return db_url
+
+
+@pytest.fixture
+def ingest(depot: str, broker: EmbeddedBroker) -> Iterator[IngestWorker]:
+    with running_ingest(depot, broker.port) as worker:
+        yield worker
+
+
+@pytest.fixture
+def gateway(broker: EmbeddedBroker, ingest: IngestWorker) -> Iterator[GatewayPublisher]:
+    pub = GatewayPublisher("127.0.0.1", broker.port)
+    yield pub
+    pub.close()
+
+
+def rows(db_url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_json_single_batch_and_senml_become_rows(depot: str, gateway: GatewayPublisher) -> None:
+    t0 = _slot_anchor()
+    gateway.publish(T.format("meter-1"), {"ts": t0.isoformat(), "power_kw": 12.5, "import_kwh": 100.0})
+    gateway.publish(
+        T.format("battery-1"),
+        {"readings": [{"ts": (t0 + timedelta(seconds=s)).isoformat(), "power_w": -5000, "soc_pct": 50 + s}
+                      for s in (0, 10, 20)]},
+    )
+    senml = [
+        {"bn": "urn:dev:depot-a:pv-1:", "bt": (t0 + timedelta(seconds=30)).timestamp(), "n": "power", "u": "W", "v": 31250},
+        {"n": "energy", "u": "Wh", "v": 250000},
+    ]
+    gateway.publish(T.format("pv-1"), senml)
+    gateway.wait_acked()
+    wait_for(lambda: scalar(depot, "SELECT count(*) FROM readings"), lambda n: n == 5)
+    meter = rows(depot, "SELECT r.power_kw, r.energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
+                        " WHERE d.device_id = 'meter-1'")
+    assert meter == [(12.5, 100.0)]
+    battery = rows(depot, "SELECT power_kw, soc_pct FROM readings r JOIN devices d ON d.id = r.device_pk"
+                          " WHERE d.device_id = 'battery-1' ORDER BY ts")
+    assert battery == [(-5.0, 50.0), (-5.0, 60.0), (-5.0, 70.0)]
+    pv = rows(depot, "SELECT ts, power_kw, energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
+                     " WHERE d.device_id = 'pv-1'")
+    assert pv == [(t0 + timedelta(seconds=30), 31.25, 250.0)]
+    assert scalar(depot, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_duplicate_reading_is_stored_once(depot: str, gateway: GatewayPublisher, ingest: IngestWorker) -> None:
+    t0 = _slot_anchor()
+    reading = {"ts": t0.isoformat(), "power_kw": 3.0}
+    gateway.publish(T.format("meter-1"), reading)
+    gateway.publish(T.format("meter-1"), reading)  # a gateway resending after a reconnect
+    gateway.publish(T.format("meter-1"), {"readings": [reading, reading]})
+    gateway.wait_acked()
+    wait_for(lambda: ingest.metrics.accepted._value.get(), lambda n: n == 3)
+    assert scalar(depot, "SELECT count(*) FROM readings") == 1
+    assert ingest.metrics.duplicates._value.get() == 3
+    assert ingest.metrics.written._value.get() == 1
+
+
+def _slot_import(db_url: str, slot: datetime) -> float | None:
+    value = scalar(db_url, "SELECT import_kwh FROM site_energy_30min WHERE slot_start = %s", slot)
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def test_late_and_out_of_order_power_readings_correct_the_slot(depot: str, gateway: GatewayPublisher) -> None:
+    slot = _slot_anchor()
+    # Power-only meter readings every 5 minutes over the slot, the 15-minute one missing, sent newest first.
+    minutes = [30, 25, 20, 10, 5, 0]
+    for m in minutes:
+        gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=m)).isoformat(), "power_kw": 10.0})
+    gateway.wait_acked()
+    # 10 kW for 30 minutes (the 10→20 gap is within the 15-minute bound): 5 kWh.
+    wait_for(lambda: _slot_import(depot, slot), lambda v: v is not None and math.isclose(v, 5.0, rel_tol=1e-9))
+    # The missing reading arrives late with 40 kW: 10→15 and 15→20 become trapezoids of (10+40)/2 kW.
+    gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=15)).isoformat(), "power_kw": 40.0})
+    gateway.wait_acked()
+    expected = 5.0 - 10.0 * 10 / 60 + 2 * (25.0 * 5 / 60)
+    wait_for(lambda: _slot_import(depot, slot), lambda v: v is not None and math.isclose(v, expected, rel_tol=1e-9))
+    coverage = scalar(depot, "SELECT coverage FROM site_energy_30min WHERE slot_start = %s", slot)
+    assert coverage == pytest.approx(1.0)
+
+
+def test_counter_interval_across_a_slot_boundary_is_split_pro_rata(depot: str, gateway: GatewayPublisher) -> None:
+    slot = _slot_anchor()
+    gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=25)).isoformat(), "import_kwh": 100.0,
+                                          "export_kwh": 7.0, "power_kw": 5.0})
+    gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=35)).isoformat(), "import_kwh": 102.0,
+                                          "export_kwh": 7.0, "power_kw": 7.0})
+    gateway.wait_acked()
+    # The counter says 2 kWh over 10 minutes; 5 of them fall in each slot.
+    wait_for(lambda: _slot_import(depot, slot + timedelta(minutes=30)), lambda v: v is not None)
+    assert _slot_import(depot, slot) == pytest.approx(1.0)
+    assert _slot_import(depot, slot + timedelta(minutes=30)) == pytest.approx(1.0)
+    load = scalar(depot, "SELECT sum(load_kwh) FROM site_energy_30min")
+    assert load == pytest.approx(2.0)
+
+
+BAD_INPUTS = [
+    ("malformed_json", "meter-1", b'{"ts": "2026-01-01T00:00:00+09:00", "power_kw": 1'),
+    ("unknown_site", None, b'{"ts": "__TS__", "power_kw": 1.0}'),
+    ("unknown_device", "meter-9", b'{"ts": "__TS__", "power_kw": 1.0}'),
+    ("topic_mismatch", "meter-1", b'{"ts": "__TS__", "power_kw": 1.0, "site_id": "depot-b"}'),
+    ("non_finite", "meter-1", b'{"ts": "__TS__", "power_kw": NaN}'),
+    ("non_finite", "meter-1", b'{"readings": [{"ts": "__TS__", "power_kw": 1}, {"ts": "__TS__", "power_kw": Infinity}]}'),
+    ("impossible_value", "battery-1", b'{"ts": "__TS__", "soc_pct": 150}'),
+    ("impossible_value", "pv-1", b'{"ts": "__TS__", "power_kw": 500}'),
+    ("future_timestamp", "meter-1", b'{"ts": "__FUTURE__", "power_kw": 1.0}'),
+    ("invalid_payload", "meter-1", b'{"ts": "2026-01-01T00:00:00", "power_kw": 1.0}'),
+    ("invalid_payload", "pv-1", b'{"ts": "__TS__", "soc_pct": 50}'),
+    ("invalid_payload", "meter-1", b'"just a string"'),
+    ("oversized", "meter-1", b'{"ts": "__TS__", "power_kw": 1.0, "pad": "' + b"x" * 300_000 + b'"}'),
+]
+
+
+def test_every_bad_input_class_lands_in_dead_letters_and_ingest_keeps_going(
+    depot: str, gateway: GatewayPublisher
+) -> None:
+    ts = _slot_anchor().isoformat().encode()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat().encode()
+    sent: list[tuple[str, str, bytes]] = []
+    for reason, device, body in BAD_INPUTS:
+        payload = body.replace(b"__TS__", ts).replace(b"__FUTURE__", future)
+        topic = "vpp/v1/nowhere/meter-1/telemetry" if device is None else T.format(device)
+        gateway.publish(topic, payload)
+        sent.append((reason, topic, payload))
+    gateway.publish("vpp/v1/nowhere/status", b"online")
+    good = {"ts": ts.decode(), "power_kw": 2.0}
+    gateway.publish(T.format("meter-1"), good)
+    gateway.wait_acked()
+    wait_for(lambda: scalar(depot, "SELECT count(*) FROM readings"), lambda n: n == 1)
+    wait_for(lambda: scalar(depot, "SELECT count(*) FROM dead_letters"), lambda n: n == len(sent) + 1)
+    stored = rows(depot, "SELECT reason, topic, payload, detail FROM dead_letters ORDER BY id")
+    by_payload = {(bytes(p), t): (r, d) for r, t, p, d in stored}
+    for reason, topic, payload in sent:
+        got_reason, detail = by_payload[(payload, topic)]
+        assert got_reason == reason, (payload[:80], detail)
+        assert detail
+    assert ("unknown_site", "vpp/v1/nowhere/status") in {(r, t) for r, t, _p, _d in stored}
+
+
+def test_status_topic_records_online_and_last_will(depot: str, gateway: GatewayPublisher) -> None:
+    gateway.publish("vpp/v1/depot-a/status", json.dumps({"state": "online", "firmware": "1.2"}).encode())
+    gateway.wait_acked()
+    wait_for(lambda: scalar(depot, "SELECT online FROM site_status"), lambda v: v is True)
+    gateway.publish("vpp/v1/depot-a/status", b"offline")
+    gateway.wait_acked()
+    wait_for(lambda: scalar(depot, "SELECT online FROM site_status"), lambda v: v is False)

@@ -1,0 +1,363 @@
+"""Telemetry payload decoding and validation (MQTT contract v1, DESIGN.md section 3).
+
+A message is accepted whole or rejected whole: a device that sends a batch with one bad reading
+gets the whole message back in the dead-letter table with the index of the offending reading,
+so an operator can see exactly what the gateway sent. Partial acceptance would make a resend
+after a fix ambiguous.
+
+Accepted bodies:
+- one reading: ``{"ts": "2026-11-23T14:00:05+09:00", "power_kw": 12.5, "import_kwh": 1043.2}``
+- a batch: ``{"readings": [ ... ]}``
+- SenML (RFC 8428) JSON: ``[{"bn": "meter-1/", "bt": 1.7e9, "n": "power", "u": "W", "v": 12500}, ...]``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from vpp.domain.devices import KIND_FIELDS, DeviceKind
+from vpp.domain.units import ENERGY_UNITS, POWER_UNITS
+
+__all__ = [
+    "Limits",
+    "RawReading",
+    "Reading",
+    "RejectReason",
+    "Rejection",
+    "TopicParts",
+    "decode_payload",
+    "parse_topic",
+    "validate_reading",
+]
+
+
+class RejectReason(StrEnum):
+    OVERSIZED = "oversized"
+    MALFORMED_JSON = "malformed_json"
+    INVALID_PAYLOAD = "invalid_payload"
+    BAD_TOPIC = "bad_topic"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_SITE = "unknown_site"
+    UNKNOWN_DEVICE = "unknown_device"
+    NON_FINITE = "non_finite"
+    IMPOSSIBLE_VALUE = "impossible_value"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    site_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawReading:
+    """One reading as decoded from the wire, before the device's kind is known.
+
+    `values` maps a field stem (power, import, export, energy, charge, discharge, soc, vehicles)
+    to a value already converted to kW / kWh / % / count.
+    """
+
+    ts: datetime
+    values: Mapping[str, float]
+    site_id: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A validated reading in stored units and sign conventions (see vpp.domain.devices)."""
+
+    ts: datetime
+    power_kw: float | None
+    energy_pos_kwh: float | None
+    energy_neg_kwh: float | None
+    soc_pct: float | None
+    vehicles: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Plausibility limits. A value beyond them is physically impossible, not merely unusual."""
+
+    future_tolerance: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=400)
+    max_abs_power_kw: float = 100_000.0  # 100 MW: no single site device in this region comes close
+    rated_power_factor: float = 1.5  # inverters briefly exceed their rating; 1.5x never happens
+    max_counter_kwh: float = 1e12
+    max_vehicles: int = 10_000
+    max_batch_readings: int = 5_000
+
+
+_TOPIC_PREFIX = "vpp/v1/"
+_MAX_ID_LEN = 64
+
+
+def parse_topic(topic: str) -> TopicParts | Rejection:
+    """Split ``vpp/v1/{site_id}/{device_id}/telemetry`` into its identifiers."""
+    parts = topic.split("/")
+    if len(parts) != 5 or not topic.startswith(_TOPIC_PREFIX) or parts[4] != "telemetry":
+        return Rejection(RejectReason.BAD_TOPIC, f"expected vpp/v1/{{site}}/{{device}}/telemetry, got {topic!r}")
+    site_id, device_id = parts[2], parts[3]
+    for name, value in (("site_id", site_id), ("device_id", device_id)):
+        if not value or len(value) > _MAX_ID_LEN or value in {"+", "#"}:
+            return Rejection(RejectReason.BAD_TOPIC, f"{name} {value!r} in topic is empty or too long")
+    return TopicParts(site_id, device_id)
+
+
+class _InvalidError(Exception):
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _number(value: Any, where: str) -> float:
+    # bool is an int subclass in Python; a gateway sending `true` as power is a bug, not 1 kW.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _InvalidError(RejectReason.NON_FINITE, f"{where}: {value!r} is not a finite number")
+    return number
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: expected an RFC 3339 string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: {value!r} is not RFC 3339") from None
+    if moment.tzinfo is None:
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: {value!r} has no UTC offset")
+    return moment
+
+
+_POWER_SUFFIXES = {"_kw": "kW", "_w": "W"}
+_ENERGY_SUFFIXES = {"_kwh": "kWh", "_wh": "Wh"}
+_ENERGY_STEMS = frozenset({"import", "export", "energy", "charge", "discharge"})
+_IDENTITY_FIELDS = frozenset({"ts", "site_id", "device_id"})
+
+
+def _json_reading(item: Any, where: str) -> RawReading:
+    if not isinstance(item, dict):
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: expected an object")
+    if "ts" not in item:
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: missing")
+    ts = _timestamp(item["ts"], where)
+    values: dict[str, float] = {}
+    for key, raw in item.items():
+        if key in _IDENTITY_FIELDS:
+            continue
+        stem, scale = _field_stem(key)
+        if stem is None:
+            continue  # unknown fields are ignored so gateways can add diagnostics without breaking
+        if stem in values:
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.{key}: {stem} given twice")
+        values[stem] = _number(raw, f"{where}.{key}") * scale
+    site_id = item.get("site_id")
+    device_id = item.get("device_id")
+    return RawReading(
+        ts,
+        values,
+        site_id if isinstance(site_id, str) else None,
+        device_id if isinstance(device_id, str) else None,
+    )
+
+
+def _field_stem(key: str) -> tuple[str | None, float]:
+    if key == "soc_pct":
+        return "soc", 1.0
+    if key == "vehicles":
+        return "vehicles", 1.0
+    for suffix, unit in _ENERGY_SUFFIXES.items():
+        if key.endswith(suffix) and key[: -len(suffix)] in _ENERGY_STEMS:
+            return key[: -len(suffix)], ENERGY_UNITS[unit]
+    for suffix, unit in _POWER_SUFFIXES.items():
+        if key == "power" + suffix:
+            return "power", POWER_UNITS[unit]
+    return None, 1.0
+
+
+# SenML: RFC 8428 section 4.5.3 — times below 2**28 are relative to the time of reception.
+_SENML_RELATIVE_LIMIT = 2**28
+_SENML_NAMES = frozenset({"power", "soc", "vehicles"} | _ENERGY_STEMS)
+_SENML_SOC_UNITS = {"%EL": 1.0, "%": 1.0, "/": 100.0}
+
+
+def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
+    base_name = ""
+    base_time = 0.0
+    base_unit: str | None = None
+    by_time: dict[float, dict[str, float]] = {}
+    for index, record in enumerate(records):
+        where = f"senml[{index}]"
+        if not isinstance(record, dict):
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: expected an object")
+        if "bn" in record:
+            if not isinstance(record["bn"], str):
+                raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.bn: expected a string")
+            base_name = record["bn"]
+        if "bt" in record:
+            base_time = _number(record["bt"], f"{where}.bt")
+        if "bu" in record:
+            base_unit = record["bu"] if isinstance(record["bu"], str) else None
+        name = base_name + (record.get("n") or "")
+        # Gateways prefix names with device URNs or paths; the quantity is the last segment.
+        stem = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
+        if "v" not in record:
+            if "n" in record:
+                raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: record {name!r} has no numeric v")
+            continue  # a base-only record
+        if stem not in _SENML_NAMES:
+            continue
+        value = _number(record["v"], f"{where}.v")
+        unit = record.get("u", base_unit)
+        value = _senml_scaled(stem, value, unit, where)
+        t = base_time + _number(record.get("t", 0.0), f"{where}.t")
+        if abs(t) < _SENML_RELATIVE_LIMIT:
+            t = received_at.timestamp() + t
+        slot = by_time.setdefault(t, {})
+        if stem in slot:
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: {stem} given twice for one time")
+        slot[stem] = value
+    if not by_time:
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, "senml: no known quantity in the pack")
+    return [RawReading(datetime.fromtimestamp(t, UTC), values) for t, values in sorted(by_time.items())]
+
+
+def _senml_scaled(stem: str, value: float, unit: Any, where: str) -> float:
+    if stem == "power":
+        table, expected = POWER_UNITS, "W or kW"
+    elif stem in _ENERGY_STEMS:
+        table, expected = ENERGY_UNITS, "Wh or kWh"
+    elif stem == "soc":
+        table, expected = _SENML_SOC_UNITS, "%EL"
+    else:
+        return value  # vehicles: a count, SenML unit "count" or none
+    if unit not in table:
+        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.u: {unit!r} is not a unit for {stem} ({expected})")
+    return value * table[unit]
+
+
+def decode_payload(
+    payload: bytes, *, received_at: datetime, max_bytes: int, limits: Limits | None = None
+) -> list[RawReading] | Rejection:
+    """Decode an MQTT telemetry body into raw readings, or say precisely why it cannot be."""
+    limits = limits or Limits()
+    if len(payload) > max_bytes:
+        return Rejection(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, limit {max_bytes}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as error:
+        return Rejection(RejectReason.MALFORMED_JSON, f"not JSON: {error}"[:300])
+    try:
+        if isinstance(body, list):
+            readings = _senml(body, received_at)
+        elif isinstance(body, dict) and "readings" in body:
+            items = body["readings"]
+            if not isinstance(items, list) or not items:
+                raise _InvalidError(RejectReason.INVALID_PAYLOAD, "readings: expected a non-empty list")
+            readings = [_json_reading(item, f"readings[{i}]") for i, item in enumerate(items)]
+        elif isinstance(body, dict):
+            readings = [_json_reading(body, "reading")]
+        else:
+            raise _InvalidError(
+                RejectReason.INVALID_PAYLOAD,
+                f"expected an object or a SenML array, got {type(body).__name__}",
+            )
+    except _InvalidError as invalid:
+        return Rejection(invalid.reason, invalid.detail)
+    except RecursionError:
+        return Rejection(RejectReason.INVALID_PAYLOAD, "payload nested too deeply")
+    if len(readings) > limits.max_batch_readings:
+        return Rejection(RejectReason.OVERSIZED, f"{len(readings)} readings, limit {limits.max_batch_readings}")
+    return readings
+
+
+def validate_reading(
+    raw: RawReading,
+    kind: DeviceKind,
+    *,
+    now: datetime,
+    limits: Limits,
+    rated_power_kw: float | None = None,
+    where: str = "reading",
+) -> Reading | Rejection:
+    """Check one reading against its device's kind and physics; return it in stored form."""
+    if raw.ts > now + limits.future_tolerance:
+        return Rejection(
+            RejectReason.FUTURE_TIMESTAMP,
+            f"{where}.ts {raw.ts.isoformat()} is {(raw.ts - now).total_seconds():.0f} s ahead of the platform clock",
+        )
+    if raw.ts < now - limits.max_age:
+        return Rejection(
+            RejectReason.TOO_OLD, f"{where}.ts {raw.ts.isoformat()} is older than {limits.max_age.days} days"
+        )
+    allowed = KIND_FIELDS[kind]
+    columns: dict[str, float] = {}
+    for stem, value in raw.values.items():
+        if stem == "power":
+            continue
+        column = allowed.get(stem)
+        if column is None:
+            return Rejection(RejectReason.INVALID_PAYLOAD, f"{where}: {stem} is not a quantity of a {kind} device")
+        columns[column] = value
+    power_kw = raw.values.get("power")
+    if power_kw is None and not columns:
+        return Rejection(RejectReason.INVALID_PAYLOAD, f"{where}: no quantity for a {kind} device")
+    problem = _impossible(kind, power_kw, columns, limits, rated_power_kw)
+    if problem:
+        return Rejection(RejectReason.IMPOSSIBLE_VALUE, f"{where}: {problem}")
+    vehicles = columns.get("vehicles")
+    return Reading(
+        ts=raw.ts,
+        power_kw=power_kw,
+        energy_pos_kwh=columns.get("energy_pos_kwh"),
+        energy_neg_kwh=columns.get("energy_neg_kwh"),
+        soc_pct=columns.get("soc_pct"),
+        vehicles=int(vehicles) if vehicles is not None else None,
+    )
+
+
+def _impossible(
+    kind: DeviceKind,
+    power_kw: float | None,
+    columns: Mapping[str, float],
+    limits: Limits,
+    rated_power_kw: float | None,
+) -> str | None:
+    if power_kw is not None:
+        if abs(power_kw) > limits.max_abs_power_kw:
+            return f"power {power_kw:.1f} kW exceeds {limits.max_abs_power_kw:.0f} kW"
+        if rated_power_kw is not None and abs(power_kw) > rated_power_kw * limits.rated_power_factor + 1.0:
+            return f"power {power_kw:.1f} kW exceeds {limits.rated_power_factor}x the device rating {rated_power_kw} kW"
+        # PV inverters draw a few hundred watts at night; more than 1 kW of "negative generation"
+        # is a wiring or sign error.
+        if kind in (DeviceKind.PV, DeviceKind.EV_CHARGER) and power_kw < -1.0:
+            return f"power {power_kw:.1f} kW is negative for a {kind} device"
+    for column in ("energy_pos_kwh", "energy_neg_kwh"):
+        counter = columns.get(column)
+        if counter is not None and not 0.0 <= counter <= limits.max_counter_kwh:
+            return f"energy counter {counter} kWh is outside 0..{limits.max_counter_kwh:.0e}"
+    soc = columns.get("soc_pct")
+    if soc is not None and not 0.0 <= soc <= 100.0:
+        return f"state of charge {soc}% is outside 0..100"
+    vehicles = columns.get("vehicles")
+    if vehicles is not None and (vehicles != int(vehicles) or not 0 <= vehicles <= limits.max_vehicles):
+        return f"vehicles {vehicles} is not a count in 0..{limits.max_vehicles}"
+    return None

@@ -1,0 +1,186 @@
+"""A private MQTT broker for the embedded default and the test suite.
+
+Preferred: a private Mosquitto 2 process (MQTT v5, shared subscriptions, persistent sessions) with a
+generated configuration under the data folder. Without a `mosquitto` binary, an in-process amqtt
+broker stands in: it speaks MQTT 3.1.1 only and has no shared subscriptions, so clients connecting
+to it must use protocol 3.1.1 and a single ingest worker (`BrokerInfo.mqtt5` tells them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpp.embedded.postgres import free_port
+
+__all__ = ["BrokerInfo", "EmbeddedBroker", "mosquitto_config", "wait_for_port"]
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    host: str
+    port: int
+    mqtt5: bool
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s} s") from None
+            time.sleep(0.05)
+
+
+def mosquitto_config(
+    port: int,
+    data_dir: Path,
+    *,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+) -> str:
+    """Mosquitto settings for ingest's at-least-once path.
+
+    Ingest acknowledges a message only after its batch commits, so thousands of QoS 1 messages are
+    legitimately in flight per ingest client; the default of 20 would throttle it to a crawl. The
+    queue bound protects the broker while ingest is down; the persistence file lets queued
+    messages and sessions survive a broker restart.
+    """
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_interval 10",
+        "max_inflight_messages 0",
+        "max_queued_messages 2000000",
+        "set_tcp_nodelay true",
+        "persistent_client_expiration 14d",
+        "log_type error",
+        "log_type warning",
+        f"log_dest file {data_dir}/mosquitto.log",
+    ]
+    if password_file:
+        lines += ["allow_anonymous false", f"password_file {password_file}"]
+    else:
+        lines.append("allow_anonymous true")
+    if acl_file:
+        lines.append(f"acl_file {acl_file}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class EmbeddedBroker:
+    data_dir: Path
+    port: int = 0
+    prefer_mosquitto: bool = True
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _amqtt: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port_file = self.data_dir / "broker.port"
+        if not self.port:
+            self.port = int(port_file.read_text()) if port_file.exists() else free_port()
+        port_file.write_text(str(self.port))
+
+    @property
+    def info(self) -> BrokerInfo:
+        return BrokerInfo("127.0.0.1", self.port, mqtt5=self._amqtt is None)
+
+    @staticmethod
+    def mosquitto_binary() -> str | None:
+        return shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+        )
+
+    def start(self) -> BrokerInfo:
+        binary = self.mosquitto_binary() if self.prefer_mosquitto else None
+        if binary:
+            conf = self.data_dir / "mosquitto.conf"
+            conf.write_text(
+                mosquitto_config(self.port, self.data_dir, password_file=self.password_file, acl_file=self.acl_file)
+            )
+            self._process = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            try:
+                wait_for_port("127.0.0.1", self.port)
+            except TimeoutError:
+                self._process.kill()
+                err = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"mosquitto did not start: {err.strip()}") from None
+        else:
+            self._start_amqtt()
+        return self.info
+
+    def _start_amqtt(self) -> None:
+        from amqtt.broker import Broker
+
+        ready = threading.Event()
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            broker = Broker(config, loop=loop)
+            self._amqtt = broker
+            loop.run_until_complete(broker.start())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(broker.shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        ready.wait(15)
+        wait_for_port("127.0.0.1", self.port)
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop the broker: SIGTERM lets Mosquitto save its persistence file; `hard` is a crash."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+                try:
+                    self._process.wait(15)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait(5)
+            if self._process.stderr:
+                self._process.stderr.close()
+            self._process = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+            self._thread = None
+            self._amqtt = None
+
+    def restart(self) -> BrokerInfo:
+        self.stop()
+        with contextlib.suppress(OSError):
+            time.sleep(0.2)
+        return self.start()

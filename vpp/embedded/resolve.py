@@ -1,0 +1,32 @@
+"""Resolve where the database and broker are: configured URLs, or private embedded servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.embedded.postgres import EmbeddedPostgres
+from vpp.mqtt import BrokerAddress, parse_broker_url
+from vpp.settings import Settings
+
+__all__ = ["embedded_postgres", "ensure_broker", "ensure_database"]
+
+
+def embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
+    return EmbeddedPostgres(data_dir / "postgres")
+
+
+def ensure_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The configured URL, or a private server under the data folder (started if needed)."""
+    if settings.database_url:
+        return settings.database_url, None
+    server = embedded_postgres(settings.data_dir).start()
+    return server.url, server
+
+
+def ensure_broker(settings: Settings) -> tuple[BrokerAddress, EmbeddedBroker | None]:
+    if settings.mqtt_url:
+        return parse_broker_url(settings.mqtt_url), None
+    broker = EmbeddedBroker(settings.data_dir / "broker")
+    info = broker.start()
+    return BrokerAddress(info.host, info.port, mqtt5=info.mqtt5), broker

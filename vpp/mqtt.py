@@ -1,0 +1,95 @@
+"""paho-mqtt 2 client factory and the v1 topic scheme (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+__all__ = [
+    "BrokerAddress",
+    "dr_ack_topic",
+    "dr_signal_topic",
+    "make_client",
+    "parse_broker_url",
+    "session_properties",
+    "status_topic",
+    "telemetry_topic",
+]
+
+TELEMETRY_FILTER = "vpp/v1/+/+/telemetry"
+STATUS_FILTER = "vpp/v1/+/status"
+
+
+def telemetry_topic(site_id: str, device_id: str) -> str:
+    return f"vpp/v1/{site_id}/{device_id}/telemetry"
+
+
+def status_topic(site_id: str) -> str:
+    return f"vpp/v1/{site_id}/status"
+
+
+def dr_signal_topic(site_id: str) -> str:
+    return f"vpp/v1/{site_id}/dr/signal"
+
+
+def dr_ack_topic(site_id: str) -> str:
+    return f"vpp/v1/{site_id}/dr/ack"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    mqtt5: bool = True
+    tls: bool = False
+
+
+def parse_broker_url(url: str, *, mqtt5: bool = True) -> BrokerAddress:
+    """`mqtt://host:1883` or `mqtts://host:8883`; `?protocol=3.1.1` for brokers without MQTT v5."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"mqtt", "mqtts"} or not parsed.hostname:
+        raise ValueError(f"broker URL must look like mqtt://host:port, got {url!r}")
+    tls = parsed.scheme == "mqtts"
+    if "protocol=3.1.1" in parsed.query:
+        mqtt5 = False
+    return BrokerAddress(parsed.hostname, parsed.port or (8883 if tls else 1883), mqtt5, tls)
+
+
+def make_client(
+    client_id: str,
+    *,
+    mqtt5: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+    manual_ack: bool = False,
+    tls: bool = False,
+) -> mqtt.Client:
+    """A paho client with the platform's defaults: v5, backoff reconnects, unlimited offline queue."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+        clean_session=None if mqtt5 else False,
+        manual_ack=manual_ack,
+    )
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(1000)
+    return client
+
+
+def session_properties(receive_maximum: int = 65535, expiry_s: int = 7 * 24 * 3600) -> Properties:
+    """CONNECT properties for a persistent MQTT v5 session."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = expiry_s
+    props.ReceiveMaximum = receive_maximum
+    return props

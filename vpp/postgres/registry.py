@@ -1,0 +1,100 @@
+"""Sites and devices: registration (idempotent) and the lookup table ingest validates against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+
+from vpp.domain.devices import DeviceKind, DeviceRef
+
+__all__ = ["DeviceSpec", "SiteRecord", "load_devices", "register_site", "site_pk_by_id"]
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    device_id: str
+    kind: DeviceKind
+    rated_power_kw: float | None = None
+
+
+@dataclass(frozen=True)
+class SiteRecord:
+    site_id: str
+    name: str
+    latitude: float | None = None
+    longitude: float | None = None
+    pv_kw: float = 0.0
+    battery_kwh: float = 0.0
+    battery_kw: float = 0.0
+    contract_demand_kw: float | None = None
+    demand_target_kw: float | None = None
+    renewable_share: float = 0.0
+    is_public: bool = False
+    regions: tuple[str, ...] = ()
+
+
+def register_site(conn: psycopg.Connection, site: SiteRecord, devices: Iterable[DeviceSpec]) -> int:
+    """Insert or update a site and its devices; returns the site's primary key. Caller commits."""
+    row = conn.execute(
+        """
+        INSERT INTO sites (site_id, name, latitude, longitude, pv_kw, battery_kwh, battery_kw,
+                           contract_demand_kw, demand_target_kw, renewable_share, is_public)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (site_id) DO UPDATE SET
+            name = EXCLUDED.name, latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,
+            pv_kw = EXCLUDED.pv_kw, battery_kwh = EXCLUDED.battery_kwh, battery_kw = EXCLUDED.battery_kw,
+            contract_demand_kw = EXCLUDED.contract_demand_kw, demand_target_kw = EXCLUDED.demand_target_kw,
+            renewable_share = EXCLUDED.renewable_share, is_public = EXCLUDED.is_public
+        RETURNING id
+        """,
+        (
+            site.site_id,
+            site.name,
+            site.latitude,
+            site.longitude,
+            site.pv_kw,
+            site.battery_kwh,
+            site.battery_kw,
+            site.contract_demand_kw,
+            site.demand_target_kw,
+            site.renewable_share,
+            site.is_public,
+        ),
+    ).fetchone()
+    assert row is not None
+    site_pk = int(row[0])
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO devices (site_pk, device_id, kind, rated_power_kw) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (site_pk, device_id) DO UPDATE SET kind = EXCLUDED.kind,
+                rated_power_kw = EXCLUDED.rated_power_kw
+            """,
+            [(site_pk, d.device_id, str(d.kind), d.rated_power_kw) for d in devices],
+        )
+        for region in site.regions:
+            cur.execute(
+                "INSERT INTO regions (region_id, name) VALUES (%s, %s) ON CONFLICT (region_id) DO NOTHING",
+                (region, region),
+            )
+            cur.execute(
+                """INSERT INTO region_sites (region_pk, site_pk)
+                   SELECT id, %s FROM regions WHERE region_id = %s ON CONFLICT DO NOTHING""",
+                (site_pk, region),
+            )
+    return site_pk
+
+
+def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], DeviceRef]:
+    """Every registered device keyed by (site_id, device_id), as ingest looks them up per message."""
+    rows = conn.execute(
+        """SELECT s.site_id, d.device_id, d.id, s.id, d.kind, d.rated_power_kw
+           FROM devices d JOIN sites s ON s.id = d.site_pk"""
+    ).fetchall()
+    return {(r[0], r[1]): DeviceRef(r[2], r[3], DeviceKind(r[4]), r[5]) for r in rows}
+
+
+def site_pk_by_id(conn: psycopg.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in conn.execute("SELECT site_id, id FROM sites").fetchall()}
