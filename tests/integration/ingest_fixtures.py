@@ -24,15 +24,26 @@ def register_depot(db_url: str, site_id: str = "depot-a") -> None:
     with psycopg.connect(db_url) as conn:
         register_site(
             conn,
-            SiteRecord(site_id, "Test depot", 35.57, 139.6, pv_kw=45, battery_kwh=61, battery_kw=20,
-                       renewable_share=1.0, regions=("kawasaki",)),
+            SiteRecord(
+                site_id,
+                "Test depot",
+                35.57,
+                139.6,
+                pv_kw=45,
+                battery_kwh=61,
+                battery_kw=20,
+                renewable_share=1.0,
+                regions=("kawasaki",),
+            ),
             DEPOT_DEVICES,
         )
         conn.commit()
 
 
 @contextmanager
-def running_ingest(db_url: str, port: int, client_id: str = "ingest-test", **overrides: object) -> Iterator[IngestWorker]:
+def running_ingest(
+    db_url: str, port: int, client_id: str = "ingest-test", **overrides: object
+) -> Iterator[IngestWorker]:
     config = IngestConfig(
         database_url=db_url,
         broker=BrokerAddress("127.0.0.1", port),

@@ -56,24 +56,43 @@ def test_json_single_batch_and_senml_become_rows(depot: str, gateway: GatewayPub
     gateway.publish(T.format("meter-1"), {"ts": t0.isoformat(), "power_kw": 12.5, "import_kwh": 100.0})
     gateway.publish(
         T.format("battery-1"),
-        {"readings": [{"ts": (t0 + timedelta(seconds=s)).isoformat(), "power_w": -5000, "soc_pct": 50 + s}
-                      for s in (0, 10, 20)]},
+        {
+            "readings": [
+                {"ts": (t0 + timedelta(seconds=s)).isoformat(), "power_w": -5000, "soc_pct": 50 + s}
+                for s in (0, 10, 20)
+            ]
+        },
     )
     senml = [
-        {"bn": "urn:dev:depot-a:pv-1:", "bt": (t0 + timedelta(seconds=30)).timestamp(), "n": "power", "u": "W", "v": 31250},
+        {
+            "bn": "urn:dev:depot-a:pv-1:",
+            "bt": (t0 + timedelta(seconds=30)).timestamp(),
+            "n": "power",
+            "u": "W",
+            "v": 31250,
+        },
         {"n": "energy", "u": "Wh", "v": 250000},
     ]
     gateway.publish(T.format("pv-1"), senml)
     gateway.wait_acked()
     wait_for(lambda: scalar(depot, "SELECT count(*) FROM readings"), lambda n: n == 5)
-    meter = rows(depot, "SELECT r.power_kw, r.energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
-                        " WHERE d.device_id = 'meter-1'")
+    meter = rows(
+        depot,
+        "SELECT r.power_kw, r.energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
+        " WHERE d.device_id = 'meter-1'",
+    )
     assert meter == [(12.5, 100.0)]
-    battery = rows(depot, "SELECT power_kw, soc_pct FROM readings r JOIN devices d ON d.id = r.device_pk"
-                          " WHERE d.device_id = 'battery-1' ORDER BY ts")
+    battery = rows(
+        depot,
+        "SELECT power_kw, soc_pct FROM readings r JOIN devices d ON d.id = r.device_pk"
+        " WHERE d.device_id = 'battery-1' ORDER BY ts",
+    )
     assert battery == [(-5.0, 50.0), (-5.0, 60.0), (-5.0, 70.0)]
-    pv = rows(depot, "SELECT ts, power_kw, energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
-                     " WHERE d.device_id = 'pv-1'")
+    pv = rows(
+        depot,
+        "SELECT ts, power_kw, energy_pos_kwh FROM readings r JOIN devices d ON d.id = r.device_pk"
+        " WHERE d.device_id = 'pv-1'",
+    )
     assert pv == [(t0 + timedelta(seconds=30), 31.25, 250.0)]
     assert scalar(depot, "SELECT count(*) FROM dead_letters") == 0
 
@@ -116,10 +135,14 @@ def test_late_and_out_of_order_power_readings_correct_the_slot(depot: str, gatew
 
 def test_counter_interval_across_a_slot_boundary_is_split_pro_rata(depot: str, gateway: GatewayPublisher) -> None:
     slot = _slot_anchor()
-    gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=25)).isoformat(), "import_kwh": 100.0,
-                                          "export_kwh": 7.0, "power_kw": 5.0})
-    gateway.publish(T.format("meter-1"), {"ts": (slot + timedelta(minutes=35)).isoformat(), "import_kwh": 102.0,
-                                          "export_kwh": 7.0, "power_kw": 7.0})
+    gateway.publish(
+        T.format("meter-1"),
+        {"ts": (slot + timedelta(minutes=25)).isoformat(), "import_kwh": 100.0, "export_kwh": 7.0, "power_kw": 5.0},
+    )
+    gateway.publish(
+        T.format("meter-1"),
+        {"ts": (slot + timedelta(minutes=35)).isoformat(), "import_kwh": 102.0, "export_kwh": 7.0, "power_kw": 7.0},
+    )
     gateway.wait_acked()
     # The counter says 2 kWh over 10 minutes; 5 of them fall in each slot.
     wait_for(lambda: _slot_import(depot, slot + timedelta(minutes=30)), lambda v: v is not None)
@@ -135,7 +158,11 @@ BAD_INPUTS = [
     ("unknown_device", "meter-9", b'{"ts": "__TS__", "power_kw": 1.0}'),
     ("topic_mismatch", "meter-1", b'{"ts": "__TS__", "power_kw": 1.0, "site_id": "depot-b"}'),
     ("non_finite", "meter-1", b'{"ts": "__TS__", "power_kw": NaN}'),
-    ("non_finite", "meter-1", b'{"readings": [{"ts": "__TS__", "power_kw": 1}, {"ts": "__TS__", "power_kw": Infinity}]}'),
+    (
+        "non_finite",
+        "meter-1",
+        b'{"readings": [{"ts": "__TS__", "power_kw": 1}, {"ts": "__TS__", "power_kw": Infinity}]}',
+    ),
     ("impossible_value", "battery-1", b'{"ts": "__TS__", "soc_pct": 150}'),
     ("impossible_value", "pv-1", b'{"ts": "__TS__", "power_kw": 500}'),
     ("future_timestamp", "meter-1", b'{"ts": "__FUTURE__", "power_kw": 1.0}'),

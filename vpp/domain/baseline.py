@@ -67,7 +67,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-# Window means within this many kWh of each other count as a tie: hand-equal days must not be
+# Window means equal to this many decimals (1e-9 kWh) count as a tie: hand-equal days must not be
 # ranked by floating-point noise.
 _TIE_DECIMALS = 9
 
@@ -299,9 +299,7 @@ def standard_baseline(
         excluded[day] = Exclusion.NOT_IN_TOP
     profile_kwh = np.mean([complete[day] for day in chosen], axis=0)
 
-    adjustment = _same_day_adjustment(
-        history, event_day, (start, end), chosen, profile_kwh, event_day_actual, settings
-    )
+    adjustment = _same_day_adjustment(history, event_day, (start, end), chosen, profile_kwh, event_day_actual, settings)
     notes.extend(adjustment.notes)
     adjusted_kwh = profile_kwh.copy()
     adjusted_kwh[start:end] += adjustment.kwh
@@ -414,13 +412,11 @@ def _as_day_array(values: Sequence[float | None], name: str) -> FloatArray:
 
 def _complete_day(values: Sequence[float | None] | None) -> FloatArray | None:
     """The day's 48 values, or None when the day is absent, short or has unknown slots."""
-    if values is None or len(values) != SLOTS_PER_DAY:
-        return None
-    array = np.asarray(values, dtype=float)
-    return array if np.isfinite(array).all() else None
+    return _slots_known(values, slice(None))
 
 
 def _slots_known(values: Sequence[float | None] | None, slots: slice) -> FloatArray | None:
+    """The given slots of a day, or None unless the day has 48 values and these are all known."""
     if values is None or len(values) != SLOTS_PER_DAY:
         return None
     array = np.asarray(values, dtype=float)[slots]

@@ -51,7 +51,10 @@ def demand_kw(energy_kwh: float) -> float:
 
 
 def _epoch_s(moment: datetime) -> float:
-    require_aware(moment, "slot start")
+    # Inlined awareness check: this runs once per slot (17,520 a year), and timestamp() would
+    # silently read a naive datetime as the server's local time.
+    if moment.utcoffset() is None:
+        raise ValueError(f"slot start must be timezone-aware, got naive {moment.isoformat()}")
     return moment.timestamp()
 
 

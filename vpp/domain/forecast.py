@@ -108,19 +108,20 @@ def clear_sky_pv_kw_per_kw(
     """
     if samples_per_slot < 1:
         raise ValueError("samples_per_slot must be >= 1")
-    if not slot_starts:
+    if len(slot_starts) == 0:
         return np.zeros(0)
     step_us = _SLOT_US // samples_per_slot
     offsets_us = step_us // 2 + step_us * np.arange(samples_per_slot, dtype=np.int64)
     sample_us = (_epoch_us(slot_starts, "slot start")[:, None] + offsets_us[None, :]).ravel()
     times = pd.DatetimeIndex(sample_us.astype("datetime64[us]"), tz="UTC")
 
-    if isinstance(linke_turbidity, Sequence):
-        if len(linke_turbidity) != 12:
-            raise ValueError("a monthly linke_turbidity needs 12 values, January first")
-        turbidity: float | FloatArray = np.asarray(linke_turbidity, dtype=np.float64)[np.asarray(times.month) - 1]
+    turbidity_values = np.asarray(linke_turbidity, dtype=np.float64)
+    if turbidity_values.ndim == 0:
+        turbidity: float | FloatArray = float(turbidity_values)
+    elif turbidity_values.shape == (12,):
+        turbidity = turbidity_values[np.asarray(times.month) - 1]
     else:
-        turbidity = float(linke_turbidity)
+        raise ValueError("linke_turbidity must be one value or 12 monthly values, January first")
 
     position = pvlib.solarposition.get_solarposition(times, latitude, longitude, altitude=altitude_m)
     apparent_zenith = position["apparent_zenith"].to_numpy()

@@ -173,8 +173,7 @@ def site_problem(
     terminal = flex.soc_kwh_initial if terminal_soc_kwh is None else terminal_soc_kwh
     if not flex.soc_min_kwh - _TOLERANCE <= terminal <= flex.soc_max_kwh + _TOLERANCE:
         raise InfeasiblePlan(
-            f"terminal SoC {terminal} kWh is outside the battery's range "
-            f"[{flex.soc_min_kwh}, {flex.soc_max_kwh}] kWh"
+            f"terminal SoC {terminal} kWh is outside the battery's range [{flex.soc_min_kwh}, {flex.soc_max_kwh}] kWh"
         )
     for index, ev in enumerate(evs):
         _check_ev(index, ev, load.size)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Literal
 
@@ -100,17 +100,6 @@ class SiteSlotEnergy:
         require_aware(self.slot_start, "slot_start")
 
 
-_TOTAL_FIELDS = (
-    "import_kwh",
-    "export_kwh",
-    "pv_kwh",
-    "battery_charge_kwh",
-    "battery_discharge_kwh",
-    "load_kwh",
-    "pv_on_site_kwh",
-)
-
-
 @dataclass(frozen=True, slots=True)
 class SiteTotals:
     """One site's energies summed over a period, with its contract.
@@ -136,7 +125,7 @@ class SiteTotals:
     pv_on_site_kwh: float
 
     def __post_init__(self) -> None:
-        for name in _TOTAL_FIELDS:
+        for name in _SITE_ENERGY_FIELDS:
             _check_energy(name, getattr(self, name))
         # Tolerance for float sums done elsewhere (SQL, numpy) in a different order.
         if self.pv_on_site_kwh > self.pv_kwh * (1 + 1e-9) + 1e-9:
@@ -148,6 +137,9 @@ class SiteTotals:
     def contract_renewable_kwh(self) -> float:
         """Grid import counted as renewable under the site's contract, kWh."""
         return self.import_kwh * self.contract.renewable_share
+
+
+_SITE_ENERGY_FIELDS = tuple(f.name for f in fields(SiteTotals) if f.name != "contract")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +155,8 @@ class DeclaredFigures:
     source: str
 
     def __post_init__(self) -> None:
-        _check_energy("declared renewable_supply_kwh", self.renewable_supply_kwh)
-        _check_energy("declared saving_kwh", self.saving_kwh)
-        _check_energy("declared demand_kwh", self.demand_kwh)
+        for name in ("renewable_supply_kwh", "saving_kwh", "demand_kwh"):
+            _check_energy(f"declared {name}", getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ expected baseline below is a short average written out in the test.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import pytest
@@ -40,10 +41,12 @@ def history_before(
     overrides: dict[date, list[float]],
     default: list[float] | None = None,
     days: int = 35,
-) -> dict[date, list[float]]:
+) -> dict[date, Sequence[float | None]]:
     """Every day before the event gets `default` (window 50, outside 10) unless overridden."""
     base = default if default is not None else profile(50.0)
-    out = {event_day - timedelta(days=back): list(base) for back in range(1, days + 1)}
+    out: dict[date, Sequence[float | None]] = {
+        event_day - timedelta(days=back): list(base) for back in range(1, days + 1)
+    }
     out.update(overrides)
     return out
 
@@ -177,9 +180,7 @@ def test_public_holiday_event_uses_high_two_of_three_over_holidays_and_weekends(
 def test_weekday_public_holiday_is_a_holiday_candidate() -> None:
     # Event on Sunday 2026-11-08: Sat Nov 7, Tue Nov 3 (Culture Day) and Sun Nov 1 form the pool.
     event_day = d(11, 8)
-    history = history_before(
-        event_day, {d(11, 7): profile(30), d(11, 3): profile(40), d(11, 1): profile(20)}, days=30
-    )
+    history = history_before(event_day, {d(11, 7): profile(30), d(11, 3): profile(40), d(11, 1): profile(20)}, days=30)
     result = standard_baseline(history, event_day, EVENT_SLOTS, is_holiday=IS_HOLIDAY)
 
     assert result.chosen_days == (d(11, 7), d(11, 3))
@@ -214,18 +215,16 @@ def test_days_with_missing_data_are_skipped() -> None:
     with_gap[0] = None
     with_nan = profile(1000)
     with_nan[40] = math.nan
-    history: dict[date, list[float | None]] = dict(
-        history_before(
-            WEDNESDAY,
-            {
-                d(7, 14): profile(44),
-                d(7, 9): profile(1000)[:47],  # short day
-                d(7, 8): profile(48),
-                d(7, 7): profile(36),
-                d(7, 6): profile(40),
-                d(7, 3): profile(52),
-            },
-        )
+    history = history_before(
+        WEDNESDAY,
+        {
+            d(7, 14): profile(44),
+            d(7, 9): profile(1000)[:47],  # short day
+            d(7, 8): profile(48),
+            d(7, 7): profile(36),
+            d(7, 6): profile(40),
+            d(7, 3): profile(52),
+        },
     )
     history[d(7, 13)] = with_gap
     history[d(7, 2)] = with_nan
@@ -241,7 +240,7 @@ def test_days_with_missing_data_are_skipped() -> None:
     assert result.slots_kwh[26] == pytest.approx((44 + 48 + 40 + 52) / 4)  # 46
 
 
-def flat_weekday_history() -> dict[date, list[float]]:
+def flat_weekday_history() -> dict[date, Sequence[float | None]]:
     """All days: 10 kWh outside the event window, 40 kWh inside."""
     return history_before(WEDNESDAY, {}, default=profile(40))
 

@@ -98,7 +98,7 @@ def test_monthly_turbidity_and_empty_horizon() -> None:
     np.testing.assert_allclose(scalar, monthly)
     hazier = clear_sky_pv_kw_per_kw(MIDSUMMER, *KAWASAKI, linke_turbidity=5.0)
     assert hazier[23] < scalar[23]
-    with pytest.raises(ValueError, match="12 values"):
+    with pytest.raises(ValueError, match="12 monthly values"):
         clear_sky_pv_kw_per_kw(MIDSUMMER, *KAWASAKI, linke_turbidity=[3.0] * 11)
     assert clear_sky_pv_kw_per_kw([], *KAWASAKI).shape == (0,)
 

@@ -1,0 +1,213 @@
+"""Day-ahead site planners for demand response: peak-cut and peak-shift as linear programmes.
+
+Both take a site's forecasts (non-EV load and PV, kW per 30-minute slot), its battery
+(:class:`SiteFlex`) and deferrable EV charging (:class:`EvDemand`), and return a :class:`Plan`.
+The LP itself is in :mod:`vpp.domain.planning_lp`; the reactive benchmark controller in
+:mod:`vpp.domain.planning_reactive`; inputs, outputs and checks in :mod:`vpp.domain.planning_model`.
+
+Decisions shared by both planners:
+
+- The battery ends the horizon at least as full as it started (``terminal_soc_kwh`` overrides),
+  so a plan never borrows the next day's energy to look good today.
+- EVs charge as early as possible among otherwise equally good plans (a tiny tie-break cost),
+  so vehicles are ready early and the plan is reproducible.
+- Requests that cannot be met raise :class:`InfeasiblePlan` with the reason; no silent plan.
+- Sites that may not export curtail PV they cannot absorb; curtailment is penalised like export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpp.domain.planning_lp import LpCosts, solve_site_lp
+from vpp.domain.planning_model import (
+    SLOT_HOURS,
+    EvDemand,
+    InfeasiblePlan,
+    Plan,
+    SiteFlex,
+    make_plan,
+    site_problem,
+)
+from vpp.domain.planning_reactive import threshold_controller
+
+__all__ = [
+    "EvDemand",
+    "InfeasiblePlan",
+    "PeakShiftWeights",
+    "Plan",
+    "SiteFlex",
+    "plan_peak_cut",
+    "plan_peak_shift",
+    "threshold_controller",
+]
+
+# Peak-cut objective weights, in "penalty units". 1 kW of peak above the target costs far more than
+# any achievable saving elsewhere (moving 1 kW for a whole day is 24 kWh × ~0.3 units), so the
+# peak is minimised first; then grid import (self-consumption), then battery throughput (wear).
+_PEAK_EXCESS_PER_KW = 1_000.0
+_IMPORT_PER_KWH = 1.0
+_CURTAIL_PER_KWH = 1.0  # curtailed PV is energy that could have displaced an import
+_CYCLE_PER_KWH = 0.1
+
+
+@dataclass(frozen=True)
+class PeakShiftWeights:
+    """Penalties of the peak-shift objective, JPY per kWh.
+
+    Attributes
+    ----------
+    peak_import_penalty_jpy_per_kwh : float
+        Added to the price in the peak slots; "strong" means well above any price spread, so import
+        leaves the peak whenever the site can move it.
+    export_penalty_jpy_per_kwh : float
+        Per kWh exported (or curtailed at sites that may not export): absorbing the PV surplus on
+        site (battery, EVs) is preferred to sending it to a grid that is curtailing renewables.
+    cycle_cost_jpy_per_kwh : float
+        Battery wear per kWh charged or discharged; raised automatically when needed so the plan
+        never charges and discharges at once (see :mod:`vpp.domain.planning_lp`).
+    """
+
+    peak_import_penalty_jpy_per_kwh: float = 100.0
+    export_penalty_jpy_per_kwh: float = 30.0
+    cycle_cost_jpy_per_kwh: float = 3.0
+
+
+def plan_peak_cut(
+    base_load_kw: Sequence[float],
+    pv_kw: Sequence[float],
+    flex: SiteFlex,
+    evs: Sequence[EvDemand],
+    target_kw: float,
+    *,
+    terminal_soc_kwh: float | None = None,
+) -> Plan:
+    """Keep every slot's import at or under ``target_kw``; if impossible, minimise the peak.
+
+    Min-max form: import_t ≤ target_kw + x for all t, x ≥ 0, minimise 1000·x + Σ Δ·import_t
+    + 0.1·Σ Δ·(charge_t + discharge_t) (+ curtailment and the EV tie-break), Δ = 0.5 h.
+    When x > 0 the target was out of reach: ``target_met`` is False and ``peak_import_kw`` is the
+    lowest achievable peak (kW). The secondary terms make the battery absorb PV that would
+    otherwise be exported and keep its throughput low.
+
+    Parameters
+    ----------
+    base_load_kw, pv_kw : sequence of float
+        Forecast non-EV load and PV output per slot, kW.
+    flex : SiteFlex
+    evs : sequence of EvDemand
+    target_kw : float
+        Import limit per slot (demand, kW), ≥ 0.
+    terminal_soc_kwh : float, optional
+        Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
+
+    Raises
+    ------
+    InfeasiblePlan
+        Inconsistent battery limits, EV energy that does not fit its window, or a solver failure.
+    """
+    if not target_kw >= 0:
+        raise InfeasiblePlan(f"peak-cut target must be a number ≥ 0 kW, got {target_kw}")
+    problem = site_problem(base_load_kw, pv_kw, flex, evs, terminal_soc_kwh)
+    costs = LpCosts(
+        import_per_kwh=np.full(problem.horizon, _IMPORT_PER_KWH),
+        export_per_kwh=0.0,
+        curtail_per_kwh=_CURTAIL_PER_KWH,
+        cycle_per_kwh=_CYCLE_PER_KWH,
+        peak_excess_per_kw=_PEAK_EXCESS_PER_KW,
+    )
+    solution = solve_site_lp(problem, costs, target_kw=target_kw)
+    peak_kw = float(solution.import_kw.max())
+    status = (
+        f"target {target_kw:g} kW met (peak {peak_kw:.3f} kW)"
+        if peak_kw <= target_kw + 1e-6
+        else f"target {target_kw:g} kW out of reach; lowest achievable peak {peak_kw:.3f} kW"
+    )
+    return make_plan(
+        "peak_cut",
+        problem,
+        charge_kw=solution.charge_kw,
+        discharge_kw=solution.discharge_kw,
+        import_kw=solution.import_kw,
+        export_kw=solution.export_kw,
+        curtailed_kw=solution.curtailed_kw,
+        ev_kw_by_demand=solution.ev_kw_by_demand,
+        soc_kwh=solution.soc_kwh,
+        target_kw=target_kw,
+        objective=solution.objective,
+        status=status,
+    )
+
+
+def plan_peak_shift(
+    base_load_kw: Sequence[float],
+    pv_kw: Sequence[float],
+    flex: SiteFlex,
+    evs: Sequence[EvDemand],
+    price_jpy_per_kwh: Sequence[float],
+    peak_slots: Collection[int],
+    *,
+    terminal_soc_kwh: float | None = None,
+    weights: PeakShiftWeights = PeakShiftWeights(),
+) -> Plan:
+    """Move consumption out of the peak slots and into cheap or PV-surplus slots.
+
+    Minimises, in JPY, Σ_t Δ·(price_t + peak penalty·[t ∈ peak])·import_t
+    + export penalty·Σ Δ·(export_t + curtailed_t) + cycle cost·Σ Δ·(charge_t + discharge_t)
+    (+ the EV tie-break), Δ = 0.5 h. ``objective`` is that value, penalties included.
+
+    Parameters
+    ----------
+    base_load_kw, pv_kw : sequence of float
+        Forecast non-EV load and PV output per slot, kW.
+    flex : SiteFlex
+    evs : sequence of EvDemand
+    price_jpy_per_kwh : sequence of float
+        Import price per slot, JPY/kWh (e.g. JEPX plus network charges).
+    peak_slots : collection of int
+        0-based slots whose import is penalised.
+    terminal_soc_kwh : float, optional
+        Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
+    weights : PeakShiftWeights
+
+    Raises
+    ------
+    InfeasiblePlan
+        Inconsistent battery limits, EV energy that does not fit its window, or a solver failure.
+    """
+    problem = site_problem(base_load_kw, pv_kw, flex, evs, terminal_soc_kwh)
+    price = np.asarray(price_jpy_per_kwh, dtype=float)
+    if price.shape != (problem.horizon,) or not np.isfinite(price).all():
+        raise ValueError(f"price_jpy_per_kwh must hold {problem.horizon} finite values")
+    peak = np.zeros(problem.horizon, dtype=bool)
+    for slot in peak_slots:
+        if not 0 <= slot < problem.horizon:
+            raise ValueError(f"peak slot {slot} is outside the horizon [0, {problem.horizon})")
+        peak[slot] = True
+    costs = LpCosts(
+        import_per_kwh=price + weights.peak_import_penalty_jpy_per_kwh * peak,
+        export_per_kwh=weights.export_penalty_jpy_per_kwh,
+        curtail_per_kwh=weights.export_penalty_jpy_per_kwh,
+        cycle_per_kwh=weights.cycle_cost_jpy_per_kwh,
+    )
+    solution = solve_site_lp(problem, costs)
+    peak_import_kwh = float(solution.import_kw[peak].sum()) * SLOT_HOURS
+    exported_kwh = float(solution.export_kw.sum() + solution.curtailed_kw.sum()) * SLOT_HOURS
+    return make_plan(
+        "peak_shift",
+        problem,
+        charge_kw=solution.charge_kw,
+        discharge_kw=solution.discharge_kw,
+        import_kw=solution.import_kw,
+        export_kw=solution.export_kw,
+        curtailed_kw=solution.curtailed_kw,
+        ev_kw_by_demand=solution.ev_kw_by_demand,
+        soc_kwh=solution.soc_kwh,
+        target_kw=None,
+        objective=solution.objective,
+        status=f"optimal: {peak_import_kwh:.3f} kWh imported in peak slots, "
+        f"{exported_kwh:.3f} kWh exported or curtailed",
+    )
