@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,8 @@ from vpp.domain.telemetry import (
 from vpp.postgres.readings import DeadLetter, ReadingRow, StatusRow
 
 __all__ = ["Batch", "Inbound", "build_batch"]
+
+log = logging.getLogger("vpp.ingest.batcher")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,11 @@ def build_batch(
         if message.topic.endswith("/status"):
             _status(message, site_pks, batch, client_id)
             continue
-        outcome = _telemetry(message, lookup, site_pks, limits, max_payload_bytes)
+        try:
+            outcome = _telemetry(message, lookup, site_pks, limits, max_payload_bytes)
+        except Exception as error:  # one bad message must never stop the stream
+            log.exception("message processing failed", extra={"topic": message.topic[:200]})
+            outcome = Rejection(RejectReason.PROCESSING_ERROR, f"{type(error).__name__}: {error}"[:300])
         if isinstance(outcome, Rejection):
             batch.dead_letters.append(
                 DeadLetter(

@@ -49,6 +49,7 @@ class RejectReason(StrEnum):
     IMPOSSIBLE_VALUE = "impossible_value"
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
+    PROCESSING_ERROR = "processing_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,9 @@ def decode_payload(
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as error:
         return Rejection(RejectReason.MALFORMED_JSON, f"not JSON: {error}"[:300])
+    except RecursionError:
+        # A few kilobytes of "[[[[…" exhaust the parser's stack; it is garbage, not a crash.
+        return Rejection(RejectReason.MALFORMED_JSON, "JSON nested too deeply")
     try:
         if isinstance(body, list):
             readings = _senml(body, received_at)

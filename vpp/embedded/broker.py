@@ -115,6 +115,9 @@ class EmbeddedBroker:
         )
 
     def start(self) -> BrokerInfo:
+        if self._process is None and self._listening():
+            # Another `vpp` process (e.g. `vpp up`) already runs the embedded broker of this data folder.
+            return self.info
         binary = self.mosquitto_binary() if self.prefer_mosquitto else None
         if binary:
             conf = self.data_dir / "mosquitto.conf"
@@ -133,6 +136,13 @@ class EmbeddedBroker:
         else:
             self._start_amqtt()
         return self.info
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.3):
+                return True
+        except OSError:
+            return False
 
     def _start_amqtt(self) -> None:
         from amqtt.broker import Broker

@@ -69,7 +69,8 @@ def dispatch(
         soak_kw = min(ev.cap_kw - ev_kw, -net_kw)
         ev_kw += soak_kw
         net_kw += soak_kw
-        return ev_kw, -min(charge_max_kw, -net_kw) if net_kw < 0.0 else 0.0
+        battery_kw = -min(charge_max_kw, -net_kw) if net_kw < 0.0 else 0.0
+        return ev_kw, battery_kw
 
     battery_kw = min(discharge_free_kw, net_kw)
     grid_kw = net_kw - battery_kw

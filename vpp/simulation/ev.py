@@ -16,6 +16,8 @@ gets its own must/flat/cap blend, which keeps every van on schedule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = ["EvFleet", "EvPlan"]
@@ -32,15 +34,13 @@ _NEED_SPREAD = 0.4  # a van's daily need is uniform in (1 ± spread) × the mean
 _EPS_KWH = 1e-9
 
 
+@dataclass(slots=True)
 class EvPlan:
     """Aggregate charging bounds for one step, in kW (must_kw <= flat_kw <= cap_kw)."""
 
-    __slots__ = ("cap_kw", "flat_kw", "must_kw")
-
-    def __init__(self, must_kw: float, flat_kw: float, cap_kw: float) -> None:
-        self.must_kw = must_kw
-        self.flat_kw = flat_kw
-        self.cap_kw = cap_kw
+    must_kw: float
+    flat_kw: float
+    cap_kw: float
 
 
 class EvFleet:
@@ -86,7 +86,7 @@ class EvFleet:
 
     def _schedule(self, van: int, day_jst: int) -> None:
         """Set the van's connection window starting on the evening of JST day `day_jst`."""
-        arrive_u, depart_u, need_u = self._rng.random(3)
+        arrive_u, depart_u, need_u = self._rng.random(3).tolist()
         midnight_s = day_jst * _DAY_S - _JST_OFFSET_S
         self._arrive_s[van] = midnight_s + (_ARRIVE_EARLIEST_H + _ARRIVE_SPREAD_H * arrive_u) * _HOUR_S
         self._depart_s[van] = midnight_s + _DAY_S + (_DEPART_EARLIEST_H + _DEPART_SPREAD_H * depart_u) * _HOUR_S

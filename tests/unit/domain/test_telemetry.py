@@ -1,0 +1,178 @@
+"""Payload decoding and validation: every rejection class, units, signs, SenML."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vpp.domain.devices import DeviceKind
+from vpp.domain.telemetry import (
+    Limits,
+    RawReading,
+    Reading,
+    Rejection,
+    RejectReason,
+    TopicParts,
+    decode_payload,
+    parse_topic,
+    validate_reading,
+)
+
+NOW = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+TS = "2026-11-23T13:59:30+09:00"
+
+
+def decode(body: object, max_bytes: int = 10_000) -> list[RawReading] | Rejection:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return decode_payload(payload, received_at=NOW, max_bytes=max_bytes)
+
+
+def one(body: object, kind: DeviceKind = DeviceKind.METER, rated: float | None = None) -> Reading | Rejection:
+    raws = decode(body)
+    assert isinstance(raws, list), raws
+    return validate_reading(raws[0], kind, now=NOW, limits=Limits(), rated_power_kw=rated)
+
+
+def reason(outcome: object) -> RejectReason:
+    assert isinstance(outcome, Rejection), outcome
+    return outcome.reason
+
+
+def test_topic_parts() -> None:
+    assert parse_topic("vpp/v1/depot/meter-1/telemetry") == TopicParts("depot", "meter-1")
+    assert reason(parse_topic("vpp/v1/depot/telemetry")) is RejectReason.BAD_TOPIC
+    assert reason(parse_topic("vpp/v2/depot/m/telemetry")) is RejectReason.BAD_TOPIC
+    assert reason(parse_topic("vpp/v1//m/telemetry")) is RejectReason.BAD_TOPIC
+
+
+def test_single_reading_in_watts_is_stored_in_kilowatts() -> None:
+    reading = one({"ts": TS, "power_w": 12500, "import_wh": 1_000_500, "export_kwh": 3})
+    assert reading == Reading(
+        ts=datetime(2026, 11, 23, 4, 59, 30, tzinfo=UTC),
+        power_kw=12.5,
+        energy_pos_kwh=1000.5,
+        energy_neg_kwh=3.0,
+        soc_pct=None,
+        vehicles=None,
+    )
+
+
+def test_battery_signs_map_discharge_to_positive_counter() -> None:
+    reading = one(
+        {"ts": TS, "power_kw": -4.0, "soc_pct": 55.5, "charge_kwh": 10, "discharge_kwh": 8}, DeviceKind.BATTERY
+    )
+    assert isinstance(reading, Reading)
+    assert (reading.power_kw, reading.energy_pos_kwh, reading.energy_neg_kwh, reading.soc_pct) == (
+        -4.0,
+        8.0,
+        10.0,
+        55.5,
+    )
+
+
+def test_batch_is_decoded_in_order() -> None:
+    raws = decode({"readings": [{"ts": TS, "power_kw": 1}, {"ts": "2026-11-23T05:00:00Z", "power_kw": 2}]})
+    assert isinstance(raws, list)
+    assert [r.values["power"] for r in raws] == [1.0, 2.0]
+    assert raws[1].ts == NOW
+
+
+def test_senml_pack_groups_records_by_time_and_converts_units() -> None:
+    base = NOW.timestamp()
+    raws = decode(
+        [
+            {"bn": "urn:dev:depot:battery-1:", "bt": base, "n": "power", "u": "W", "v": -2500},
+            {"n": "soc", "u": "%EL", "v": 61},
+            {"n": "charge", "u": "Wh", "v": 5000},
+            {"n": "power", "u": "kW", "v": -2.0, "t": 10},
+        ]
+    )
+    assert isinstance(raws, list)
+    assert [r.ts for r in raws] == [NOW, NOW + timedelta(seconds=10)]
+    assert raws[0].values == {"power": -2.5, "soc": 61.0, "charge": 5.0}
+    assert raws[1].values == {"power": -2.0}
+
+
+def test_senml_relative_time_is_relative_to_reception() -> None:
+    raws = decode([{"n": "power", "u": "W", "v": 1000, "t": -30}])
+    assert isinstance(raws, list)
+    assert raws[0].ts == NOW - timedelta(seconds=30)
+
+
+def test_senml_wrong_unit_is_named() -> None:
+    outcome = decode([{"n": "power", "u": "Wh", "v": 1}])
+    assert reason(outcome) is RejectReason.INVALID_PAYLOAD
+    assert "senml[0].u" in outcome.detail  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"{not json", RejectReason.MALFORMED_JSON),
+        (b"\xff\xfe", RejectReason.MALFORMED_JSON),
+        (b'"text"', RejectReason.INVALID_PAYLOAD),
+        (b'{"readings": []}', RejectReason.INVALID_PAYLOAD),
+        (b'{"power_kw": 1}', RejectReason.INVALID_PAYLOAD),
+        (b'{"ts": "yesterday", "power_kw": 1}', RejectReason.INVALID_PAYLOAD),
+        (b'{"ts": "2026-11-23T05:00:00", "power_kw": 1}', RejectReason.INVALID_PAYLOAD),
+        (b'{"ts": "2026-11-23T05:00:00Z", "power_kw": "12"}', RejectReason.INVALID_PAYLOAD),
+        (b'{"ts": "2026-11-23T05:00:00Z", "power_kw": true}', RejectReason.INVALID_PAYLOAD),
+        (b'{"ts": "2026-11-23T05:00:00Z", "power_kw": NaN}', RejectReason.NON_FINITE),
+        (b'{"ts": "2026-11-23T05:00:00Z", "power_kw": -Infinity}', RejectReason.NON_FINITE),
+        (b'{"ts": "2026-11-23T05:00:00Z", "power_kw": 1e400}', RejectReason.NON_FINITE),
+        (b"[" * 100_000, RejectReason.OVERSIZED),
+    ],
+)
+def test_undecodable_payloads_are_rejected_with_their_reason(payload: bytes, expected: RejectReason) -> None:
+    assert reason(decode(payload, max_bytes=50_000)) is expected
+
+
+def test_deep_nesting_within_the_size_limit_is_rejected_not_crashing() -> None:
+    assert reason(decode(b"[" * 20_000, max_bytes=50_000)) in {
+        RejectReason.MALFORMED_JSON,
+        RejectReason.INVALID_PAYLOAD,
+    }
+
+
+def test_too_many_readings_in_a_batch() -> None:
+    body = {"readings": [{"ts": TS, "power_kw": 1}] * 6}
+    outcome = decode_payload(
+        json.dumps(body).encode(), received_at=NOW, max_bytes=10_000, limits=Limits(max_batch_readings=5)
+    )
+    assert reason(outcome) is RejectReason.OVERSIZED
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "rated", "expected"),
+    [
+        ({"ts": TS, "soc_pct": 101}, DeviceKind.BATTERY, None, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "power_kw": 68.6}, DeviceKind.PV, 45.0, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "power_kw": -5}, DeviceKind.PV, None, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "power_kw": 200_000}, DeviceKind.METER, None, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "import_kwh": -1}, DeviceKind.METER, None, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "vehicles": 2.5}, DeviceKind.EV_CHARGER, None, RejectReason.IMPOSSIBLE_VALUE),
+        ({"ts": TS, "soc_pct": 50}, DeviceKind.METER, None, RejectReason.INVALID_PAYLOAD),
+        ({"ts": TS, "firmware": "1.2"}, DeviceKind.METER, None, RejectReason.INVALID_PAYLOAD),
+        ({"ts": "2026-11-23T05:05:01Z", "power_kw": 1}, DeviceKind.METER, None, RejectReason.FUTURE_TIMESTAMP),
+        ({"ts": "2024-01-01T00:00:00Z", "power_kw": 1}, DeviceKind.METER, None, RejectReason.TOO_OLD),
+    ],
+)
+def test_validation_rejections(
+    body: dict[str, object], kind: DeviceKind, rated: float | None, expected: RejectReason
+) -> None:
+    assert reason(one(body, kind, rated)) is expected
+
+
+def test_within_tolerances_is_accepted() -> None:
+    assert isinstance(one({"ts": "2026-11-23T05:04:59Z", "power_kw": 67.0}, DeviceKind.PV, 45.0), Reading)
+    assert isinstance(one({"ts": TS, "power_kw": -0.3}, DeviceKind.PV), Reading)  # inverter standby draw
+    assert isinstance(one({"ts": TS, "vehicles": 25, "energy_kwh": 1.0}, DeviceKind.EV_CHARGER), Reading)
+
+
+def test_unknown_extra_fields_are_ignored_but_recorded_identity_is_kept() -> None:
+    raws = decode({"ts": TS, "power_kw": 1, "rssi_dbm": -70, "site_id": "depot", "device_id": "meter-1"})
+    assert isinstance(raws, list)
+    assert raws[0].values == {"power": 1.0}
+    assert (raws[0].site_id, raws[0].device_id) == ("depot", "meter-1")
