@@ -68,6 +68,7 @@ def make_client(
     password: str | None = None,
     manual_ack: bool = False,
     tls: bool = False,
+    reconnect_min_s: float = 1.0,
 ) -> mqtt.Client:
     """A paho client with the platform's defaults: v5, backoff reconnects, unlimited offline queue."""
     client = mqtt.Client(
@@ -81,7 +82,7 @@ def make_client(
         client.username_pw_set(username, password)
     if tls:
         client.tls_set()
-    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=10)  # type: ignore[arg-type]
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(1000)
     return client

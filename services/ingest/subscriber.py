@@ -60,6 +60,10 @@ class Subscriber:
             password=password,
             manual_ack=True,
             tls=broker.tls,
+            # Mosquitto 2.0 does not restore shared subscriptions from its persistence file: after a
+            # broker restart, messages match nobody until ingest resubscribes. Reconnecting within
+            # 100 ms (sites back off for a second or more) closes that window in practice.
+            reconnect_min_s=0.1,
         )
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
@@ -67,8 +71,11 @@ class Subscriber:
 
     @property
     def telemetry_filter(self) -> str:
-        # Shared subscriptions split the stream across workers; a 3.1.1-only broker has none.
-        return f"$share/{self.share_group}/{TELEMETRY_FILTER}" if self.broker.mqtt5 else TELEMETRY_FILTER
+        # Shared subscriptions split the stream across workers; a 3.1.1-only broker has none, and an
+        # empty group gives a single worker a plain subscription that the broker persists fully.
+        if self.broker.mqtt5 and self.share_group:
+            return f"$share/{self.share_group}/{TELEMETRY_FILTER}"
+        return TELEMETRY_FILTER
 
     def start(self) -> None:
         if self.broker.mqtt5:

@@ -58,6 +58,13 @@ class IngestConfig:
     stop_flush_timeout_s: float = 30.0
 
 
+@dataclass(frozen=True)
+class _Validated:
+    messages: list[Inbound]
+    batch: Batch
+    started: float
+
+
 class IngestWorker:
     def __init__(
         self,
@@ -73,6 +80,8 @@ class IngestWorker:
         self.stopped = threading.Event()
         self._writer: ReadingWriter | None = None
         self._rollup_conn: psycopg.Connection | None = None
+        self._registry_conn: psycopg.Connection | None = None
+        self._validated: queue.Queue[_Validated | None] = queue.Queue(maxsize=2)
         self._devices: dict[tuple[str, str], DeviceRef] = {}
         self._site_pks: dict[str, int] = {}
         self._registry_loaded_at = 0.0
@@ -92,19 +101,28 @@ class IngestWorker:
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
-        """Blocking: consume until `stop()` is called, then flush and disconnect."""
+        """Blocking: consume until `stop()` is called, then flush and disconnect.
+
+        Two stages overlap: this thread collects and validates batch k+1 while the writer thread
+        commits batch k (PostgreSQL works while Python validates). The hand-off queue holds at most
+        two batches, so a slow database slows consumption instead of growing memory; acks leave in
+        commit order from the writer thread.
+        """
         self._ensure_writer_with_retry()
+        writer_thread = threading.Thread(target=self._write_loop, name=f"{self.config.client_id}-writer", daemon=True)
+        writer_thread.start()
         self.subscriber.start()
         try:
             while not self.stopping.is_set():
                 messages = self._collect()
                 if messages:
-                    self._commit_and_ack(messages)
-                self._maybe_rollup()
+                    self._validated.put(self._validate(messages))
             self._drain_on_stop()
         finally:
+            self._validated.put(None)
+            writer_thread.join(self.config.stop_flush_timeout_s + 10)
             self.subscriber.stop()
-            for conn in (self._writer.conn if self._writer else None, self._rollup_conn):
+            for conn in (self._writer.conn if self._writer else None, self._rollup_conn, self._registry_conn):
                 if conn is not None and not conn.closed:
                     conn.close()
             self.stopped.set()
@@ -140,19 +158,17 @@ class IngestWorker:
         return messages
 
     def _drain_on_stop(self) -> None:
-        deadline = time.monotonic() + self.config.stop_flush_timeout_s
-        while not self.inbox.empty() and time.monotonic() < deadline:
+        while not self.inbox.empty():
             messages: list[Inbound] = []
             while len(messages) < self.config.batch_max_messages:
                 try:
                     messages.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            if messages and not self._commit_and_ack(messages, give_up_at=deadline):
-                break  # database still down: leave them unacked; the broker redelivers later
-        self._maybe_rollup(force=True)
+            if messages:
+                self._validated.put(self._validate(messages))
 
-    def _commit_and_ack(self, messages: list[Inbound], give_up_at: float | None = None) -> bool:
+    def _validate(self, messages: list[Inbound]) -> _Validated:
         started = time.monotonic()
         batch = build_batch(
             messages,
@@ -162,13 +178,28 @@ class IngestWorker:
             max_payload_bytes=self.config.max_payload_bytes,
             client_id=self.config.client_id,
         )
-        if not self._write_with_retry(batch, give_up_at):
-            return False
-        committed_at = self.clock()
-        self.subscriber.ack(messages)
-        self._observe(batch, started, committed_at)
-        self.metrics.queue_depth.set(self.inbox.qsize())
-        return True
+        return _Validated(messages, batch, started)
+
+    def _write_loop(self) -> None:
+        give_up_at: float | None = None
+        while True:
+            try:
+                item = self._validated.get(timeout=self.config.rollup_interval_s)
+            except queue.Empty:
+                self._maybe_rollup()  # a quiet stream still gets its last slots rolled up
+                continue
+            if item is None:
+                break
+            if self.stopping.is_set() and give_up_at is None:
+                give_up_at = time.monotonic() + self.config.stop_flush_timeout_s
+            if not self._write_with_retry(item.batch, give_up_at):
+                continue  # stopping with the database down: leave unacked; the broker redelivers
+            committed_at = self.clock()
+            self.subscriber.ack(item.messages)
+            self._observe(item.batch, item.started, committed_at)
+            self.metrics.queue_depth.set(self.inbox.qsize())
+            self._maybe_rollup()
+        self._maybe_rollup(force=True)
 
     def _observe(self, batch: Batch, started: float, committed_at: datetime) -> None:
         m = self.metrics
@@ -204,7 +235,6 @@ class IngestWorker:
         if self._writer is None or self._writer.conn.closed:
             conn = connect(self.config.database_url, application_name=f"vpp-{self.config.client_id}")
             self._writer = ReadingWriter(conn, max_gap_s=self.config.max_gap_s)
-            self._refresh_registry(force=True)
         return self._writer
 
     def _ensure_writer_with_retry(self) -> None:
@@ -212,6 +242,7 @@ class IngestWorker:
         while not self.stopping.is_set():
             try:
                 self._ensure_writer()
+                self._refresh_registry(force=True)
                 return
             except psycopg.OperationalError as error:
                 log.warning("database unavailable at start", extra={"error": str(error).strip()[:200]})
@@ -228,22 +259,25 @@ class IngestWorker:
         now = time.monotonic()
         if not force and now - self._registry_loaded_at < 2.0:
             return  # a flood of unknown devices must not turn into a flood of queries
-        assert self._writer is not None
-        conn = self._writer.conn
         try:
-            self._devices = load_devices(conn)
-            self._site_pks = site_pk_by_id(conn)
-            conn.commit()
+            if self._registry_conn is None or self._registry_conn.closed:
+                self._registry_conn = connect(
+                    self.config.database_url, autocommit=True, application_name="vpp-ingest-registry"
+                )
+            self._devices = load_devices(self._registry_conn)
+            self._site_pks = site_pk_by_id(self._registry_conn)
         except psycopg.OperationalError as error:
-            # Keep the registry we have; the batch write will notice the outage and retry.
+            # Keep the registry we have; the batch write notices the outage and retries.
             log.warning("registry refresh failed", extra={"error": str(error).strip()[:200]})
-            self._drop_writer()
+            if self._registry_conn is not None:
+                self._registry_conn.close()
+            self._registry_conn = None
             return
         self._registry_loaded_at = now
 
     def _lookup(self, site_id: str, device_id: str) -> DeviceRef | None:
         device = self._devices.get((site_id, device_id))
-        if device is None and self._writer is not None:
+        if device is None:
             self._refresh_registry()
             device = self._devices.get((site_id, device_id))
         elif time.monotonic() - self._registry_loaded_at > self.config.registry_refresh_s:

@@ -151,7 +151,6 @@ def _timestamp(value: Any, where: str) -> datetime:
 _POWER_SUFFIXES = {"_kw": "kW", "_w": "W"}
 _ENERGY_SUFFIXES = {"_kwh": "kWh", "_wh": "Wh"}
 _ENERGY_STEMS = frozenset({"import", "export", "energy", "charge", "discharge"})
-_IDENTITY_FIELDS = frozenset({"ts", "site_id", "device_id"})
 
 
 def _json_reading(item: Any, where: str) -> RawReading:
@@ -162,14 +161,17 @@ def _json_reading(item: Any, where: str) -> RawReading:
     ts = _timestamp(item["ts"], where)
     values: dict[str, float] = {}
     for key, raw in item.items():
-        if key in _IDENTITY_FIELDS:
-            continue
-        stem, scale = _field_stem(key)
-        if stem is None:
-            continue  # unknown fields are ignored so gateways can add diagnostics without breaking
+        field = _FIELDS.get(key)
+        if field is None:
+            continue  # identity and unknown fields: gateways may add diagnostics without breaking
+        stem, scale = field
         if stem in values:
             raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.{key}: {stem} given twice")
-        values[stem] = _number(raw, f"{where}.{key}") * scale
+        # Inline fast path for the common case (a float); _number handles and explains the rest.
+        if type(raw) is float and math.isfinite(raw):
+            values[stem] = raw * scale
+        else:
+            values[stem] = _number(raw, f"{where}.{key}") * scale
     site_id = item.get("site_id")
     device_id = item.get("device_id")
     return RawReading(
@@ -180,18 +182,18 @@ def _json_reading(item: Any, where: str) -> RawReading:
     )
 
 
-def _field_stem(key: str) -> tuple[str | None, float]:
-    if key == "soc_pct":
-        return "soc", 1.0
-    if key == "vehicles":
-        return "vehicles", 1.0
+def _field_table() -> dict[str, tuple[str, float]]:
+    """Every accepted JSON field name -> (stem, scale to the stored unit), built once."""
+    table: dict[str, tuple[str, float]] = {"soc_pct": ("soc", 1.0), "vehicles": ("vehicles", 1.0)}
     for suffix, unit in _ENERGY_SUFFIXES.items():
-        if key.endswith(suffix) and key[: -len(suffix)] in _ENERGY_STEMS:
-            return key[: -len(suffix)], ENERGY_UNITS[unit]
+        for stem in _ENERGY_STEMS:
+            table[stem + suffix] = (stem, ENERGY_UNITS[unit])
     for suffix, unit in _POWER_SUFFIXES.items():
-        if key == "power" + suffix:
-            return "power", POWER_UNITS[unit]
-    return None, 1.0
+        table["power" + suffix] = ("power", POWER_UNITS[unit])
+    return table
+
+
+_FIELDS = _field_table()
 
 
 # SenML: RFC 8428 section 4.5.3 — times below 2**28 are relative to the time of reception.

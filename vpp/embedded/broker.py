@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vpp.embedded.postgres import free_port
+from vpp.embedded.privileges import hand_over
 
 __all__ = ["BrokerInfo", "EmbeddedBroker", "mosquitto_config", "wait_for_port"]
 
@@ -121,6 +122,8 @@ class EmbeddedBroker:
         binary = self.mosquitto_binary() if self.prefer_mosquitto else None
         if binary:
             conf = self.data_dir / "mosquitto.conf"
+            # As root, Mosquitto drops to its own user and could not write its persistence file here.
+            hand_over(self.data_dir, ("mosquitto",))
             conf.write_text(
                 mosquitto_config(self.port, self.data_dir, password_file=self.password_file, acl_file=self.acl_file)
             )

@@ -15,9 +15,12 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from vpp.embedded.privileges import hand_over, run_as
 
 __all__ = ["EmbeddedPostgres", "free_port", "postgres_bin_dir"]
+
+_SERVICE_USERS = ("postgres", "vpp-postgres")  # PostgreSQL refuses to run as root
 
 
 def free_port() -> int:
@@ -40,45 +43,6 @@ def postgres_bin_dir() -> Path:
     return Path(found).parent
 
 
-_SERVICE_USER = "vpp-postgres"
-
-
-def _service_user() -> tuple[int, int] | None:
-    """PostgreSQL refuses to run as root; as root we run it as an unprivileged system user."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    for name in ("postgres", _SERVICE_USER):
-        try:
-            entry = pwd.getpwnam(name)
-            return entry.pw_uid, entry.pw_gid
-        except KeyError:
-            continue
-    subprocess.run(["useradd", "--system", "--no-create-home", _SERVICE_USER], check=True, capture_output=True)
-    entry = pwd.getpwnam(_SERVICE_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _as_unprivileged() -> dict[str, Any]:
-    ids = _service_user()
-    return {} if ids is None else {"user": ids[0], "group": ids[1]}
-
-
-def _hand_over(data_dir: Path) -> None:
-    """Give the service user the data folder and the right to traverse the folders above it."""
-    ids = _service_user()
-    if ids is None:
-        return
-    for folder in [*data_dir.parents, data_dir]:
-        mode = folder.stat().st_mode
-        if mode & 0o005 != 0o005 and folder != Path("/"):
-            folder.chmod(mode | 0o055 if folder != data_dir else mode)
-    for path in [data_dir, *data_dir.rglob("*")]:
-        if path.stat().st_uid != ids[0]:
-            os.chown(path, *ids)
-
-
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -98,7 +62,7 @@ class EmbeddedPostgres:
 
     def _run(self, *args: str) -> None:
         env = {**os.environ, "LC_ALL": "C"}
-        result = subprocess.run(args, capture_output=True, text=True, env=env, check=False, **_as_unprivileged())
+        result = subprocess.run(args, capture_output=True, text=True, env=env, check=False, **run_as(_SERVICE_USERS))
         if result.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}")
 
@@ -108,7 +72,7 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         pgdata = self.data_dir / "pgdata"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _hand_over(self.data_dir)
+        hand_over(self.data_dir, _SERVICE_USERS)
         if not self.initialised():
             self._run(
                 str(self._bin / "initdb"),
@@ -149,7 +113,7 @@ class EmbeddedPostgres:
             [str(self._bin / "pg_ctl"), "-D", str(pgdata), "status"],
             capture_output=True,
             check=False,
-            **_as_unprivileged(),
+            **run_as(_SERVICE_USERS),
         )
         return result.returncode == 0
 

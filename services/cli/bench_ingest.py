@@ -1,0 +1,395 @@
+"""`vpp bench ingest`: ingest throughput as ratios to references measured in the same run.
+
+(a) broker: the same publisher into a subscriber that only counts (QoS 1, shared subscription);
+(b) database: the ingest writer's binary COPY + de-duplicating insert of the same rows, no MQTT;
+(c) end-to-end: publisher → Mosquitto → ingest worker → PostgreSQL, until every reading is committed;
+(d) naive: a subscriber inserting each message through the SQLAlchemy ORM, one commit per message.
+The publisher always runs in its own process so the measured side never shares a GIL with it.
+All servers are private and fresh (a temporary PostgreSQL and Mosquitto) so runs are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import pickle
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import DateTime, Float, Integer, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from services.ingest.batcher import Inbound, build_batch
+from services.ingest.worker import IngestConfig, IngestWorker
+from vpp.domain.devices import DeviceKind
+from vpp.domain.telemetry import Limits
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.embedded.postgres import EmbeddedPostgres
+from vpp.mqtt import TELEMETRY_FILTER, BrokerAddress, make_client, session_properties, telemetry_topic
+from vpp.postgres.connect import sqlalchemy_url
+from vpp.postgres.readings import ReadingWriter
+from vpp.postgres.registry import DeviceSpec, SiteRecord, load_devices, register_site, site_pk_by_id
+from vpp.postgres.scratch import prepare_template, scratch_database
+
+console = Console()
+Message = tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    readings_per_message: int
+    messages: int
+    naive_messages: int
+
+    @property
+    def readings(self) -> int:
+        return self.readings_per_message * self.messages
+
+
+def _payloads(scenario: Scenario, sites: int, count: int) -> list[Message]:
+    """`count` meter messages spread over `sites`, each reading a unique (device, ts)."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    out: list[Message] = []
+    per_site: dict[int, int] = {}
+    for i in range(count):
+        site = i % sites
+        n = per_site.get(site, 0)
+        per_site[site] = n + scenario.readings_per_message
+        readings = [
+            {
+                "ts": (start + timedelta(seconds=n + k)).isoformat(),
+                "power_kw": 20.0 + (n + k) % 7,
+                "import_kwh": 1000.0 + (n + k) * 0.006,
+                "export_kwh": 10.0,
+            }
+            for k in range(scenario.readings_per_message)
+        ]
+        body = readings[0] if scenario.readings_per_message == 1 else {"readings": readings}
+        out.append((telemetry_topic(f"bench-{site:04d}", "meter-1"), json.dumps(body).encode()))
+    return out
+
+
+def _register(db_url: str, sites: int) -> None:
+    with psycopg.connect(db_url) as conn:
+        for site in range(sites):
+            register_site(
+                conn, SiteRecord(f"bench-{site:04d}", f"bench {site}"), [DeviceSpec("meter-1", DeviceKind.METER)]
+            )
+        conn.commit()
+
+
+# -- publisher process ----------------------------------------------------------------------
+def _publisher_main(port: int, payload_file: str, ready: Any, go: Any, done: Any) -> None:
+    with open(payload_file, "rb") as handle:
+        messages: list[Message] = pickle.load(handle)
+    acked = 0
+    all_acked = threading.Event()
+
+    def on_publish(*_args: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(messages):
+            all_acked.set()
+
+    client = make_client("bench-publisher")
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port, clean_start=True)
+    client.loop_start()
+    ready.set()
+    go.wait()
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1)
+    all_acked.wait(600)
+    done.set()
+    client.disconnect()
+    client.loop_stop()
+
+
+class _PublisherProcess:
+    def __init__(self, port: int, messages: list[Message], workdir: Path) -> None:
+        path = workdir / f"payloads-{time.monotonic_ns()}.pickle"
+        path.write_bytes(pickle.dumps(messages))
+        ctx = mp.get_context("spawn")
+        self.ready, self.go, self.done = ctx.Event(), ctx.Event(), ctx.Event()
+        self.process = ctx.Process(target=_publisher_main, args=(port, str(path), self.ready, self.go, self.done))
+        self.process.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("publisher process did not start")
+
+    def start(self) -> float:
+        self.go.set()
+        return time.perf_counter()
+
+    def join(self) -> None:
+        self.process.join(120)
+
+
+def _wait(counter: Any, target: int, progress: Progress, label: str, timeout_s: float = 600) -> float:
+    task = progress.add_task(label, total=target)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = counter()
+        progress.update(task, completed=value)
+        if value >= target:
+            return time.perf_counter()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label}: {value} of {target} after {timeout_s} s")
+        time.sleep(0.005)
+
+
+# -- (a) broker ------------------------------------------------------------------------------
+def _broker_rate(
+    broker: EmbeddedBroker, messages: list[Message], readings: int, workdir: Path, progress: Progress
+) -> float:
+    received = 0
+    lock = threading.Lock()
+
+    def on_message(*_args: Any) -> None:
+        nonlocal received
+        with lock:
+            received += 1
+
+    client = make_client("bench-counter")
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=session_properties())
+    client.subscribe(f"$share/bench/{TELEMETRY_FILTER}", options=SubscribeOptions(qos=1))
+    client.loop_start()
+    subscribed.wait(10)
+    publisher = _PublisherProcess(broker.port, messages, workdir)
+    began = publisher.start()
+    ended = _wait(lambda: received, len(messages), progress, "(a) broker → counting subscriber")
+    publisher.join()
+    client.disconnect()
+    client.loop_stop()
+    return readings / (ended - began)
+
+
+# -- (b) database ----------------------------------------------------------------------------
+def _database_rate(db_url: str, messages: list[Message], batch_messages: int, progress: Progress) -> float:
+    with psycopg.connect(db_url) as conn:
+        devices = load_devices(conn)
+        site_pks = site_pk_by_id(conn)
+    now = datetime.now(UTC)
+    inbound = [Inbound(topic, payload, now) for topic, payload in messages]
+    batches = [
+        build_batch(
+            inbound[i : i + batch_messages],
+            lookup=lambda s, d: devices.get((s, d)),
+            site_pks=site_pks,
+            limits=Limits(),
+            max_payload_bytes=1 << 20,
+        ).rows
+        for i in range(0, len(inbound), batch_messages)
+    ]
+    total = sum(len(rows) for rows in batches)
+    task = progress.add_task("(b) binary COPY + de-duplication", total=total)
+    with psycopg.connect(db_url) as conn:
+        writer = ReadingWriter(conn)
+        began = time.perf_counter()
+        for rows in batches:
+            writer.write(rows)
+            progress.advance(task, len(rows))
+        ended = time.perf_counter()
+    return total / (ended - began)
+
+
+# -- (c) end to end --------------------------------------------------------------------------
+def _end_to_end_rate(
+    db_url: str, broker: EmbeddedBroker, messages: list[Message], readings: int, workdir: Path, progress: Progress
+) -> float:
+    worker = IngestWorker(IngestConfig(db_url, BrokerAddress("127.0.0.1", broker.port), client_id="bench-ingest"))
+    thread = worker.start_in_thread()
+    worker.subscriber.connected.wait(10)
+    time.sleep(0.3)  # let the SUBACK land before the first publish
+    publisher = _PublisherProcess(broker.port, messages, workdir)
+    began = publisher.start()
+    ended = _wait(lambda: int(worker.metrics.written._value.get()), readings, progress, "(c) end-to-end ingest")
+    publisher.join()
+    worker.stop()
+    thread.join(60)
+    return readings / (ended - began)
+
+
+# -- (d) naive ORM ---------------------------------------------------------------------------
+class _NaiveBase(DeclarativeBase):
+    pass
+
+
+class _NaiveReading(_NaiveBase):
+    """How a first version would write telemetry: an ORM row per reading, a commit per message."""
+
+    __tablename__ = "readings"
+    device_pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    power_kw: Mapped[float | None] = mapped_column(Float)
+    energy_pos_kwh: Mapped[float | None] = mapped_column(Float)
+    energy_neg_kwh: Mapped[float | None] = mapped_column(Float)
+
+
+def _naive_rate(
+    db_url: str,
+    broker: EmbeddedBroker,
+    messages: list[Message],
+    readings_per_message: int,
+    workdir: Path,
+    progress: Progress,
+) -> float:
+    engine = create_engine(sqlalchemy_url(db_url))
+    with psycopg.connect(db_url) as conn:
+        devices = load_devices(conn)
+    stored = 0
+    inbox: list[tuple[str, bytes]] = []
+    cond = threading.Condition()
+
+    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with cond:
+            inbox.append((message.topic, bytes(message.payload)))
+            cond.notify()
+
+    def consume() -> None:
+        nonlocal stored
+        with Session(engine) as session:
+            while stored < len(messages) * readings_per_message:
+                with cond:
+                    cond.wait_for(lambda: bool(inbox), 1.0)
+                    if not inbox:
+                        continue
+                    topic, payload = inbox.pop(0)
+                site_id, device_id = topic.split("/")[2:4]
+                device = devices[(site_id, device_id)]
+                body = json.loads(payload)
+                for item in body.get("readings", [body]):
+                    exists = session.scalar(
+                        select(_NaiveReading).where(
+                            _NaiveReading.device_pk == device.device_pk,
+                            _NaiveReading.ts == datetime.fromisoformat(item["ts"]),
+                        )
+                    )
+                    if exists is None:
+                        session.add(
+                            _NaiveReading(
+                                device_pk=device.device_pk,
+                                ts=datetime.fromisoformat(item["ts"]),
+                                power_kw=item.get("power_kw"),
+                                energy_pos_kwh=item.get("import_kwh"),
+                                energy_neg_kwh=item.get("export_kwh"),
+                            )
+                        )
+                session.commit()
+                stored += len(body.get("readings", [body]))
+
+    client = make_client("bench-naive")
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=session_properties())
+    client.subscribe(f"$share/naive/{TELEMETRY_FILTER}", options=SubscribeOptions(qos=1))
+    client.loop_start()
+    time.sleep(0.3)
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    publisher = _PublisherProcess(broker.port, messages, workdir)
+    began = publisher.start()
+    ended = _wait(lambda: stored, len(messages) * readings_per_message, progress, "(d) naive ORM insert per message")
+    publisher.join()
+    consumer.join(10)
+    client.disconnect()
+    client.loop_stop()
+    engine.dispose()
+    return stored / (ended - began)
+
+
+@contextmanager
+def _fresh_broker(workdir: Path) -> Iterator[EmbeddedBroker]:
+    """Each phase gets its own broker, so no persistent session of an earlier phase competes for messages."""
+    broker = EmbeddedBroker(workdir / f"broker-{time.monotonic_ns()}")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def run_bench_ingest(
+    modes: tuple[int, ...] = (1, 50),
+    messages: int = 20_000,
+    batch_messages: int = 2_000,
+    naive_messages: int = 1_000,
+    sites: int = 100,
+) -> list[dict[str, float]]:
+    results: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="vpp-bench-") as tmp:
+        workdir = Path(tmp)
+        with console.status("starting a private PostgreSQL…"):
+            pg = EmbeddedPostgres(workdir / "pg").start()
+            prepare_template(pg.url)
+        try:
+            for per_message in modes:
+                count = messages if per_message == 1 else max(messages // per_message * 2, 200)
+                scenario = Scenario(
+                    per_message, count, naive_messages if per_message == 1 else max(naive_messages // 10, 50)
+                )
+                results.append(_run_scenario(scenario, pg, workdir, sites))
+        finally:
+            pg.destroy()
+    _print(results)
+    return results
+
+
+def _run_scenario(scenario: Scenario, pg: EmbeddedPostgres, workdir: Path, sites: int) -> dict[str, float]:
+    messages = _payloads(scenario, sites, scenario.messages)
+    naive = _payloads(scenario, sites, scenario.naive_messages)
+    console.rule(f"{scenario.readings_per_message} reading(s) per message · {scenario.messages:,} messages")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        with _fresh_broker(workdir) as broker:
+            rate_a = _broker_rate(broker, messages, scenario.readings, workdir, progress)
+        with scratch_database(pg.url, prefix="bench") as db_url:
+            _register(db_url, sites)
+            rate_b = _database_rate(db_url, messages, 2000 if scenario.readings_per_message == 1 else 100, progress)
+        with scratch_database(pg.url, prefix="bench") as db_url:
+            _register(db_url, sites)
+            with _fresh_broker(workdir) as broker:
+                rate_c = _end_to_end_rate(db_url, broker, messages, scenario.readings, workdir, progress)
+        with scratch_database(pg.url, prefix="bench") as db_url:
+            _register(db_url, sites)
+            with _fresh_broker(workdir) as broker:
+                rate_d = _naive_rate(db_url, broker, naive, scenario.readings_per_message, workdir, progress)
+    return {"readings_per_message": scenario.readings_per_message, "a": rate_a, "b": rate_b, "c": rate_c, "d": rate_d}
+
+
+def _print(results: list[dict[str, float]]) -> None:
+    table = Table(title="Ingest benchmark (readings/s; ratios are the figures that matter)")
+    for column in ("readings/msg", "(a) broker", "(b) COPY", "(c) end-to-end", "(d) naive ORM", "c/a", "c/b", "c/d"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r['readings_per_message']:.0f}",
+            f"{r['a']:,.0f}",
+            f"{r['b']:,.0f}",
+            f"{r['c']:,.0f}",
+            f"{r['d']:,.0f}",
+            f"{r['c'] / r['a']:.2f}",
+            f"{r['c'] / r['b']:.2f}",
+            f"{r['c'] / r['d']:.1f}",
+        )
+    console.print(table)
+    console.print("targets: 1 reading/msg c/a ≥ 0.8 · 50 readings/msg c/b ≥ 0.6 · c/d ≥ 50")

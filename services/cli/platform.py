@@ -1,0 +1,246 @@
+"""`vpp up`, `vpp ingest` and `vpp simulate`: run the platform and its simulated sites."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+import typer
+from prometheus_client import start_http_server
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.cli.seed import DEPOT, register_simulated_site, seed_defaults
+from services.ingest.__main__ import config_from_settings
+from services.ingest.metrics import IngestMetrics
+from services.ingest.worker import IngestWorker
+from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.log import configure_logging
+from vpp.mqtt import BrokerAddress, parse_broker_url
+from vpp.postgres.connect import connect
+from vpp.postgres.migrate import upgrade
+from vpp.settings import Settings, load_settings
+from vpp.simulation.model import SiteSimulator, fleet_specs
+from vpp.simulation.publisher import SimulationPublisher
+
+console = Console()
+
+
+def _log_to_file(settings: Settings) -> Path:
+    # The terminal belongs to the live view; structured logs go to a file beside the data.
+    path = settings.data_dir.resolve() / "logs" / "vpp.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_level, "json")
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(root.handlers[0].formatter)
+    root.handlers[:] = [handler]
+    return path
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def up(
+    duration_s: float = typer.Option(0.0, "--duration", help="Seconds to run; 0 runs until Ctrl-C"),
+    interval_s: float = typer.Option(5.0, "--interval", help="Simulated gateway publishing interval"),
+    backfill_hours: float = typer.Option(24.0, "--backfill-hours", help="History the depot sends first"),
+    sites: int = typer.Option(1, "--sites", help="Simulated sites (the depot plus generated ones)"),
+) -> None:
+    """Start everything on embedded defaults: database, broker, ingest and the simulated depot."""
+    settings = load_settings()
+    log_path = _log_to_file(settings)
+    stop = _stop_event()
+    with console.status("starting PostgreSQL…"):
+        database_url, db_server = ensure_database(settings)
+        upgrade(database_url)
+        specs = [DEPOT, *fleet_specs(sites, seed=1)[1:]]
+        with connect(database_url) as conn:
+            seed_defaults(conn)
+            for spec in specs[1:]:
+                register_simulated_site(conn, spec, is_public=int(spec.site_id[-1]) % 2 == 0)
+            conn.commit()
+    console.print(f"[green]✓[/green] PostgreSQL  {database_url}" + (" (embedded)" if db_server else ""))
+    with console.status("starting the MQTT broker…"):
+        broker, broker_server = ensure_broker(settings)
+    console.print(
+        f"[green]✓[/green] MQTT broker mqtt://{broker.host}:{broker.port}" + (" (embedded)" if broker_server else "")
+    )
+    metrics = IngestMetrics()
+    if settings.ingest_metrics_port:
+        try:
+            start_http_server(settings.ingest_metrics_port, registry=metrics.registry)
+            console.print(f"[green]✓[/green] metrics     http://127.0.0.1:{settings.ingest_metrics_port}/metrics")
+        except OSError as error:
+            console.print(f"[yellow]metrics port {settings.ingest_metrics_port} unavailable: {error}[/yellow]")
+    worker = IngestWorker(config_from_settings(settings, database_url, broker), metrics)
+    ingest_thread = worker.start_in_thread()
+    worker.subscriber.connected.wait(15)
+    console.print(f"[green]✓[/green] ingest      {settings.ingest_client_id} (logs: {log_path})")
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(hours=backfill_hours)
+    simulators = [SiteSimulator(spec, start, seed=i) for i, spec in enumerate(specs)]
+    publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator-up")
+    try:
+        if backfill_hours > 0:
+            _backfill(publisher, start, now, worker)
+        _live(publisher, worker, database_url, interval_s, duration_s, stop)
+    finally:
+        with console.status("stopping…"):
+            publisher.close()
+            worker.stop()
+            ingest_thread.join(30)
+            if broker_server:
+                broker_server.stop()
+            if db_server:
+                db_server.stop()
+        console.print("[green]stopped cleanly[/green]")
+
+
+def _backfill(publisher: SimulationPublisher, start: datetime, end: datetime, worker: IngestWorker) -> None:
+    total_s = (end - start).total_seconds()
+    with Progress(
+        TextColumn("backfilling history"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("backfill", total=total_s)
+        publisher.backfill(start, end, step_s=60, per_message=60, progress=lambda s: progress.advance(task, s))
+        publisher.wait_acked(120)
+        ingest_task = progress.add_task("ingest", total=publisher.published)
+        while worker.inbox.qsize() > 0:
+            progress.update(ingest_task, completed=publisher.published - worker.inbox.qsize())
+            time.sleep(0.2)
+
+
+def _live(
+    publisher: SimulationPublisher,
+    worker: IngestWorker,
+    database_url: str,
+    interval_s: float,
+    duration_s: float,
+    stop: threading.Event,
+) -> None:
+    began = time.monotonic()
+    with Live(console=console, refresh_per_second=2) as live, psycopg.connect(database_url, autocommit=True) as conn:
+        while not stop.is_set() and (duration_s <= 0 or time.monotonic() - began < duration_s):
+            publisher.step(datetime.now(UTC))
+            live.update(_status_table(conn, worker, publisher))
+            stop.wait(interval_s)
+
+
+def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: SimulationPublisher) -> Table:
+    m = worker.metrics
+    table = Table(title="Kawasaki VPP — live (Ctrl-C to stop)", title_justify="left")
+    for column in (
+        "slot (JST)",
+        "import kWh",
+        "PV kWh",
+        "battery out−in kWh",
+        "EV kWh",
+        "load kWh",
+        "demand kW",
+        "coverage",
+    ):
+        table.add_column(column, justify="right")
+    rows = conn.execute(
+        """SELECT slot_start, import_kwh, pv_kwh, battery_discharge_kwh - battery_charge_kwh, ev_kwh, load_kwh, coverage
+           FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk WHERE s.site_id = %s
+           ORDER BY slot_start DESC LIMIT 6""",
+        (DEPOT.site_id,),
+    ).fetchall()
+    from vpp.domain.slots import JST
+
+    for slot, imp, pv, batt, ev, load, cov in reversed(rows):
+        table.add_row(
+            slot.astimezone(JST).strftime("%m-%d %H:%M"),
+            f"{imp:.2f}",
+            f"{pv:.2f}",
+            f"{batt:+.2f}",
+            f"{ev:.2f}",
+            f"{load:.2f}",
+            f"{imp * 2:.1f}",
+            f"{cov:.0%}",
+        )
+    table.caption = (
+        f"published {publisher.published:,} · acked by broker {publisher.acked:,} · readings written "
+        f"{m.written._value.get():,.0f} · duplicates {m.duplicates._value.get():,.0f} · dead letters "
+        f"{sum(s.value for metric in m.rejected.collect() for s in metric.samples if s.name.endswith('_total')):,.0f}"
+        f" · queue {worker.inbox.qsize()}"
+    )
+    return table
+
+
+def ingest() -> None:
+    """Run one ingest worker (same as `python -m services.ingest`)."""
+    from services.ingest.__main__ import main
+
+    main()
+
+
+def simulate(
+    sites: int = typer.Option(1, "--sites", help="Number of simulated sites"),
+    interval_s: float = typer.Option(10.0, "--interval", help="Seconds between readings"),
+    duration_s: float = typer.Option(60.0, "--duration", help="Seconds to run"),
+    broker_url: str | None = typer.Option(None, "--broker-url", help="Defaults to VPP_MQTT_URL or the embedded broker"),
+    register: bool = typer.Option(True, help="Register the simulated sites in the database first"),
+    seed: int = typer.Option(1, help="Random seed of the fleet"),
+) -> None:
+    """Publish realistic telemetry for N sites (PV, load, EVs, battery EMS) to the broker."""
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    specs = fleet_specs(sites, seed=seed)
+    if register:
+        database_url, _ = ensure_database(settings)
+        upgrade(database_url)
+        with connect(database_url) as conn:
+            seed_defaults(conn)
+            for spec in specs[1:]:
+                register_simulated_site(conn, spec)
+            conn.commit()
+    configured = broker_url or settings.mqtt_url
+    broker: BrokerAddress = parse_broker_url(configured) if configured else ensure_broker(settings)[0]
+    now = datetime.now(UTC)
+    publisher = SimulationPublisher([SiteSimulator(s, now, seed=i) for i, s in enumerate(specs)], broker)
+    stop = _stop_event()
+    steps = max(int(duration_s / interval_s), 1)
+    with Progress(
+        TextColumn("publishing {task.fields[sites]} sites"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[msgs]:,} msgs"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("sim", total=steps, sites=sites, msgs=0)
+        next_at = time.monotonic()
+        for _ in range(steps):
+            if stop.is_set():
+                break
+            publisher.step(datetime.now(UTC))
+            progress.update(task, advance=1, msgs=publisher.published)
+            next_at += interval_s
+            stop.wait(max(next_at - time.monotonic(), 0))
+    publisher.wait_acked(60)
+    publisher.close()
+    console.print(
+        f"published {publisher.published:,} messages, all acknowledged by the broker: {publisher.acked >= publisher.published}"
+    )

@@ -1,0 +1,86 @@
+"""`vpp status`: what the platform holds right now, for a person at a terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vpp.domain.slots import JST
+from vpp.embedded.resolve import ensure_database
+from vpp.settings import load_settings
+
+console = Console()
+
+
+def status(
+    slots: int = typer.Option(6, help="Latest 30-minute rows to show per site"),
+    site: str | None = typer.Option(None, help="Only this site"),
+) -> None:
+    """Sites, their latest readings and 30-minute energy, and dead letters by reason."""
+    url, _server = ensure_database(load_settings())
+    now = datetime.now(UTC)
+    with psycopg.connect(url) as conn:
+        sites = conn.execute(
+            """SELECT s.id, s.site_id, s.name, max(d.last_reading_at), count(d.id), st.online
+               FROM sites s LEFT JOIN devices d ON d.site_pk = s.id LEFT JOIN site_status st ON st.site_pk = s.id
+               WHERE %(site)s::text IS NULL OR s.site_id = %(site)s
+               GROUP BY s.id, st.online ORDER BY s.site_id LIMIT 50""",
+            {"site": site},
+        ).fetchall()
+        overview = Table(title=f"Sites ({len(sites)} shown)")
+        for column in ("site", "name", "devices", "status", "last reading"):
+            overview.add_column(column)
+        for _pk, site_id, name, last, devices, online in sites:
+            age = f"{(now - last).total_seconds():.0f} s ago" if last else "never"
+            state = "online" if online else ("offline" if online is False else "—")
+            overview.add_row(site_id, name, str(devices), state, age)
+        console.print(overview)
+        for pk, site_id, *_ in sites[:5]:
+            rows = conn.execute(
+                """SELECT slot_start, import_kwh, export_kwh, pv_kwh, battery_charge_kwh, battery_discharge_kwh,
+                          ev_kwh, load_kwh, coverage
+                   FROM site_energy_30min WHERE site_pk = %s ORDER BY slot_start DESC LIMIT %s""",
+                (pk, slots),
+            ).fetchall()
+            table = Table(title=f"{site_id}: latest 30-minute energy (kWh, JST)")
+            for column in (
+                "slot",
+                "import",
+                "export",
+                "PV",
+                "charge",
+                "discharge",
+                "EV",
+                "load",
+                "demand kW",
+                "coverage",
+            ):
+                table.add_column(column, justify="right")
+            for slot, *values, coverage in reversed(rows):
+                table.add_row(
+                    slot.astimezone(JST).strftime("%Y-%m-%d %H:%M"),
+                    *(f"{v:.2f}" for v in values),
+                    f"{values[0] * 2:.1f}",
+                    f"{coverage:.0%}",
+                )
+            console.print(table)
+        dead = conn.execute(
+            "SELECT reason, count(*), max(received_at) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
+        ).fetchall()
+        totals = conn.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM site_energy_30min)"
+        ).fetchone()
+    console.print(f"readings stored: {totals[0]:,} · 30-minute rows: {totals[1]:,}" if totals else "")
+    if dead:
+        table = Table(title="Dead letters by reason")
+        for column in ("reason", "messages", "latest"):
+            table.add_column(column)
+        for reason, count, latest in dead:
+            table.add_row(reason, str(count), latest.astimezone(JST).isoformat(timespec="seconds"))
+        console.print(table)
+    else:
+        console.print("dead letters: none")
