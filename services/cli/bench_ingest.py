@@ -338,7 +338,7 @@ def run_bench_ingest(
             prepare_template(pg.url)
         try:
             for per_message in modes:
-                count = messages if per_message == 1 else max(messages // per_message * 2, 200)
+                count = messages if per_message == 1 else max(messages // 4, 200)
                 scenario = Scenario(
                     per_message, count, naive_messages if per_message == 1 else max(naive_messages // 10, 50)
                 )

@@ -117,16 +117,16 @@ def up(
 def _backfill(publisher: SimulationPublisher, start: datetime, end: datetime, worker: IngestWorker) -> None:
     total_s = (end - start).total_seconds()
     with Progress(
-        TextColumn("backfilling history"),
+        TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("backfill", total=total_s)
+        task = progress.add_task("depot gateway sends its backlog", total=total_s)
         publisher.backfill(start, end, step_s=60, per_message=60, progress=lambda s: progress.advance(task, s))
         publisher.wait_acked(120)
-        ingest_task = progress.add_task("ingest", total=publisher.published)
+        ingest_task = progress.add_task("ingest commits it", total=publisher.published)
         while worker.inbox.qsize() > 0:
             progress.update(ingest_task, completed=publisher.published - worker.inbox.qsize())
             time.sleep(0.2)
@@ -182,7 +182,7 @@ def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: Sim
             f"{cov:.0%}",
         )
     table.caption = (
-        f"published {publisher.published:,} · acked by broker {publisher.acked:,} · readings written "
+        f"messages published {publisher.published:,} · acked by broker {publisher.acked:,} · readings written "
         f"{m.written._value.get():,.0f} · duplicates {m.duplicates._value.get():,.0f} · dead letters "
         f"{sum(s.value for metric in m.rejected.collect() for s in metric.samples if s.name.endswith('_total')):,.0f}"
         f" · queue {worker.inbox.qsize()}"

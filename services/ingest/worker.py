@@ -47,7 +47,7 @@ class IngestConfig:
     username: str | None = None
     password: str | None = None
     batch_max_messages: int = 5000
-    batch_max_bytes: int = 4 * 1024 * 1024
+    batch_max_bytes: int = 1024 * 1024  # ~10k batched readings: small enough to overlap validation with commits
     batch_max_wait_s: float = 0.2
     max_payload_bytes: int = 256 * 1024
     limits: Limits = field(default_factory=Limits)
