@@ -12,6 +12,7 @@ from paho.mqtt.properties import Properties
 
 __all__ = [
     "BrokerAddress",
+    "close_client",
     "dr_ack_topic",
     "dr_signal_topic",
     "make_client",
@@ -86,6 +87,17 @@ def make_client(
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(1000)
     return client
+
+
+def close_client(client: mqtt.Client) -> None:
+    """Disconnect, stop the network thread, and close paho's internal wake-up socket pair.
+
+    paho 2 opens a loopback socket pair in `loop_start()` and leaves it open after `loop_stop()`; a
+    long-running service would not notice, but every stopped client would leak two descriptors.
+    """
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets(sockpair_only=True)  # private, but the only way to close the pair
 
 
 def session_properties(receive_maximum: int = 65535, expiry_s: int = 7 * 24 * 3600) -> Properties:

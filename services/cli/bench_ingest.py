@@ -38,7 +38,7 @@ from vpp.domain.devices import DeviceKind
 from vpp.domain.telemetry import Limits
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.embedded.postgres import EmbeddedPostgres
-from vpp.mqtt import TELEMETRY_FILTER, BrokerAddress, make_client, session_properties, telemetry_topic
+from vpp.mqtt import TELEMETRY_FILTER, BrokerAddress, close_client, make_client, session_properties, telemetry_topic
 from vpp.postgres.connect import sqlalchemy_url
 from vpp.postgres.readings import ReadingWriter
 from vpp.postgres.registry import DeviceSpec, SiteRecord, load_devices, register_site, site_pk_by_id
@@ -114,8 +114,7 @@ def _publisher_main(port: int, payload_file: str, ready: Any, go: Any, done: Any
         client.publish(topic, payload, qos=1)
     all_acked.wait(600)
     done.set()
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
 
 
 class _PublisherProcess:
@@ -174,8 +173,7 @@ def _broker_rate(
     began = publisher.start()
     ended = _wait(lambda: received, len(messages), progress, "(a) broker → counting subscriber")
     publisher.join()
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
     return readings / (ended - began)
 
 
@@ -306,8 +304,7 @@ def _naive_rate(
     ended = _wait(lambda: stored, len(messages) * readings_per_message, progress, "(d) naive ORM insert per message")
     publisher.join()
     consumer.join(10)
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
     engine.dispose()
     return stored / (ended - began)
 

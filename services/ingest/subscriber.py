@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from vpp.mqtt import STATUS_FILTER, TELEMETRY_FILTER, BrokerAddress, make_client, session_properties
+from vpp.mqtt import STATUS_FILTER, TELEMETRY_FILTER, BrokerAddress, close_client, make_client, session_properties
 
 from .batcher import Inbound
 
@@ -91,8 +91,7 @@ class Subscriber:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def ack(self, messages: Sequence[Inbound]) -> int:
         """Acknowledge committed messages of the current connection; returns how many were acked."""

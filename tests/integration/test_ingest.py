@@ -206,3 +206,42 @@ def test_status_topic_records_online_and_last_will(depot: str, gateway: GatewayP
     gateway.publish("vpp/v1/depot-a/status", b"offline")
     gateway.wait_acked()
     wait_for(lambda: scalar(depot, "SELECT online FROM site_status"), lambda v: v is False)
+
+
+def test_clean_stop_flushes_and_acknowledges_everything(depot: str, broker: EmbeddedBroker) -> None:
+    t0 = _slot_anchor()
+    with running_ingest(depot, broker.port, client_id="ingest-clean-stop") as worker:
+        pub = GatewayPublisher("127.0.0.1", broker.port)
+        for i in range(500):
+            pub.publish(T.format("meter-1"), {"ts": (t0 + timedelta(seconds=i)).isoformat(), "power_kw": 1.0})
+        pub.wait_acked()
+        pub.close()
+        wait_for(lambda: worker.metrics.received._value.get(), lambda n: n == 500)
+        # stop() right away: whatever is still queued must be committed and acknowledged first
+    assert scalar(depot, "SELECT count(*) FROM readings") == 500
+    # The same persistent session again: had anything gone unacknowledged, the broker would
+    # redeliver it now and it would show up as a duplicate.
+    with running_ingest(depot, broker.port, client_id="ingest-clean-stop") as again:
+        pub = GatewayPublisher("127.0.0.1", broker.port, client_id="after-restart")
+        pub.publish(T.format("meter-1"), {"ts": (t0 + timedelta(seconds=999)).isoformat(), "power_kw": 1.0})
+        pub.wait_acked()
+        pub.close()
+        wait_for(lambda: again.metrics.written._value.get(), lambda n: n == 1)
+        assert again.metrics.received._value.get() == 1
+        assert again.metrics.duplicates._value.get() == 0
+
+
+def test_metrics_expose_rejections_by_reason_and_lag(
+    depot: str, gateway: GatewayPublisher, ingest: IngestWorker
+) -> None:
+    from prometheus_client import generate_latest
+
+    gateway.publish(T.format("meter-1"), b"{oops")
+    gateway.publish(T.format("meter-1"), {"ts": _slot_anchor().isoformat(), "power_kw": 1.0})
+    gateway.wait_acked()
+    wait_for(lambda: ingest.metrics.accepted._value.get(), lambda n: n == 1)
+    text = generate_latest(ingest.metrics.registry).decode()
+    assert 'vpp_ingest_messages_rejected_total{reason="malformed_json"} 1.0' in text
+    assert "vpp_ingest_lag_seconds_count 1.0" in text
+    assert "vpp_ingest_readings_written_total 1.0" in text
+    assert "vpp_ingest_broker_connected 1.0" in text

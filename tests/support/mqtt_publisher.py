@@ -9,7 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from vpp.mqtt import make_client, session_properties
+from vpp.mqtt import close_client, make_client, session_properties
 
 
 class GatewayPublisher:
@@ -43,5 +43,4 @@ class GatewayPublisher:
                 raise TimeoutError(f"broker acked {self._acked} of {self._sent} messages")
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)

@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from vpp.mqtt import BrokerAddress, make_client, session_properties, status_topic, telemetry_topic
+from vpp.mqtt import BrokerAddress, close_client, make_client, session_properties, status_topic, telemetry_topic
 from vpp.simulation.model import SiteSimulator
 
 __all__ = ["SimulationPublisher"]
@@ -120,5 +120,4 @@ class SimulationPublisher:
             self.client.publish(status_topic(sim.spec.site_id), b"offline", qos=1, retain=True)
             self.published += 1
         self.wait_acked(10)
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
