@@ -5,15 +5,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: deps system-deps run up test test-fast lint fmt bench bench-ingest clean
+.PHONY: deps system-deps run up test test-fast lint fmt bench bench-ingest bench-api bench-dr bench-soak clean
 
-# System packages: Mosquitto for the broker the tests start privately (the embedded default falls
-# back to an in-process broker without it). PostgreSQL comes from the pgserver wheel.
+# System packages: Mosquitto for the brokers the tests start privately (the embedded default falls
+# back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
+# and screenshots (Playwright drives Debian's Chromium; it never downloads a browser).
+# PostgreSQL comes from the pgserver wheel.
+SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-	  echo "installing Debian's mosquitto"; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
@@ -44,10 +49,19 @@ test: lint
 test-fast: deps
 	$(BIN)/python -m pytest tests/unit -q
 
-bench: bench-ingest
+bench: bench-ingest bench-api bench-dr bench-soak
 
 bench-ingest: deps
 	$(BIN)/vpp bench ingest
+
+bench-api: deps
+	$(BIN)/vpp bench api
+
+bench-dr: deps
+	$(BIN)/vpp bench dr
+
+bench-soak: deps
+	$(BIN)/vpp bench soak
 
 clean:
 	rm -rf .vpp-data .pytest_cache .mypy_cache .ruff_cache

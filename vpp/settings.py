@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     mqtt_scheduler_username: str = "scheduler"
     mqtt_scheduler_password: SecretStr = SecretStr("dev-scheduler-password")
     api_signing_key: SecretStr = SecretStr("dev-api-signing-key-change-me")
+    # REST API (services/api). The CO2 factor is unverified (DOMAIN.md: 0.42-0.46 kg-CO2/kWh).
+    api_token_ttl_s: int = Field(900, ge=60, le=86_400)
+    api_city_min_private_sites: int = Field(3, ge=1, le=1000)  # k: fewer private sites and city sees nothing
+    api_city_rate_limit_per_min: int = Field(120, ge=1, le=1_000_000)
+    api_co2_factor_kg_per_kwh: float = Field(0.44, ge=0, le=5)
+    api_capacity_target_kw: float = Field(330_000, gt=0)
+    api_capacity_target_fiscal_year: int = Field(2030, ge=2000, le=2100)
+    api_cache_max_entries: int = Field(4096, ge=0)
+    api_db_pool_size: int = Field(10, ge=1, le=200)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
 
     ingest_client_id: str = "ingest-1"
     ingest_share_group: str = "ingest"

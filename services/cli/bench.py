@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True)
@@ -17,3 +19,48 @@ def ingest(
     from services.cli.bench_ingest import run_bench_ingest
 
     run_bench_ingest(tuple(int(m) for m in modes.split(",")), messages=messages, naive_messages=naive_messages)
+
+
+@app.command("api")
+def api(
+    sites: int = typer.Option(1050, help="Sites with a fiscal year of 30-minute data"),
+    fiscal_year: int = typer.Option(2025, help="Japanese fiscal year to load and query"),
+    samples: int = typer.Option(200, help="Latency samples of the fiscal-year query"),
+    concurrency: int = typer.Option(32, help="Concurrent connections in the throughput phase"),
+    duration_s: float = typer.Option(10.0, "--duration", help="Seconds per throughput phase"),
+) -> None:
+    """Fiscal-year sufficiency latency and throughput against /healthz, measured in one run."""
+    from services.cli.bench_api import run_bench_api
+
+    run_bench_api(sites=sites, fiscal_year=fiscal_year, samples=samples, concurrency=concurrency, duration_s=duration_s)
+
+
+@app.command("dr")
+def dr(
+    sites: int = typer.Option(1050, help="Simulated sites"),
+    days: int = typer.Option(30, help="Days of simulated data"),
+) -> None:
+    """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
+    from services.cli.bench_dr import run_bench_dr
+
+    run_bench_dr(sites, days)
+
+
+@app.command("soak")
+def soak(
+    sites: int = typer.Option(20_000, help="Simulated sites; each sends one 4-reading batch per interval"),
+    minutes: float = typer.Option(5.0, help="How long the fleet publishes"),
+    interval_s: float = typer.Option(10.0, "--interval", help="Seconds between one site's messages"),
+    workers: int = typer.Option(2, help="Ingest worker processes on the shared subscription"),
+    grace_s: float = typer.Option(
+        30.0, "--grace", help="Seconds after each fault's restore left out of steady-state lag"
+    ),
+    timeline: Path | None = typer.Option(None, help="Write per-second lag and throughput to this CSV"),
+) -> None:
+    """Fault-injection load test: ingest SIGKILL, broker restart and PostgreSQL crash under a simulated fleet."""
+    from rich.console import Console
+
+    from services.cli.bench_soak import run_soak
+
+    result = run_soak(sites, minutes, interval_s, workers, grace_s=grace_s, timeline_csv=timeline, console=Console())
+    raise typer.Exit(0 if result.passed else 1)

@@ -85,7 +85,6 @@ class IngestWorker:
         self._devices: dict[tuple[str, str], DeviceRef] = {}
         self._site_pks: dict[str, int] = {}
         self._registry_loaded_at = 0.0
-        self._last_rollup = 0.0
         self.subscriber = Subscriber(
             config.broker,
             client_id=config.client_id,
@@ -111,6 +110,12 @@ class IngestWorker:
         self._ensure_writer_with_retry()
         writer_thread = threading.Thread(target=self._write_loop, name=f"{self.config.client_id}-writer", daemon=True)
         writer_thread.start()
+        # The rollup runs beside the write path, never in it: a slow rollup must not delay commits and acks.
+        rollup_stop = threading.Event()
+        rollup_thread = threading.Thread(
+            target=self._rollup_loop, args=(rollup_stop,), name=f"{self.config.client_id}-rollup", daemon=True
+        )
+        rollup_thread.start()
         self.subscriber.start()
         try:
             while not self.stopping.is_set():
@@ -121,6 +126,8 @@ class IngestWorker:
         finally:
             self._validated.put(None)
             writer_thread.join(self.config.stop_flush_timeout_s + 10)
+            rollup_stop.set()
+            rollup_thread.join(self.config.stop_flush_timeout_s + 10)
             self.subscriber.stop()
             for conn in (self._writer.conn if self._writer else None, self._rollup_conn, self._registry_conn):
                 if conn is not None and not conn.closed:
@@ -183,11 +190,7 @@ class IngestWorker:
     def _write_loop(self) -> None:
         give_up_at: float | None = None
         while True:
-            try:
-                item = self._validated.get(timeout=self.config.rollup_interval_s)
-            except queue.Empty:
-                self._maybe_rollup()  # a quiet stream still gets its last slots rolled up
-                continue
+            item = self._validated.get()
             if item is None:
                 break
             if self.stopping.is_set() and give_up_at is None:
@@ -198,8 +201,6 @@ class IngestWorker:
             self.subscriber.ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
-            self._maybe_rollup()
-        self._maybe_rollup(force=True)
 
     def _observe(self, batch: Batch, started: float, committed_at: datetime) -> None:
         m = self.metrics
@@ -284,20 +285,22 @@ class IngestWorker:
             self._refresh_registry()
         return device
 
-    def _maybe_rollup(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_rollup < self.config.rollup_interval_s:
-            return
-        self._last_rollup = now
+    def _rollup_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.config.rollup_interval_s):
+            self._maybe_rollup()
+        self._maybe_rollup()
+
+    def _maybe_rollup(self) -> None:
+        """Roll up dirty slots in claims of 5,000 until the backlog is gone (its own thread, so it may take time)."""
         try:
             if self._rollup_conn is None or self._rollup_conn.closed:
                 self._rollup_conn = connect(self.config.database_url, application_name="vpp-rollup")
             while True:
                 result = run_rollup(self._rollup_conn, max_gap_s=self.config.max_gap_s)
                 self.metrics.rollup_slots.inc(result.device_slots)
-                if not result.ran or result.device_slots < 50_000 or not force:
+                if not result.ran or result.device_slots < 5_000:
                     break
-        except psycopg.OperationalError as error:
+        except psycopg.Error as error:
             log.warning("rollup failed; will retry", extra={"error": str(error).strip()[:200]})
             if self._rollup_conn is not None:
                 self._rollup_conn.close()

@@ -7,8 +7,11 @@ the counter delta when both ends carry a counter (and it did not reset), otherwi
 of power. Intervals longer than the gap bound are not integrated (the device was offline: the
 slot's `coverage` shows it). An interval straddling a slot boundary is split pro rata.
 
-One rollup runs at a time (transaction-scoped advisory lock): several ingest workers may call it,
-and whoever holds the lock does the work.
+One rollup runs at a time (a session advisory lock): several ingest workers may call it, and whoever
+holds the lock does the work. Dirty pairs are claimed in their own short transaction: ingest writers
+insert into `energy_dirty` with ON CONFLICT, and a long computation holding deleted-but-uncommitted
+claims would make every writer wait on it (the soak test saw ingest stall for minutes that way). If
+the computation fails, the claims are put back.
 """
 
 from __future__ import annotations
@@ -22,13 +25,22 @@ __all__ = ["RollupResult", "run_rollup"]
 
 _LOCK_KEY = 0x5650_5030  # "VPP0"
 
+_CLAIM = """
+DELETE FROM energy_dirty
+WHERE (device_pk, slot_start) IN (
+    SELECT device_pk, slot_start FROM energy_dirty
+    ORDER BY device_pk, slot_start LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING device_pk, slot_start
+"""
+_RECLAIM = """
+INSERT INTO energy_dirty (device_pk, slot_start)
+SELECT * FROM unnest(%s::int[], %s::timestamptz[]) ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+"""
+
 _DEVICE_ROLLUP = """
 WITH claimed AS (
-    DELETE FROM energy_dirty
-    WHERE (device_pk, slot_start) IN (
-        SELECT device_pk, slot_start FROM energy_dirty
-        ORDER BY device_pk, slot_start LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-    RETURNING device_pk, slot_start
+    SELECT * FROM unnest(%(claimed_devices)s::int[], %(claimed_slots)s::timestamptz[]) AS c(device_pk, slot_start)
 ), ranges AS (
     SELECT device_pk, min(slot_start) AS lo, max(slot_start) + interval '30 minutes' AS hi
     FROM claimed GROUP BY device_pk
@@ -121,20 +133,37 @@ class RollupResult:
     ran: bool
 
 
-def run_rollup(conn: psycopg.Connection, *, max_gap_s: int = 900, limit: int = 50_000) -> RollupResult:
+def run_rollup(conn: psycopg.Connection, *, max_gap_s: int = 900, limit: int = 5_000) -> RollupResult:
     """Recompute up to `limit` dirty device-slots and their sites' rows. Commits."""
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
+    conn.commit()
+    if not locked or not locked[0]:
+        return RollupResult(0, ran=False)
     try:
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
-        if not locked or not locked[0]:
-            conn.rollback()
-            return RollupResult(0, ran=False)
-        touched = conn.execute(_DEVICE_ROLLUP, {"limit": limit, "gap": max_gap_s}).fetchall()
-        if touched:
-            conn.execute(_SITE_ROLLUP, {"devices": [t[0] for t in touched], "slots": [t[1] for t in touched]})
+        claimed = conn.execute(_CLAIM, {"limit": limit}).fetchall()
         conn.commit()
-    except BaseException:
+        if not claimed:
+            return RollupResult(0, ran=True)
+        devices = [c[0] for c in claimed]
+        slots = [c[1] for c in claimed]
+        try:
+            touched = conn.execute(
+                _DEVICE_ROLLUP,
+                {"claimed_devices": devices, "claimed_slots": slots, "gap": max_gap_s},
+            ).fetchall()
+            if touched:
+                conn.execute(_SITE_ROLLUP, {"devices": [t[0] for t in touched], "slots": [t[1] for t in touched]})
+            conn.commit()
+        except BaseException:
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                    conn.execute(_RECLAIM, (devices, slots))
+                    conn.commit()
+            raise
+        return RollupResult(len(claimed), ran=True)
+    finally:
         if not conn.closed:
             with contextlib.suppress(psycopg.Error):
-                conn.rollback()
-        raise
-    return RollupResult(len(touched), ran=True)
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+                conn.commit()

@@ -35,6 +35,7 @@ class SimulationPublisher:
         self.simulators = list(simulators)
         self.batch_per_site = batch_per_site
         self.published = 0
+        self._pending = 0  # published in the current step/backfill, not yet counted in `published`
         self._acked = 0
         self._cond = threading.Condition()
         self.client = make_client(client_id, mqtt5=broker.mqtt5, username=username, password=password, tls=broker.tls)
@@ -66,6 +67,16 @@ class SimulationPublisher:
     def acked(self) -> int:
         return self._acked
 
+    # paho keys unacknowledged messages by packet id, which wraps at 65,536: with more in flight a new
+    # message silently replaces an old one. Waiting below this bound keeps every message accounted for.
+    MAX_UNACKED = 20_000
+
+    def _publish(self, topic: str, payload: str) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.published + self._pending - self._acked < self.MAX_UNACKED, 60)
+            self._pending += 1
+        self.client.publish(topic, payload, qos=1)
+
     def step(self, now: datetime) -> int:
         """Advance every site to `now` and publish its readings; returns messages published."""
         sent = 0
@@ -73,9 +84,11 @@ class SimulationPublisher:
             readings = sim.step(now)
             site_id = sim.spec.site_id
             for device_id, payload in readings.items():
-                self.client.publish(telemetry_topic(site_id, device_id), json.dumps(payload), qos=1)
+                self._publish(telemetry_topic(site_id, device_id), json.dumps(payload))
                 sent += 1
-        self.published += sent
+        with self._cond:
+            self._pending -= sent
+            self.published += sent
         return sent
 
     def backfill(
@@ -104,11 +117,13 @@ class SimulationPublisher:
             now += timedelta(seconds=step_s)
         for key, readings in pending.items():
             sent += self._flush(key, readings)
-        self.published += sent
+        with self._cond:
+            self._pending -= sent
+            self.published += sent
         return sent
 
     def _flush(self, key: tuple[str, str], readings: list[dict[str, object]]) -> int:
-        self.client.publish(telemetry_topic(*key), json.dumps({"readings": readings}), qos=1)
+        self._publish(telemetry_topic(*key), json.dumps({"readings": readings}))
         return 1
 
     def wait_acked(self, timeout_s: float = 60.0) -> bool:

@@ -1,0 +1,85 @@
+"""OAuth2 client-credentials token endpoint (RFC 6749 section 4.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Header
+from sqlalchemy import text
+
+from services.api.auth import Principal, dev_client, issue_token
+from services.api.deps import ConnDep, StateDep
+from services.api.errors import ProblemError
+from services.api.schemas import TokenOut
+from vpp.postgres.api_clients import verify_secret
+
+router = APIRouter(tags=["auth"])
+
+_CLIENT = text(
+    """SELECT c.secret_hash, c.role, s.site_id FROM api_clients c LEFT JOIN sites s ON s.id = c.site_pk
+       WHERE c.client_id = :client_id AND c.revoked_at IS NULL"""
+)
+
+
+def _invalid_client(detail: str) -> ProblemError:
+    return ProblemError(
+        401, detail, slug="invalid-client", headers={"WWW-Authenticate": "Basic"}, extra={"error": "invalid_client"}
+    )
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _invalid_client("the Basic authorization header is not valid base64 'id:secret'") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise _invalid_client("the Basic authorization header must hold 'client_id:client_secret'")
+    return client_id, secret
+
+
+@router.post("/api/v1/oauth/token", response_model=TokenOut, summary="Issue an access token")
+async def token(
+    state: StateDep,
+    conn: ConnDep,
+    grant_type: Annotated[str, Form(max_length=64)],
+    client_id: Annotated[str | None, Form(max_length=64)] = None,
+    client_secret: Annotated[str | None, Form(max_length=256)] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> TokenOut:
+    if grant_type != "client_credentials":
+        raise ProblemError(
+            400,
+            f"grant_type must be 'client_credentials'; got {grant_type!r}",
+            slug="unsupported-grant-type",
+            extra={"error": "unsupported_grant_type"},
+        )
+    basic = _basic_credentials(authorization)
+    if basic is not None:
+        client_id, client_secret = basic
+    if not client_id or client_secret is None:
+        raise _invalid_client("send client_id and client_secret in the form or as HTTP Basic credentials")
+    principal = await _authenticate(state, conn, client_id, client_secret)
+    access_token, ttl_s = issue_token(state.settings, principal)
+    scope = principal.role if principal.site_id is None else f"{principal.role}:{principal.site_id}"
+    return TokenOut(access_token=access_token, expires_in=ttl_s, scope=scope)
+
+
+async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: str) -> Principal:
+    dev = dev_client(client_id, secret)
+    if dev is not None:
+        if state.settings.environment != "development":
+            raise _invalid_client(
+                f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}"
+            )
+        return dev
+    row = (await conn.execute(_CLIENT, {"client_id": client_id})).first()
+    # scrypt takes tens of milliseconds: keep it off the event loop.
+    if row is None or not await asyncio.to_thread(verify_secret, secret, str(row[0])):
+        raise _invalid_client("unknown client or wrong secret")
+    return Principal(client_id, row[1], row[2])

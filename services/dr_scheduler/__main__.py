@@ -1,0 +1,98 @@
+"""`python -m services.dr_scheduler`: the DR scheduler process, configured from VPP_* settings.
+
+One loop, one database connection: acknowledgements from the broker, the lifecycle tick (start,
+complete, verify) and live demand control every few seconds. Events are created, adjusted and
+cancelled through the API (or `vpp dr ...`), which write planned events; dispatching them is this
+process's job, so a signal is only ever published from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.log import configure_logging, kv
+from vpp.postgres.connect import connect
+from vpp.postgres.dr_events import list_events
+from vpp.postgres.migrate import upgrade
+from vpp.settings import load_settings
+
+from .dispatch import Dispatcher
+from .live_control import check_live_demand
+from .metrics import SchedulerMetrics
+from .scheduler import Scheduler
+
+log = logging.getLogger("vpp.dr_scheduler")
+
+TICK_S = 5.0
+METRICS_PORT = 9102
+
+
+def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.Event, tick_s: float = TICK_S) -> None:
+    """Serve acks as they come and tick every ``tick_s`` until ``stopping`` is set."""
+    next_tick = 0.0
+    while not stopping.is_set():
+        try:
+            ack = dispatcher.acks.get(timeout=min(max(next_tick - time.monotonic(), 0.0), 0.5))
+            scheduler.handle_ack(ack.site_id, ack.payload, now=datetime.now(UTC))
+            continue
+        except queue.Empty:
+            pass
+        if time.monotonic() < next_tick:
+            continue
+        next_tick = time.monotonic() + tick_s
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            scheduler.process_requests(now)
+            for event in list_events(scheduler.conn, statuses=["planned"]):
+                if event.pending_action is None:
+                    scheduler.dispatch(event.event_id, now=now, actor="scheduler")
+            scheduler.conn.commit()
+            scheduler.tick(now)
+            check_live_demand(scheduler, now, scheduler.metrics)
+        except Exception:
+            # One bad tick (database blip, broker timeout) must not end the process; the next retries.
+            log.exception("scheduler tick failed", extra=kv(at=now.isoformat()))
+            scheduler.conn.rollback()
+        scheduler.metrics.tick_seconds.observe(time.perf_counter() - started)
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database_url, _db = ensure_database(settings)
+    if _db is not None:
+        upgrade(database_url)
+    broker, _broker = ensure_broker(settings)
+    metrics = SchedulerMetrics()
+    start_http_server(METRICS_PORT, registry=metrics.registry)
+    authenticated = settings.mqtt_url is not None
+    dispatcher = Dispatcher(
+        broker, metrics,
+        username=settings.mqtt_scheduler_username if authenticated else None,
+        password=settings.mqtt_scheduler_password.get_secret_value() if authenticated else None,
+    )  # fmt: skip
+    dispatcher.start()
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with connect(database_url, application_name="dr-scheduler") as conn:
+        run_loop(Scheduler(conn, dispatcher, metrics), dispatcher, stopping)
+    dispatcher.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The DR event workflow: create (allocate + plan), dispatch, adjust, cancel, acknowledge, tick, verify.
+
+One :class:`Scheduler` per process owns one database connection and commits once per operation, at
+the end, so an operation either happens completely (status, sites, audit) or not at all. Signals are
+published *before* the commit that records them: if the broker refuses, the event keeps its status;
+if the commit fails after publishing, the retained signal is simply re-sent by the next dispatch.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import psycopg
+
+from vpp.domain.dr_events import DrSignal, EventStatus, SignalInterval, parse_ack, signal_payload
+from vpp.log import kv
+from vpp.postgres import dr_events as store
+from vpp.postgres.energy_history import load_dr_sites, region_site_ids
+from vpp.postgres.openadr_dr import publish_dr_event
+
+from .event_planning import event_slots, plan_document, plan_event_sites
+from .metrics import SchedulerMetrics
+from .verification import VerificationConfig, verify_event
+
+__all__ = ["EventRequest", "Scheduler", "SignalSink"]
+
+log = logging.getLogger("vpp.dr_scheduler")
+
+VERIFY_RETRY = timedelta(days=7)
+
+
+class SignalSink(Protocol):
+    def publish(self, site_id: str, payload: bytes, status: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EventRequest:
+    start_at: datetime
+    end_at: datetime
+    requested_kw: float
+    kind: str = "peak_cut"
+    incentive_jpy_per_kwh: float = 0.0
+    region_id: str | None = None
+    site_ids: tuple[str, ...] | None = None
+    event_id: str | None = None
+    source: str = "operator"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        sink: SignalSink,
+        metrics: SchedulerMetrics | None = None,
+        verification: VerificationConfig | None = None,
+    ) -> None:
+        self.conn = conn
+        self.sink = sink
+        self.metrics = metrics or SchedulerMetrics()
+        self.verification = verification or VerificationConfig()
+
+    def _commit_transition(self, event: store.DrEventRow) -> None:
+        self.conn.commit()
+        self.metrics.transitions.labels(str(event.status)).inc()
+
+    def _allocate(self, event: store.DrEventRow, site_ids: Sequence[str] | None, requested_kw: float) -> int:
+        """Forecast, allocate and plan the event's sites; store them. Returns the number of sites called."""
+        sites = load_dr_sites(self.conn, site_ids)
+        if event.region_id is not None:
+            members = set(region_site_ids(self.conn, event.region_id))
+            sites = [site for site in sites if site.site_id in members]
+        allocation, plans = plan_event_sites(self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics)
+        called = [p for p in plans if p.allocated_kw > 0]
+        store.set_event_sites(
+            self.conn, event.pk, [(p.site.site_pk, p.allocated_kw, p.import_limit_kw, plan_document(p)) for p in called],
+            allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
+        )  # fmt: skip
+        log.info(
+            "DR event allocated",
+            extra=kv(event_id=event.event_id, requested_kw=requested_kw, allocated_kw=allocation.allocated_kw,
+                     shortfall_kw=allocation.shortfall_kw, sites=len(called)),
+        )  # fmt: skip
+        return len(called)
+
+    def create_event(self, request: EventRequest, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Allocate the request across sites by flexibility, plan each, store it all as a planned event."""
+        if request.kind != "peak_cut":
+            raise ValueError("only peak_cut regional events are scheduled (peak-shift plans are per site)")
+        event_slots(request.start_at, request.end_at)  # validates before anything is written
+        try:
+            event = store.create_event(
+                self.conn, event_id=request.event_id or f"dr-{uuid.uuid4().hex[:12]}", kind=request.kind,
+                start_at=request.start_at, end_at=request.end_at, requested_kw=request.requested_kw,
+                incentive_jpy_per_kwh=request.incentive_jpy_per_kwh, region_id=request.region_id,
+                source=request.source, actor=actor, now=now, site_ids=request.site_ids,
+            )  # fmt: skip
+            self._allocate(event, request.site_ids, request.requested_kw)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return store.get_event(self.conn, event.event_id) or event
+
+    def plan_requested(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Allocate and plan an event the API recorded (pending action "plan")."""
+        try:
+            event = store.get_event(self.conn, event_id)
+            if event is None:
+                raise LookupError(f"no DR event {event_id!r}")
+            self._allocate(event, event.site_ids, event.requested_kw)
+            store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="allocated")
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return store.get_event(self.conn, event_id) or event
+
+    def _publish_all(self, event: store.DrEventRow, status: str, now: datetime) -> list[int]:
+        published: list[int] = []
+        for site in store.event_sites(self.conn, event.pk):
+            interval = SignalInterval(event.start_at, event.end_at, site.import_limit_kw)
+            signal = DrSignal(event.event_id, event.revision, event.kind, status, now,
+                              (interval,) if status == "active" else ())  # fmt: skip
+            self.sink.publish(site.site_id, signal_payload(signal), status)
+            published.append(site.site_pk)
+        return published
+
+    def dispatch(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Publish the event's signals to every called site and mark it dispatched."""
+        try:
+            current = store.get_event(self.conn, event_id)
+            if current is None:
+                raise LookupError(f"no DR event {event_id!r}")
+            bump = current.status != EventStatus.PLANNED  # a re-dispatch is a new revision
+            event = store.transition(self.conn, event_id, EventStatus.DISPATCHED, actor=actor, now=now,
+                                     bump_revision=bump)  # fmt: skip
+            sites = self._publish_all(event, "active", now)
+            store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
+            publish_dr_event(self.conn, event_id, now)  # the same change, as OpenADR events for VENs
+            self._commit_transition(event)
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return event
+
+    def adjust(self, event_id: str, requested_kw: float, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Re-allocate and re-plan with a new request; re-dispatch if signals were already out."""
+        try:
+            event = store.get_event(self.conn, event_id)
+            if event is None:
+                raise LookupError(f"no DR event {event_id!r}")
+            if event.status not in {EventStatus.PLANNED, EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED}:
+                raise ValueError(f"a {event.status} event cannot be adjusted")
+            self._allocate(event, event.site_ids, requested_kw)
+            self.conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event.pk))
+            store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="adjusted")
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        if event.status == EventStatus.PLANNED:
+            return store.get_event(self.conn, event_id) or event
+        return self.dispatch(event_id, now=now, actor=actor)
+
+    def cancel(self, event_id: str, *, now: datetime, actor: str, reason: str = "") -> store.DrEventRow:
+        """Cancel; sites that had a signal get a retained cancellation that replaces it."""
+        try:
+            current = store.get_event(self.conn, event_id)
+            if current is None:
+                raise LookupError(f"no DR event {event_id!r}")
+            event = store.transition(self.conn, event_id, EventStatus.CANCELLED, actor=actor, now=now,
+                                     detail={"reason": reason}, bump_revision=current.status != EventStatus.PLANNED)  # fmt: skip
+            if current.status != EventStatus.PLANNED:
+                self._publish_all(event, "cancelled", now)
+            self.conn.execute("UPDATE dr_events SET pending_action = NULL WHERE id = %s", (event.pk,))
+            publish_dr_event(self.conn, event_id, now)
+            self._commit_transition(event)
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return event
+
+    def handle_ack(self, site_id: str, payload: bytes, *, now: datetime) -> None:
+        """Store an ack; when every called site accepted the latest revision, the event is acknowledged."""
+        try:
+            try:
+                ack, error = parse_ack(payload), None
+            except ValueError as bad:
+                ack, error = None, str(bad)
+                log.warning(
+                    "bad DR ack", extra=kv(site_id=site_id, error=error, payload=payload[:200].decode(errors="replace"))
+                )
+            self.metrics.acks.labels("bad" if ack is None else "accepted" if ack.accepted else "rejected").inc()
+            result = store.record_ack(self.conn, site_id, payload, now, ack, error)
+            if result is not None and result[1] and result[0].status == EventStatus.DISPATCHED:
+                event = store.transition(self.conn, result[0].event_id, EventStatus.ACKNOWLEDGED, actor=f"site:{site_id}",
+                                         now=now, detail={"revision": result[0].revision})  # fmt: skip
+                self._commit_transition(event)
+            else:
+                self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def process_requests(self, now: datetime) -> None:
+        """Carry out what the API recorded: plan new events, re-plan adjusted ones, cancel."""
+        for event_id, action, actor in store.pending_requests(self.conn):
+            self.conn.commit()
+            event = store.get_event(self.conn, event_id)
+            if event is None:
+                continue
+            try:
+                if action == "plan":
+                    self.plan_requested(event_id, now=now, actor=actor)
+                elif action == "replan":
+                    self.adjust(event_id, event.requested_kw, now=now, actor=actor)
+                else:
+                    self.cancel(event_id, now=now, actor=actor, reason="requested through the API")
+            except ValueError as error:  # IllegalTransition included: refuse once, in the audit trail
+                store.clear_pending(
+                    self.conn, event.pk, now=now, actor="scheduler", action=f"{action} refused: {error}"
+                )
+                self.conn.commit()
+                log.warning("request refused", extra=kv(event_id=event_id, action=action, reason=str(error)))
+
+    def tick(self, now: datetime) -> None:
+        """Time-driven lifecycle: start events whose window began, complete and verify those that ended."""
+        for event in store.list_events(self.conn, statuses=["dispatched", "acknowledged", "active"]):
+            try:
+                if event.status != EventStatus.ACTIVE and event.start_at <= now:
+                    event = store.transition(self.conn, event.event_id, EventStatus.ACTIVE, actor="scheduler", now=now)
+                    self._commit_transition(event)
+                if event.status == EventStatus.ACTIVE and event.end_at <= now:
+                    event = store.transition(
+                        self.conn, event.event_id, EventStatus.COMPLETED, actor="scheduler", now=now
+                    )
+                    self._commit_transition(event)
+            except BaseException:
+                self.conn.rollback()
+                raise
+        self.verify_pending(now)
+
+    def verify_pending(self, now: datetime) -> None:
+        """Verify completed events whose slots are metered (re-run until every site's data is in)."""
+        # Late data is retried for a week; after that `vpp dr verify` re-runs an event by hand.
+        rows = self.conn.execute(
+            """SELECT e.event_id FROM dr_events e WHERE e.status = 'completed' AND e.end_at > %s
+                 AND NOT EXISTS (SELECT 1 FROM dr_verified_reductions v
+                                 WHERE v.event_pk = e.id AND v.actual_kwh IS NOT NULL)""",
+            (now - VERIFY_RETRY,),
+        ).fetchall()
+        self.conn.commit()
+        for (event_id,) in rows:
+            verify_event(self.conn, event_id, now, self.verification, self.metrics)

@@ -1,0 +1,146 @@
+"""The dashboard's own endpoints against real PostgreSQL and Mosquitto: alarms, flows, the page's files.
+
+One site imports far above its demand target inside the running slot, another has gone offline, and
+a gateway sends garbage: the live endpoint must raise all three alarms, and only for operators.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from services.api.main import create_app
+from tests.e2e.platform import DEV_OPERATOR
+from tests.integration.api.server import serving
+from tests.integration.ingest_fixtures import running_ingest
+from tests.support.mqtt_publisher import GatewayPublisher
+from tests.support.waiting import wait_for
+from vpp.domain.devices import DeviceKind
+from vpp.domain.slots import slot_start
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
+from vpp.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+HOT_KW, TARGET_KW = 50.0, 20.0
+
+
+def _register(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO regions (region_id, name) VALUES ('kawasaki', 'Kawasaki City') ON CONFLICT DO NOTHING"
+        )
+        for site_id, target in (("hot-site", TARGET_KW), ("quiet-site", None)):
+            record = SiteRecord(
+                site_id, site_id.title(), demand_target_kw=target, renewable_share=0.5, regions=("kawasaki",)
+            )
+            register_site(conn, record, [DeviceSpec("meter-1", DeviceKind.METER)])
+        conn.commit()
+
+
+def _meter(ts: datetime, seconds: float) -> dict[str, Any]:
+    return {"ts": ts.isoformat(), "power_kw": HOT_KW, "import_kwh": 100 + HOT_KW * seconds / 3600, "export_kwh": 0.0}
+
+
+def _token(client: httpx.Client, client_id: str, secret: str) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def api(db_url: str, broker: EmbeddedBroker) -> Iterator[httpx.Client]:
+    _register(db_url)
+    with running_ingest(db_url, broker.port, client_id="ingest-dashboard-api"):
+        gateway = GatewayPublisher("127.0.0.1", broker.port, client_id="dashboard-api-gateway")
+        try:
+            now = datetime.now(UTC).replace(microsecond=0)
+            if now - slot_start(now) < timedelta(seconds=5):  # both readings inside the running slot
+                time.sleep(5)
+                now = datetime.now(UTC).replace(microsecond=0)
+            # A reading a minute since the slot began: the slot's energy so far is known, as in production.
+            first = slot_start(now)
+            elapsed_s = int((now - first).total_seconds()) - 1
+            readings = [_meter(first + timedelta(seconds=t), t) for t in [*range(0, elapsed_s, 60), elapsed_s]]
+            gateway.publish("vpp/v1/hot-site/meter-1/telemetry", {"readings": readings})
+            gateway.publish("vpp/v1/quiet-site/meter-1/telemetry", _meter(now - timedelta(hours=2), 0))
+            gateway.publish("vpp/v1/quiet-site/status", b"offline")
+            for _ in range(10):
+                gateway.publish("vpp/v1/hot-site/meter-1/telemetry", b"not json")
+            gateway.wait_acked()
+        finally:
+            gateway.close()
+        app = create_app(load_settings(environment="development"), database_url=db_url)
+        with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+            yield client
+
+
+def test_live_raises_demand_offline_and_dead_letter_alarms(api: httpx.Client) -> None:
+    operator = _token(api, *DEV_OPERATOR)
+
+    def live() -> dict[str, Any]:
+        response = api.get("/api/v1/dashboard/live", params={"region": "kawasaki"}, headers=operator)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    body = wait_for(
+        live,
+        lambda b: bool(b["alarms"]["demand"]) and b["alarms"]["dead_letters"]["last_5min"] >= 10,
+        timeout_s=30,
+    )
+    sites = {s["site_id"]: s for s in body["sites"]}
+    hot = sites["hot-site"]
+    assert hot["online"] is True
+    assert hot["grid_kw"] == pytest.approx(HOT_KW)
+    # 50 kW since the slot began and 50 kW assumed to its end (less the seconds the rollup lags).
+    assert hot["predicted_demand_kw"] == pytest.approx(HOT_KW, rel=0.05)
+    assert hot["demand_level"] == "over"
+    (alarm,) = body["alarms"]["demand"]
+    assert (alarm["site_id"], alarm["level"], alarm["target_kw"]) == ("hot-site", "over", TARGET_KW)
+    assert [s["site_id"] for s in body["alarms"]["offline"]] == ["quiet-site"]
+    assert sites["quiet-site"]["age_s"] > 3600
+    dead = body["alarms"]["dead_letters"]
+    assert dead["alarm"] is True
+    assert dead["by_reason"] == {"malformed_json": 10}
+
+
+def test_flows_timeline_and_roles(api: httpx.Client) -> None:
+    operator = _token(api, *DEV_OPERATOR)
+    flows = wait_for(
+        lambda: api.get("/api/v1/dashboard/regions/kawasaki/flows", headers=operator).json(),
+        lambda body: any(s["running"] for s in body["slots"]),
+        timeout_s=30,
+    )
+    running = next(s for s in flows["slots"] if s["running"])
+    # Half the hot site's import is on a renewable contract; all of it feeds the site's load.
+    assert running["contract_renewable_kw"] > 0
+    assert running["contract_renewable_kw"] == pytest.approx(running["other_import_kw"])
+    assert running["contract_renewable_kw"] + running["other_import_kw"] == pytest.approx(running["demand_kw"])
+    assert api.get("/api/v1/dashboard/dr/timeline", headers=operator).json() == []
+    assert api.get("/api/v1/dashboard/regions/nowhere/flows", headers=operator).status_code == 404
+
+    city = _token(api, "dev-city", "dev-city-secret")
+    assert api.get("/api/v1/dashboard/live", headers=city).status_code == 403
+    assert api.get("/api/v1/dashboard/live").status_code == 401
+
+
+def test_page_and_assets(api: httpx.Client) -> None:
+    page = api.get("/")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<html lang="ja">' in page.text
+    for asset in ("app.js", "i18n.js", "api.js", "charts.js", "dr.js", "app.css", "vendor/chart.umd.min.js"):
+        assert api.get(f"/static/{asset}").status_code == 200, asset
+    assert api.get("/static/../main.py").status_code == 404
+    assert api.get("/static/nothing.js").status_code == 404

@@ -1,0 +1,129 @@
+"""Sites, their time series (JSON and CSV, paginated), demand and self-sufficiency, over ingested data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.integration.api.api_fixtures import HOURS, SITES
+from tests.integration.api.conftest import bearer
+from vpp.domain.slots import JST
+
+pytestmark = pytest.mark.integration
+
+DEPOT = next(s for s in SITES if s.site_id == "depot-a")
+
+
+def _window(t0: datetime) -> dict[str, str]:
+    return {"start": t0.isoformat(), "end": (t0 + timedelta(hours=HOURS)).isoformat()}
+
+
+def test_operator_lists_every_site_city_public_ones_site_its_own(api: httpx.Client, tokens: dict[str, str]) -> None:
+    def ids(role: str) -> list[str]:
+        response = api.get("/api/v1/sites", headers=bearer(tokens[role]))
+        assert response.status_code == 200
+        return [s["site_id"] for s in response.json()["items"]]
+
+    assert ids("operator") == sorted(s.site_id for s in SITES)
+    assert ids("city") == sorted(s.site_id for s in SITES if s.public)
+    assert ids("site") == ["depot-a"]
+
+
+def test_site_list_pages(api: httpx.Client, tokens: dict[str, str]) -> None:
+    first = api.get("/api/v1/sites", params={"limit": 3}, headers=bearer(tokens["operator"]))
+    assert first.json()["next_offset"] == 3
+    assert 'rel="next"' in first.headers["link"]
+    second = api.get("/api/v1/sites", params={"limit": 3, "offset": 3}, headers=bearer(tokens["operator"])).json()
+    assert second["next_offset"] is None
+    assert len(second["items"]) == len(SITES) - 3
+
+
+def test_site_detail_has_devices_and_regions(api: httpx.Client, tokens: dict[str, str]) -> None:
+    body = api.get("/api/v1/sites/depot-a", headers=bearer(tokens["site"])).json()
+    assert [d["device_id"] for d in body["devices"]] == ["meter-1", "pv-1"]
+    assert "kawasaki" in body["regions"]
+    assert body["last_reading_at"] is not None
+
+
+def test_energy_30min_json_and_csv(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
+    headers = bearer(tokens["site"])
+    body = api.get("/api/v1/sites/depot-a/energy", params=_window(t0), headers=headers).json()
+    assert len(body["items"]) == HOURS * 2
+    slot = body["items"][0]
+    assert slot["import_kwh"] == pytest.approx(DEPOT.slot_import_kwh)
+    assert slot["demand_kw"] == pytest.approx(DEPOT.import_kw)
+    assert slot["load_kwh"] == pytest.approx(DEPOT.slot_load_kwh)
+    response = api.get("/api/v1/sites/depot-a/energy", params={**_window(t0), "format": "csv"}, headers=headers)
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == HOURS * 2
+    assert float(rows[0]["pv_kwh"]) == pytest.approx(DEPOT.pv_kw / 2)
+
+
+def test_telemetry_raw_bucketed_and_paged(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
+    headers = bearer(tokens["operator"])
+    raw = api.get(
+        "/api/v1/sites/depot-a/telemetry",
+        params={**_window(t0), "device_id": "meter-1", "limit": 10},
+        headers=headers,
+    ).json()
+    assert len(raw["items"]) == 10
+    assert raw["next_offset"] == 10
+    assert raw["items"][0]["power_kw"] == pytest.approx(DEPOT.import_kw - DEPOT.export_kw)
+    hourly = api.get(
+        "/api/v1/sites/depot-a/telemetry", params={**_window(t0), "bucket": "1h", "device_id": "pv-1"}, headers=headers
+    ).json()
+    assert [b["readings"] for b in hourly["items"]] == [12] * HOURS
+    assert hourly["items"][0]["power_kw_avg"] == pytest.approx(DEPOT.pv_kw)
+    csv_text = api.get(
+        "/api/v1/sites/depot-a/telemetry", params={**_window(t0), "bucket": "30m", "format": "csv"}, headers=headers
+    ).text
+    assert csv_text.splitlines()[0].startswith("device_id,kind,bucket_start")
+
+
+def test_monthly_demand_and_ratchet(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
+    month = t0.astimezone(JST).strftime("%Y-%m")
+    rows = api.get(
+        "/api/v1/sites/depot-a/demand",
+        params={"from_month": month, "to_month": month},
+        headers=bearer(tokens["site"]),
+    ).json()
+    assert rows[0]["month"] == month
+    assert rows[0]["max_demand_kw"] == pytest.approx(DEPOT.import_kw)
+    assert rows[0]["ratchet_contract_demand_kw"] == pytest.approx(DEPOT.import_kw)
+    text = api.get(
+        "/api/v1/sites/depot-a/demand",
+        params={"from_month": month, "to_month": month, "format": "csv"},
+        headers=bearer(tokens["site"]),
+    ).text
+    assert text.splitlines()[0] == "month,max_demand_kw,max_demand_slot_start,ratchet_contract_demand_kw"
+
+
+def test_site_self_sufficiency(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
+    value = f"{t0.isoformat()}/{(t0 + timedelta(hours=HOURS)).isoformat()}"
+    body = api.get(
+        "/api/v1/sites/depot-a/sufficiency", params={"period": "range", "value": value}, headers=bearer(tokens["site"])
+    ).json()
+    supply = (DEPOT.slot_pv_on_site_kwh + DEPOT.slot_import_kwh * DEPOT.renewable_share) * HOURS * 2
+    assert body["site_id"] == "depot-a"
+    assert body["ratio"] == pytest.approx(supply / (DEPOT.slot_load_kwh * HOURS * 2))
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"start": "2026-11-01T00:00:00", "end": "2026-11-02T00:00:00+09:00"}, "query.start"),
+        ({"start": "2026-11-02T00:00:00+09:00", "end": "2026-11-01T00:00:00+09:00"}, "query.end"),
+        ({"start": "2025-01-01T00:00:00+09:00", "end": "2026-11-01T00:00:00+09:00"}, "query.end"),
+    ],
+)
+def test_bad_windows_name_the_field(
+    api: httpx.Client, tokens: dict[str, str], params: dict[str, str], detail: str
+) -> None:
+    response = api.get("/api/v1/sites/depot-a/telemetry", params=params, headers=bearer(tokens["operator"]))
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)

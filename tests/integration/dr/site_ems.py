@@ -1,0 +1,64 @@
+"""The simulated depot's EMS on the MQTT side: obeys DR signals and acknowledges them.
+
+Signals arrive on paho's network thread; the simulator is stepped by the test's thread, so signals are
+queued here and applied by :meth:`SiteEmsLink.apply_pending` between steps.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
+from vpp.mqtt import dr_ack_topic, dr_signal_topic, make_client
+from vpp.simulation.model import SiteSimulator
+
+
+class SiteEmsLink:
+    def __init__(self, sim: SiteSimulator, host: str, port: int) -> None:
+        self.sim = sim
+        self.site_id = sim.spec.site_id
+        self.pending: queue.Queue[DrSignal] = queue.Queue()
+        self.received: list[DrSignal] = []
+        self.subscribed = threading.Event()
+        self._windows: dict[str, list[tuple[datetime, datetime]]] = {}
+        self.client = make_client(f"ems-{self.site_id}")
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_args: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+        client.subscribe(dr_signal_topic(self.site_id), qos=1)
+
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        signal = parse_signal(bytes(message.payload))
+        self.received.append(signal)
+        self.pending.put(signal)
+        ack = DrAck(signal.event_id, signal.revision, accepted=True, ts=datetime.now(UTC))
+        client.publish(dr_ack_topic(self.site_id), ack_payload(ack), qos=1)
+
+    def apply_pending(self) -> int:
+        """Apply queued signals to the simulator's EMS; returns how many were applied."""
+        applied = 0
+        while True:
+            try:
+                signal = self.pending.get_nowait()
+            except queue.Empty:
+                return applied
+            for start, end in self._windows.pop(signal.event_id, []):
+                self.sim.set_import_limit(start, end, None)
+            if signal.status == "active":
+                for interval in signal.intervals:
+                    self.sim.set_import_limit(interval.start, interval.end, interval.import_limit_kw)
+                self._windows[signal.event_id] = [(i.start, i.end) for i in signal.intervals]
+            applied += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

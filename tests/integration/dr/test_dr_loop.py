@@ -1,0 +1,113 @@
+"""End to end: history → forecast and plan → peak-cut signal over MQTT → the depot's EMS obeys and acks
+→ telemetry through the real ingest worker shows the cut → the standard baseline verifies the reduction."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import psycopg
+import pytest
+
+from services.dr_scheduler.dispatch import Dispatcher
+from services.dr_scheduler.metrics import SchedulerMetrics
+from services.dr_scheduler.scheduler import EventRequest, Scheduler
+from tests.integration.dr.site_ems import SiteEmsLink
+from tests.integration.ingest_fixtures import register_depot, running_ingest
+from tests.support.waiting import wait_for
+from vpp.domain.slots import JST
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.mqtt import BrokerAddress
+from vpp.postgres import dr_events as store
+from vpp.postgres.dr_verification import settlement_lines, verified_reductions
+from vpp.simulation.model import SiteSimulator, SiteSpec
+from vpp.simulation.publisher import SimulationPublisher
+
+pytestmark = pytest.mark.integration
+
+SITE = "depot-a"
+EVENT_DAY = date(2026, 11, 20)  # a Friday: six complete weekdays of history before it
+STEP_S = 300
+
+
+def jst(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), JST)
+
+
+def _slot_imports_kwh(db_url: str, start: datetime, end: datetime) -> list[float]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """SELECT e.import_kwh FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk
+               WHERE s.site_id = %s AND e.slot_start >= %s AND e.slot_start < %s ORDER BY e.slot_start""",
+            (SITE, start, end),
+        ).fetchall()
+    return [float(row[0]) for row in rows]
+
+
+def _rolled_up_to(db_url: str, slot: datetime) -> bool:
+    return len(_slot_imports_kwh(db_url, slot, slot + timedelta(minutes=30))) == 1
+
+
+def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBroker) -> None:
+    register_depot(db_url, SITE)
+    address = BrokerAddress("127.0.0.1", broker.port)
+    history_start = jst(EVENT_DAY - timedelta(days=8), 23) - timedelta(days=1)
+    morning, event_start, event_end = jst(EVENT_DAY, 9), jst(EVENT_DAY, 14), jst(EVENT_DAY, 16)
+    evening = jst(EVENT_DAY, 19)
+    sim = SiteSimulator(SiteSpec(site_id=SITE), history_start, seed=3)
+    metrics = SchedulerMetrics()
+    dispatcher = Dispatcher(address, metrics, client_id="dr-test")
+    with running_ingest(db_url, broker.port), psycopg.connect(db_url) as conn:
+        publisher = SimulationPublisher([sim], address, client_id="sim-depot-a")
+        ems = SiteEmsLink(sim, "127.0.0.1", broker.port)
+        dispatcher.start()
+        try:
+            assert dispatcher.connected.wait(10)
+            assert ems.subscribed.wait(10)
+            publisher.backfill(history_start, morning, STEP_S, per_message=48)
+            assert publisher.wait_acked(30)
+            wait_for(lambda: _rolled_up_to(db_url, morning - timedelta(minutes=30)), bool, timeout_s=30)
+
+            scheduler = Scheduler(conn, dispatcher, metrics)
+            event = scheduler.create_event(
+                EventRequest(event_start, event_end, requested_kw=8.0, incentive_jpy_per_kwh=30.0, site_ids=(SITE,)),
+                now=morning,
+                actor="operator:test",
+            )
+            assert event.status == "planned"
+            assert event.allocated_kw == pytest.approx(8.0)
+            (site,) = store.event_sites(conn, event.pk)
+            assert site.import_limit_kw is not None
+            limit_kw = site.import_limit_kw
+
+            scheduler.dispatch(event.event_id, now=morning, actor="operator:test")
+            ack = dispatcher.acks.get(timeout=10)
+            scheduler.handle_ack(ack.site_id, ack.payload, now=morning)
+            assert store.get_event(conn, event.event_id).status == "acknowledged"  # type: ignore[union-attr]
+            assert ems.apply_pending() == 1
+
+            publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
+            assert publisher.wait_acked(30)
+            wait_for(lambda: _rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
+
+            # The telemetry shows the cut: every event slot's demand (kWh × 2) within the signalled limit.
+            event_kwh = _slot_imports_kwh(db_url, event_start, event_end)
+            assert len(event_kwh) == 4
+            assert max(event_kwh) * 2 <= limit_kw + 0.5
+
+            scheduler.tick(evening)
+            done = store.get_event(conn, event.event_id)
+            assert done is not None
+            assert done.status == "completed"
+            actions = [row["to_status"] for row in store.audit_trail(conn, event.pk)]
+            assert actions == ["planned", "dispatched", "acknowledged", "active", "completed"]
+
+            reductions = verified_reductions(conn, event.pk)[SITE]
+            assert len(reductions) == 4
+            assert all(r.actual_kwh is not None for r in reductions)
+            (line,) = settlement_lines(conn, event_id=event.event_id)
+            assert line.delivered_kwh > 0
+            assert line.amount_jpy == pytest.approx(line.settled_kwh * 30.0)
+        finally:
+            dispatcher.stop()
+            ems.close()
+            publisher.close()

@@ -1,0 +1,245 @@
+"""DR events: the lifecycle state machine, the MQTT signal and acknowledgement payloads, settlement maths.
+
+Pure: every instant is an argument. The signal payload is the v1 contract on ``vpp/v1/{site}/dr/signal``
+(DESIGN.md section 3), modelled on OpenADR 3.1: a peak-cut is a list of intervals, each with an
+``IMPORT_CAPACITY_LIMIT`` in kW; the site's EMS keeps every slot's average import at or under it.
+The message is retained, so it always carries the site's *whole* current plan (``revision`` grows with
+every change); a cancellation is a signal with ``status = "cancelled"`` and no intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Any
+
+from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY, require_aware
+
+__all__ = [
+    "SIGNAL_VERSION",
+    "DrAck",
+    "DrSignal",
+    "EventStatus",
+    "IllegalTransition",
+    "Settlement",
+    "SignalInterval",
+    "ack_payload",
+    "check_transition",
+    "event_window_slots",
+    "parse_ack",
+    "parse_signal",
+    "settle",
+    "signal_payload",
+]
+
+SIGNAL_VERSION = 1
+
+
+class EventStatus(StrEnum):
+    """Lifecycle of a regional DR event (stored in ``dr_events.status``)."""
+
+    PLANNED = "planned"  # allocated and planned, nothing sent yet
+    DISPATCHED = "dispatched"  # signals published to every called site
+    ACKNOWLEDGED = "acknowledged"  # every called site accepted the latest revision
+    ACTIVE = "active"  # the first event slot has started
+    COMPLETED = "completed"  # the last event slot has ended
+    CANCELLED = "cancelled"
+
+
+# An adjustment re-plans and re-dispatches, so dispatched and acknowledged may go back to dispatched.
+_ALLOWED: Mapping[EventStatus, frozenset[EventStatus]] = {
+    EventStatus.PLANNED: frozenset({EventStatus.DISPATCHED, EventStatus.CANCELLED}),
+    EventStatus.DISPATCHED: frozenset(
+        {EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED, EventStatus.ACTIVE, EventStatus.CANCELLED}
+    ),
+    EventStatus.ACKNOWLEDGED: frozenset({EventStatus.DISPATCHED, EventStatus.ACTIVE, EventStatus.CANCELLED}),
+    EventStatus.ACTIVE: frozenset({EventStatus.COMPLETED, EventStatus.CANCELLED}),
+    EventStatus.COMPLETED: frozenset(),
+    EventStatus.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):  # noqa: N818 - reads as the domain's word
+    """A lifecycle change the state machine forbids (e.g. cancelling a completed event)."""
+
+
+def check_transition(current: EventStatus | str, new: EventStatus | str) -> EventStatus:
+    """Return ``new`` as an :class:`EventStatus` if ``current → new`` is allowed, else raise."""
+    source, target = EventStatus(current), EventStatus(new)
+    if target not in _ALLOWED[source]:
+        allowed = ", ".join(sorted(_ALLOWED[source])) or "none (final state)"
+        raise IllegalTransition(f"a {source} event cannot become {target}; allowed: {allowed}")
+    return target
+
+
+@dataclass(frozen=True)
+class SignalInterval:
+    """One interval of a signal: [start, end) with an import limit in kW (None = no limit)."""
+
+    start: datetime
+    end: datetime
+    import_limit_kw: float | None
+
+
+@dataclass(frozen=True)
+class DrSignal:
+    event_id: str
+    revision: int
+    kind: str  # "peak_cut" or "peak_shift"
+    status: str  # "active" or "cancelled"
+    issued_at: datetime
+    intervals: tuple[SignalInterval, ...]
+
+
+@dataclass(frozen=True)
+class DrAck:
+    event_id: str
+    revision: int
+    accepted: bool
+    ts: datetime
+    detail: str = ""
+
+
+def signal_payload(signal: DrSignal) -> bytes:
+    """Encode a signal as the v1 JSON body (UTF-8). Intervals are checked: ordered, aware, limits ≥ 0."""
+    if signal.status not in {"active", "cancelled"}:
+        raise ValueError(f"status must be active or cancelled, got {signal.status!r}")
+    previous_end: datetime | None = None
+    for interval in signal.intervals:
+        require_aware(interval.start, "interval start")
+        require_aware(interval.end, "interval end")
+        if interval.end <= interval.start or (previous_end is not None and interval.start < previous_end):
+            raise ValueError("signal intervals must be non-empty, ordered and disjoint")
+        limit = interval.import_limit_kw
+        if limit is not None and not (math.isfinite(limit) and limit >= 0):
+            raise ValueError(f"import_limit_kw must be a finite number ≥ 0, got {limit}")
+        previous_end = interval.end
+    body: dict[str, Any] = {
+        "version": SIGNAL_VERSION,
+        "event_id": signal.event_id,
+        "revision": signal.revision,
+        "kind": signal.kind,
+        "status": signal.status,
+        "issued_at": require_aware(signal.issued_at, "issued_at").isoformat(),
+        "intervals": [
+            {
+                "start": i.start.isoformat(),
+                "end": i.end.isoformat(),
+                "payloads": []
+                if i.import_limit_kw is None
+                else [{"type": "IMPORT_CAPACITY_LIMIT", "value_kw": i.import_limit_kw}],
+            }
+            for i in signal.intervals
+        ],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_signal(payload: bytes) -> DrSignal:
+    """Decode a v1 signal (as the site EMS does); ``ValueError`` on anything malformed."""
+    try:
+        body = json.loads(payload)
+        if body.get("version") != SIGNAL_VERSION:
+            raise ValueError(f"unsupported signal version {body.get('version')!r}")
+        intervals = []
+        for item in body["intervals"]:
+            limits = [p["value_kw"] for p in item.get("payloads", []) if p.get("type") == "IMPORT_CAPACITY_LIMIT"]
+            intervals.append(
+                SignalInterval(_aware(item["start"]), _aware(item["end"]), float(limits[0]) if limits else None)
+            )
+        return DrSignal(
+            event_id=str(body["event_id"]),
+            revision=int(body["revision"]),
+            kind=str(body["kind"]),
+            status=str(body["status"]),
+            issued_at=_aware(body["issued_at"]),
+            intervals=tuple(intervals),
+        )
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
+        raise ValueError(f"malformed DR signal: {error!r}") from error
+
+
+def ack_payload(ack: DrAck) -> bytes:
+    return json.dumps(
+        {
+            "event_id": ack.event_id,
+            "revision": ack.revision,
+            "status": "accepted" if ack.accepted else "rejected",
+            "ts": require_aware(ack.ts, "ts").isoformat(),
+            "detail": ack.detail,
+        }
+    ).encode()
+
+
+def parse_ack(payload: bytes) -> DrAck:
+    """Decode a site's acknowledgement; ``ValueError`` on anything malformed."""
+    try:
+        body = json.loads(payload)
+        status = body["status"]
+        if status not in {"accepted", "rejected"}:
+            raise ValueError(f"ack status must be accepted or rejected, got {status!r}")
+        return DrAck(
+            str(body["event_id"]),
+            int(body["revision"]),
+            status == "accepted",
+            _aware(body["ts"]),
+            str(body.get("detail", ""))[:500],
+        )
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
+        raise ValueError(f"malformed DR ack: {error!r}") from error
+
+
+def _aware(text: str) -> datetime:
+    return require_aware(datetime.fromisoformat(text), "timestamp")
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A site's (or an event's) settled reduction.
+
+    Attributes
+    ----------
+    delivered_kwh : float
+        Net reduction over the metered event slots, kWh (slots that used more than the baseline count
+        against the slots that used less; an event is one commitment).
+    settled_kwh : float
+        ``max(delivered_kwh, 0)``: a negative delivery is not charged back as a penalty here.
+    amount_jpy : float
+        ``settled_kwh × incentive``.
+    missing_slots : int
+        Event slots without metered data; they count as zero reduction.
+    """
+
+    delivered_kwh: float
+    settled_kwh: float
+    amount_jpy: float
+    missing_slots: int
+
+
+def settle(reductions_kwh: Sequence[float], incentive_jpy_per_kwh: float) -> Settlement:
+    """Settle one site's per-slot reductions (NaN = not metered) at ``incentive_jpy_per_kwh``."""
+    if not (math.isfinite(incentive_jpy_per_kwh) and incentive_jpy_per_kwh >= 0):
+        raise ValueError(f"incentive must be a finite number ≥ 0 JPY/kWh, got {incentive_jpy_per_kwh}")
+    known = [value for value in reductions_kwh if math.isfinite(value)]
+    delivered = math.fsum(known)
+    settled = max(delivered, 0.0)
+    return Settlement(delivered, settled, settled * incentive_jpy_per_kwh, len(reductions_kwh) - len(known))
+
+
+def event_window_slots(start_at: datetime, end_at: datetime) -> tuple[date, int, int]:
+    """(JST day, first slot, end slot) of an event window; ``ValueError`` unless it is slot-aligned and
+    within one JST day (a baseline is per day, so a longer event is split into one event per day)."""
+    require_aware(start_at, "start_at")
+    require_aware(end_at, "end_at")
+    day = start_at.astimezone(JST).date()
+    midnight = datetime.combine(day, time(0), JST)
+    if (start_at - midnight) % SLOT or (end_at - midnight) % SLOT:
+        raise ValueError("event start and end must be on 30-minute slot boundaries")
+    first, end = (start_at - midnight) // SLOT, (end_at - midnight) // SLOT
+    if not 0 <= first < end <= SLOTS_PER_DAY:
+        raise ValueError("an event must end after it starts and lie within one JST day")
+    return day, int(first), int(end)

@@ -1,0 +1,223 @@
+"""Run a day-ahead plan against what actually happened, as a site EMS following a DR signal does.
+
+A plan is made on forecasts; the day then brings a different load and PV. The EMS receives the plan as
+an import limit per slot (the signal's ``IMPORT_CAPACITY_LIMIT``) plus its battery and EV schedule, and
+corrects in each slot: when import would cross the limit it discharges more (or charges less) within the
+battery's power and state of charge, then defers flexible EV charging; when there is headroom and the
+battery is behind its planned state of charge it catches up without crossing the limit. EV energy owed by
+a deadline is always delivered (a van must leave charged), so deferral only moves it later. Once the
+day's peak is set, the EMS stops defending anything below it: that would only spend energy needed later.
+
+:func:`receding_horizon_import_kw` adds the scheduler's intraday re-runs: every few slots the rest of
+the day is re-planned from the measured state with forecasts corrected by what the day has shown so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from vpp.domain.planning_model import SLOT_HOURS, EvDemand, Plan, SiteFlex
+
+__all__ = ["EmsTracker", "executed_import_kw", "receding_horizon_import_kw"]
+
+FloatArray = npt.NDArray[np.float64]
+Planner = Callable[[FloatArray, FloatArray, SiteFlex, list[EvDemand], float, float], Plan]
+
+_EPS = 1e-9
+# Same-day correction of the remaining forecast is bounded: a few slots must not rescale a whole day.
+_RATIO_RANGE = (0.6, 1.6)
+
+
+@dataclass
+class EmsTracker:
+    """The EMS's state through a day: battery SoC, EV energy still owed, the day's peak so far."""
+
+    flex: SiteFlex
+    evs: Sequence[EvDemand]
+    soc_kwh: float = 0.0
+    ev_remaining_kwh: list[float] = field(default_factory=list)
+    peak_kw: float = 0.0
+    fill_battery: bool = True
+
+    def __post_init__(self) -> None:
+        self.soc_kwh = self.flex.soc_kwh_initial
+        self.ev_remaining_kwh = [ev.energy_kwh for ev in self.evs]
+
+    def _ev_must_kw(self, k: int, t: int) -> float:
+        ev = self.evs[k]
+        later_kwh = (ev.deadline_slot - t - 1) * SLOT_HOURS * ev.max_power_kw
+        return min(ev.max_power_kw, max(self.ev_remaining_kwh[k] - later_kwh, 0.0) / SLOT_HOURS)
+
+    def step(
+        self,
+        t: int,
+        load_kw: float,
+        pv_kw: float,
+        battery_kw: float,
+        ev_kw: Sequence[float],
+        soc_target: float,
+        limit_kw: float,
+    ) -> float:
+        """Run slot ``t`` following the planned powers with the corrections above; return import, kW."""
+        flex, dt = self.flex, SLOT_HOURS
+        eta_c, eta_d = flex.charge_efficiency, flex.discharge_efficiency
+        ev_now, ev_must = [], []
+        for k, ev in enumerate(self.evs):
+            active = ev.available_from_slot <= t < ev.deadline_slot and self.ev_remaining_kwh[k] > _EPS
+            must = self._ev_must_kw(k, t) if active else 0.0
+            want = min(max(ev_kw[k], must), self.ev_remaining_kwh[k] / dt, ev.max_power_kw) if active else 0.0
+            ev_now.append(want)
+            ev_must.append(must)
+        discharge_max = min(flex.battery_power_kw, max(self.soc_kwh - flex.soc_min_kwh, 0.0) * eta_d / dt)
+        charge_max = min(flex.battery_power_kw, max(flex.soc_max_kwh - self.soc_kwh, 0.0) / (eta_c * dt))
+        battery = min(max(battery_kw, -charge_max), discharge_max)
+        limit = max(limit_kw, self.peak_kw)
+        net = load_kw + sum(ev_now) - pv_kw
+        behind_kwh = soc_target - self._soc_after(battery)
+        if behind_kwh > _EPS and battery <= 0:
+            room = max(limit - (net - battery), 0.0)
+            battery -= min(room, behind_kwh / (eta_c * dt), charge_max + battery)
+        excess = net - battery - limit
+        if excess > 0:
+            extra = min(excess, discharge_max - battery)
+            battery += extra
+            excess -= extra
+        flexible = sum(ev_now) - sum(ev_must)
+        if excess > 0 and flexible > _EPS:
+            scale = max(flexible - excess, 0.0) / flexible
+            ev_now = [m + (p - m) * scale for p, m in zip(ev_now, ev_must, strict=True)]
+        # Headroom under the limit is used to charge vans ahead of plan: energy delivered now cannot
+        # be forced into a later slot whose load turns out higher than forecast.
+        room = limit - (load_kw + sum(ev_now) - pv_kw - battery)
+        for k, ev in enumerate(self.evs):
+            if room <= _EPS:
+                break
+            if ev.available_from_slot <= t < ev.deadline_slot:
+                more = min(room, ev.max_power_kw - ev_now[k], self.ev_remaining_kwh[k] / dt - ev_now[k])
+                if more > 0:
+                    ev_now[k] += more
+                    room -= more
+        if self.fill_battery and room > _EPS and battery <= 0:
+            battery -= min(room, charge_max + battery)
+        for k, power in enumerate(ev_now):
+            self.ev_remaining_kwh[k] -= power * dt
+        self.soc_kwh = min(max(self._soc_after(battery), flex.soc_min_kwh), flex.soc_max_kwh)
+        import_kw = max(load_kw + sum(ev_now) - pv_kw - battery, 0.0)
+        self.peak_kw = max(self.peak_kw, import_kw)
+        return import_kw
+
+    def _soc_after(self, battery_kw: float) -> float:
+        flex = self.flex
+        return self.soc_kwh + SLOT_HOURS * (
+            flex.charge_efficiency * max(-battery_kw, 0.0) - max(battery_kw, 0.0) / flex.discharge_efficiency
+        )
+
+
+def executed_import_kw(
+    plan: Plan,
+    load_kw: Sequence[float] | FloatArray,
+    pv_kw: Sequence[float] | FloatArray,
+    flex: SiteFlex,
+    evs: Sequence[EvDemand],
+    limit_kw: float,
+) -> FloatArray:
+    """Grid import per slot (kW) when the EMS follows ``plan`` on the actual load and PV.
+
+    ``evs`` are the actual EV demands (same windows as planned, actual energy); ``limit_kw`` is the
+    import limit the EMS protects (usually the plan's peak, as the DR signal carries it).
+    """
+    tracker = EmsTracker(flex, evs)
+    return np.array(
+        [
+            tracker.step(
+                t,
+                float(load_kw[t]),
+                float(pv_kw[t]),
+                plan.battery_kw[t],
+                [series[t] for series in plan.ev_kw_by_demand],
+                plan.soc_kwh[t + 1],
+                limit_kw,
+            )
+            for t in range(len(load_kw))
+        ]
+    )
+
+
+def receding_horizon_import_kw(
+    load_forecast_kw: FloatArray,
+    pv_forecast_kw: FloatArray,
+    load_kw: FloatArray,
+    pv_kw: FloatArray,
+    flex: SiteFlex,
+    evs: Sequence[EvDemand],
+    first_plan: Plan,
+    planner: Planner,
+    replan_every_slots: int,
+    tracker: EmsTracker | None = None,
+) -> FloatArray:
+    """Import per slot (kW) with the day-ahead plan re-run every ``replan_every_slots`` slots.
+
+    At each re-run the remaining slots' forecasts are scaled by the day's actual-to-forecast ratio so
+    far (bounded to 0.6–1.6), and ``planner(load, pv, flex, evs, target_kw, terminal_soc_kwh)`` plans
+    the rest of the day from the measured SoC and EV energy still owed, with the peak already set as
+    its target (lower is no longer worth anything). Pass ``tracker`` to read the end state afterwards.
+    """
+    horizon = load_kw.size
+    tracker = tracker or EmsTracker(flex, evs)
+    plan, offset = first_plan, 0
+    imports = np.zeros(horizon)
+    for t in range(horizon):
+        if t and replan_every_slots and t % replan_every_slots == 0:
+            replanned = _replan(t, load_forecast_kw, pv_forecast_kw, load_kw, pv_kw, tracker, planner)
+            if replanned is not None:
+                plan, offset = replanned, t
+        i = t - offset
+        imports[t] = tracker.step(
+            t, float(load_kw[t]), float(pv_kw[t]), plan.battery_kw[i],
+            [series[i] for series in plan.ev_kw_by_demand], plan.soc_kwh[i + 1], plan.peak_import_kw,
+        )  # fmt: skip
+    return imports
+
+
+def _ratio(actual: FloatArray, forecast: FloatArray) -> float:
+    total = float(forecast.sum())
+    return 1.0 if total <= _EPS else min(max(float(actual.sum()) / total, _RATIO_RANGE[0]), _RATIO_RANGE[1])
+
+
+def _replan(
+    t: int,
+    load_fc: FloatArray,
+    pv_fc: FloatArray,
+    load: FloatArray,
+    pv: FloatArray,
+    tracker: EmsTracker,
+    planner: Planner,
+) -> Plan | None:
+    flex, rest = tracker.flex, load.size - t
+    load_rest = load_fc[t:] * _ratio(load[:t], load_fc[:t])
+    pv_rest = pv_fc[t:] * _ratio(pv[:t], pv_fc[:t])
+    evs: list[EvDemand] = []
+    ev_map: list[int] = []
+    for k, ev in enumerate(tracker.evs):
+        if ev.deadline_slot > t and tracker.ev_remaining_kwh[k] > _EPS:
+            start = max(ev.available_from_slot - t, 0)
+            window_kwh = (ev.deadline_slot - t - start) * SLOT_HOURS * ev.max_power_kw
+            evs.append(EvDemand(min(tracker.ev_remaining_kwh[k], window_kwh), ev.max_power_kw, start,
+                                ev.deadline_slot - t, ev.ev_id))  # fmt: skip
+            ev_map.append(k)
+    reachable_kwh = tracker.soc_kwh + flex.charge_efficiency * flex.battery_power_kw * SLOT_HOURS * rest
+    terminal = min(flex.soc_kwh_initial, reachable_kwh, flex.soc_max_kwh)
+    now_flex = replace(flex, soc_kwh_initial=min(max(tracker.soc_kwh, flex.soc_min_kwh), flex.soc_max_kwh))
+    try:
+        plan = planner(load_rest, pv_rest, now_flex, evs, tracker.peak_kw, max(terminal, flex.soc_min_kwh))
+    except ValueError:  # InfeasiblePlan included: keep following the previous plan
+        return None
+    # Map the re-plan's EV series back onto every demand of the day (finished ones get zeros).
+    series = [tuple(0.0 for _ in range(rest))] * len(tracker.evs)
+    for position, k in enumerate(ev_map):
+        series[k] = plan.ev_kw_by_demand[position]
+    return replace(plan, ev_kw_by_demand=tuple(series))

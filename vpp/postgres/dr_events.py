@@ -1,0 +1,299 @@
+"""DR events, their sites, the audit trail and acknowledgements. Functions take a connection; callers commit.
+
+Every status change goes through :func:`transition`, which locks the event row, checks the change against
+the lifecycle (:func:`vpp.domain.dr_events.check_transition`) and appends the audit row in the same
+transaction, so the audit trail cannot disagree with the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from vpp.domain.dr_events import DrAck, EventStatus, check_transition
+
+__all__ = [
+    "DrEventRow",
+    "EventSiteRow",
+    "add_audit",
+    "audit_trail",
+    "clear_pending",
+    "create_event",
+    "event_sites",
+    "get_event",
+    "list_events",
+    "pending_requests",
+    "record_ack",
+    "record_dispatch",
+    "set_event_sites",
+    "transition",
+]
+
+
+@dataclass(frozen=True)
+class DrEventRow:
+    pk: int
+    event_id: str
+    kind: str
+    status: EventStatus
+    region_id: str | None
+    start_at: datetime
+    end_at: datetime
+    requested_kw: float
+    allocated_kw: float
+    shortfall_kw: float
+    incentive_jpy_per_kwh: float
+    revision: int
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    site_ids: tuple[str, ...] | None
+    pending_action: str | None
+
+
+@dataclass(frozen=True)
+class EventSiteRow:
+    site_pk: int
+    site_id: str
+    allocated_kw: float
+    import_limit_kw: float | None
+    plan: dict[str, Any] | None
+    dispatched_revision: int | None
+    acked_revision: int | None
+    ack_status: str | None
+    acked_at: datetime | None
+
+
+_EVENT_COLUMNS = (
+    "id, event_id, kind, status, region_id, start_at, end_at, requested_kw, allocated_kw, shortfall_kw,"
+    " incentive_jpy_per_kwh, revision, source, created_at, updated_at, site_ids, pending_action"
+)
+
+
+def _event(row: Sequence[Any]) -> DrEventRow:
+    site_ids = tuple(row[15]) if row[15] is not None else None
+    return DrEventRow(
+        row[0], row[1], row[2], EventStatus(row[3]), row[4], row[5], row[6], row[7], row[8], row[9], row[10],
+        row[11], row[12], row[13], row[14], site_ids, row[16],
+    )  # fmt: skip
+
+
+def add_audit(
+    conn: psycopg.Connection, event_pk: int, at: datetime, actor: str, action: str,
+    from_status: str | None, to_status: str | None, detail: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    conn.execute(
+        """INSERT INTO dr_event_audit (event_pk, at, actor, action, from_status, to_status, detail)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (event_pk, at, actor, action, from_status, to_status, Jsonb(detail) if detail is not None else None),
+    )
+
+
+def create_event(
+    conn: psycopg.Connection,
+    *,
+    event_id: str,
+    kind: str,
+    start_at: datetime,
+    end_at: datetime,
+    requested_kw: float,
+    incentive_jpy_per_kwh: float,
+    region_id: str | None,
+    source: str,
+    actor: str,
+    now: datetime,
+    site_ids: Sequence[str] | None = None,
+    pending_action: str | None = None,
+) -> DrEventRow:
+    """Insert a planned event and its "created" audit row."""
+    row = conn.execute(
+        f"""INSERT INTO dr_events (event_id, kind, status, region_id, start_at, end_at, requested_kw,
+                                   incentive_jpy_per_kwh, source, created_at, updated_at, site_ids, pending_action,
+                                   pending_actor)
+            VALUES (%s, %s, 'planned', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_EVENT_COLUMNS}""",
+        (
+            event_id,
+            kind,
+            region_id,
+            start_at,
+            end_at,
+            requested_kw,
+            incentive_jpy_per_kwh,
+            source,
+            now,
+            now,
+            list(site_ids) if site_ids is not None else None,
+            pending_action,
+            actor if pending_action else None,
+        ),
+    ).fetchone()
+    assert row is not None
+    event = _event(row)
+    add_audit(conn, event.pk, now, actor, "created", None, EventStatus.PLANNED,
+           {"requested_kw": requested_kw, "start_at": start_at.isoformat(), "end_at": end_at.isoformat()})  # fmt: skip
+    return event
+
+
+def set_event_sites(
+    conn: psycopg.Connection,
+    event_pk: int,
+    rows: Sequence[tuple[int, float, float | None, dict[str, Any] | None]],
+    *,
+    allocated_kw: float,
+    shortfall_kw: float,
+) -> None:
+    """Replace the event's sites with ``(site_pk, allocated_kw, import_limit_kw, plan)`` rows."""
+    conn.execute("DELETE FROM dr_event_sites WHERE event_pk = %s", (event_pk,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, import_limit_kw, plan)
+               VALUES (%s, %s, %s, %s, %s)""",
+            [
+                (event_pk, site_pk, kw, limit, Jsonb(plan) if plan is not None else None)
+                for site_pk, kw, limit, plan in rows
+            ],
+        )
+    conn.execute(
+        "UPDATE dr_events SET allocated_kw = %s, shortfall_kw = %s WHERE id = %s",
+        (allocated_kw, shortfall_kw, event_pk),
+    )
+
+
+def transition(
+    conn: psycopg.Connection,
+    event_id: str,
+    new_status: EventStatus,
+    *,
+    actor: str,
+    now: datetime,
+    action: str | None = None,
+    detail: dict[str, Any] | None = None,
+    bump_revision: bool = False,
+) -> DrEventRow:
+    """Change an event's status (checked against the lifecycle) and append the audit row.
+
+    Raises ``LookupError`` for an unknown event and
+    :class:`vpp.domain.dr_events.IllegalTransition` for a forbidden change.
+    """
+    current = conn.execute("SELECT id, status FROM dr_events WHERE event_id = %s FOR UPDATE", (event_id,)).fetchone()
+    if current is None:
+        raise LookupError(f"no DR event {event_id!r}")
+    target = check_transition(current[1], new_status)
+    row = conn.execute(
+        f"""UPDATE dr_events SET status = %s, updated_at = %s, revision = revision + %s
+            WHERE id = %s RETURNING {_EVENT_COLUMNS}""",
+        (target, now, 1 if bump_revision else 0, current[0]),
+    ).fetchone()
+    assert row is not None
+    add_audit(conn, current[0], now, actor, action or str(target), current[1], target, detail)
+    return _event(row)
+
+
+def get_event(conn: psycopg.Connection, event_id: str) -> DrEventRow | None:
+    row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM dr_events WHERE event_id = %s", (event_id,)).fetchone()
+    return _event(row) if row else None
+
+
+def list_events(
+    conn: psycopg.Connection,
+    *,
+    statuses: Sequence[str] | None = None,
+    ending_after: datetime | None = None,
+    limit: int = 200,
+) -> list[DrEventRow]:
+    """Events newest first, optionally only some statuses or those ending after an instant."""
+    rows = conn.execute(
+        f"""SELECT {_EVENT_COLUMNS} FROM dr_events
+            WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+              AND (%(after)s::timestamptz IS NULL OR end_at > %(after)s::timestamptz)
+            ORDER BY start_at DESC, id DESC LIMIT %(limit)s""",
+        {"statuses": list(statuses) if statuses is not None else None, "after": ending_after, "limit": limit},
+    ).fetchall()
+    return [_event(row) for row in rows]
+
+
+def event_sites(conn: psycopg.Connection, event_pk: int) -> list[EventSiteRow]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT es.site_pk, s.site_id, es.allocated_kw, es.import_limit_kw, es.plan, es.dispatched_revision,
+                      es.acked_revision, es.ack_status, es.acked_at
+               FROM dr_event_sites es JOIN sites s ON s.id = es.site_pk
+               WHERE es.event_pk = %s ORDER BY s.site_id""",
+            (event_pk,),
+        ).fetchall()
+    return [EventSiteRow(**row) for row in rows]
+
+
+def audit_trail(conn: psycopg.Connection, event_pk: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT at, actor, action, from_status, to_status, detail FROM dr_event_audit
+               WHERE event_pk = %s ORDER BY at, id""",
+            (event_pk,),
+        ).fetchall()
+
+
+def record_dispatch(
+    conn: psycopg.Connection, event_pk: int, site_pks: Sequence[int], revision: int, at: datetime
+) -> None:
+    conn.execute(
+        """UPDATE dr_event_sites SET dispatched_revision = %s, dispatched_at = %s
+           WHERE event_pk = %s AND site_pk = ANY(%s)""",
+        (revision, at, event_pk, list(site_pks)),
+    )
+
+
+def record_ack(
+    conn: psycopg.Connection, site_id: str, payload: bytes, at: datetime, ack: DrAck | None, error: str | None
+) -> tuple[DrEventRow, bool] | None:
+    """Store an acknowledgement; return (event, every called site accepted its latest revision) or None.
+
+    Acks of an older revision are stored but do not count: the site has not yet seen the change.
+    """
+    site = conn.execute("SELECT id FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+    site_pk = site[0] if site else None
+    conn.execute(
+        """INSERT INTO dr_acks (received_at, site_pk, event_id, revision, accepted, payload, error)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (at, site_pk, ack.event_id if ack else None, ack.revision if ack else None,
+         ack.accepted if ack else None, payload, error),
+    )  # fmt: skip
+    if ack is None or site_pk is None:
+        return None
+    event = get_event(conn, ack.event_id)
+    if event is None:
+        return None
+    conn.execute(
+        """UPDATE dr_event_sites SET acked_revision = %s, acked_at = %s, ack_status = %s
+           WHERE event_pk = %s AND site_pk = %s AND dispatched_revision = %s""",
+        (ack.revision, at, "accepted" if ack.accepted else "rejected", event.pk, site_pk, ack.revision),
+    )
+    pending = conn.execute(
+        """SELECT count(*) FROM dr_event_sites WHERE event_pk = %s AND allocated_kw > 0
+             AND (acked_revision IS DISTINCT FROM %s OR ack_status <> 'accepted')""",
+        (event.pk, event.revision),
+    ).fetchone()
+    return event, bool(pending and pending[0] == 0)
+
+
+def pending_requests(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(event_id, action, actor) the API asked of the scheduler, oldest first."""
+    rows = conn.execute(
+        """SELECT event_id, pending_action, coalesce(pending_actor, 'api') FROM dr_events
+           WHERE pending_action IS NOT NULL ORDER BY id"""
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def clear_pending(conn: psycopg.Connection, event_pk: int, *, now: datetime, actor: str, action: str) -> None:
+    row = conn.execute(
+        "UPDATE dr_events SET pending_action = NULL, pending_actor = NULL WHERE id = %s RETURNING status", (event_pk,)
+    ).fetchone()
+    status = row[0] if row else None
+    add_audit(conn, event_pk, now, actor, action, status, status, None)

@@ -1,0 +1,89 @@
+"""Verified DR reductions per event, site and slot, and the settlement report built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from vpp.domain.dr_events import settle
+
+__all__ = ["ReductionRow", "SettlementLine", "save_reductions", "settlement_lines", "verified_reductions"]
+
+
+@dataclass(frozen=True)
+class ReductionRow:
+    slot_start: datetime
+    baseline_kwh: float
+    actual_kwh: float | None
+    reduction_kwh: float | None
+
+
+def save_reductions(
+    conn: psycopg.Connection, event_pk: int, site_pk: int, rows: Sequence[ReductionRow], method: str, at: datetime
+) -> None:
+    """Replace a site's verified rows for an event (verification is re-run as late data arrives)."""
+    conn.execute("DELETE FROM dr_verified_reductions WHERE event_pk = %s AND site_pk = %s", (event_pk, site_pk))
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO dr_verified_reductions (event_pk, site_pk, slot_start, baseline_kwh, actual_kwh,
+                                                   reduction_kwh, method, verified_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (event_pk, site_pk, r.slot_start, r.baseline_kwh, r.actual_kwh, r.reduction_kwh, method, at)
+                for r in rows
+            ],
+        )
+
+
+def verified_reductions(conn: psycopg.Connection, event_pk: int) -> dict[str, list[ReductionRow]]:
+    rows = conn.execute(
+        """SELECT s.site_id, v.slot_start, v.baseline_kwh, v.actual_kwh, v.reduction_kwh
+           FROM dr_verified_reductions v JOIN sites s ON s.id = v.site_pk
+           WHERE v.event_pk = %s ORDER BY s.site_id, v.slot_start""",
+        (event_pk,),
+    ).fetchall()
+    out: dict[str, list[ReductionRow]] = {}
+    for site_id, *values in rows:
+        out.setdefault(site_id, []).append(ReductionRow(*values))
+    return out
+
+
+@dataclass(frozen=True)
+class SettlementLine:
+    event_id: str
+    site_id: str
+    start_at: datetime
+    end_at: datetime
+    incentive_jpy_per_kwh: float
+    delivered_kwh: float
+    settled_kwh: float
+    amount_jpy: float
+    missing_slots: int
+    method: str
+
+
+def settlement_lines(
+    conn: psycopg.Connection, *, since: datetime | None = None, until: datetime | None = None,
+    event_id: str | None = None,
+) -> list[SettlementLine]:  # fmt: skip
+    """One line per event and site with verified reductions, settled at the event's incentive."""
+    rows = conn.execute(
+        """SELECT e.event_id, s.site_id, e.start_at, e.end_at, e.incentive_jpy_per_kwh,
+                  array_agg(coalesce(v.reduction_kwh, 'NaN'::float8) ORDER BY v.slot_start), min(v.method)
+           FROM dr_verified_reductions v JOIN dr_events e ON e.id = v.event_pk JOIN sites s ON s.id = v.site_pk
+           WHERE (%(since)s::timestamptz IS NULL OR e.start_at >= %(since)s::timestamptz)
+             AND (%(until)s::timestamptz IS NULL OR e.start_at < %(until)s::timestamptz)
+             AND (%(event)s::text IS NULL OR e.event_id = %(event)s::text)
+           GROUP BY e.event_id, s.site_id, e.start_at, e.end_at, e.incentive_jpy_per_kwh
+           ORDER BY e.start_at, e.event_id, s.site_id""",
+        {"since": since, "until": until, "event": event_id},
+    ).fetchall()
+    lines = []
+    for event, site, start, end, incentive, reductions, method in rows:
+        result = settle([float(r) for r in reductions], float(incentive))
+        lines.append(SettlementLine(event, site, start, end, float(incentive), result.delivered_kwh,
+                                    result.settled_kwh, result.amount_jpy, result.missing_slots, method))  # fmt: skip
+    return lines

@@ -1,0 +1,113 @@
+"""Reads of the 30-minute site energy table and the latest meter reading, shaped for the DR scheduler.
+
+Days are JST days (slot 0 = 00:00–00:30 JST); a slot without a row, or with less than the coverage
+asked for, is None, so forecasts and baselines can tell "not metered" from "zero".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import psycopg
+
+from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
+
+__all__ = ["LiveMeter", "SiteDr", "daily_slots", "jst_midnight", "live_meter", "load_dr_sites", "region_site_ids"]
+
+# Column names cannot be query parameters; only these may be asked for.
+_FLOWS = frozenset({"import_kwh", "export_kwh", "pv_kwh", "load_kwh", "ev_kwh", "battery_charge_kwh",
+                    "battery_discharge_kwh"})  # fmt: skip
+
+
+def jst_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), JST).astimezone(UTC)
+
+
+def daily_slots(
+    conn: psycopg.Connection, site_pk: int, first_day: date, last_day: date, flow: str = "import_kwh",
+    min_coverage: float = 0.0,
+) -> dict[date, list[float | None]]:  # fmt: skip
+    """``{day: 48 values}`` of one flow (kWh per slot) for JST days first_day..last_day inclusive."""
+    if flow not in _FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; one of {sorted(_FLOWS)}")
+    start, end = jst_midnight(first_day), jst_midnight(last_day + timedelta(days=1))
+    rows = conn.execute(
+        f"""SELECT slot_start, {flow} FROM site_energy_30min
+            WHERE site_pk = %s AND slot_start >= %s AND slot_start < %s AND coverage >= %s""",
+        (site_pk, start, end, min_coverage),
+    ).fetchall()
+    out: dict[date, list[float | None]] = {}
+    for slot_start, value in rows:
+        local = slot_start.astimezone(JST)
+        day_values = out.setdefault(local.date(), [None] * SLOTS_PER_DAY)
+        day_values[local.hour * 2 + local.minute // 30] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class LiveMeter:
+    slot_import_kwh: float  # imported so far in the running slot
+    power_kw: float | None  # the latest grid power reading (+ import)
+    reading_at: datetime | None
+
+
+def live_meter(conn: psycopg.Connection, site_pk: int, slot_start: datetime) -> LiveMeter:
+    """Energy so far in the slot (from the rolled-up table) and the meter's latest power."""
+    energy = conn.execute(
+        "SELECT import_kwh FROM site_energy_30min WHERE site_pk = %s AND slot_start = %s", (site_pk, slot_start)
+    ).fetchone()
+    latest = conn.execute(
+        """SELECT r.ts, r.power_kw FROM readings r JOIN devices d ON d.id = r.device_pk
+           WHERE d.site_pk = %s AND d.kind = 'meter' AND r.ts >= %s AND r.ts < %s
+           ORDER BY r.ts DESC LIMIT 1""",
+        (site_pk, slot_start, slot_start + SLOT),
+    ).fetchone()
+    return LiveMeter(
+        float(energy[0]) if energy else 0.0,
+        float(latest[1]) if latest and latest[1] is not None else None,
+        latest[0] if latest else None,
+    )
+
+
+@dataclass(frozen=True)
+class SiteDr:
+    """What the scheduler needs of a site: place, equipment, target and the battery's latest SoC."""
+
+    site_pk: int
+    site_id: str
+    latitude: float | None
+    longitude: float | None
+    pv_kw: float
+    battery_kwh: float
+    battery_kw: float
+    demand_target_kw: float | None
+    soc_pct: float | None
+
+
+def load_dr_sites(conn: psycopg.Connection, site_ids: Sequence[str] | None = None) -> list[SiteDr]:
+    rows = conn.execute(
+        """SELECT s.id, s.site_id, s.latitude, s.longitude, s.pv_kw, s.battery_kwh, s.battery_kw, s.demand_target_kw,
+                  (SELECT r.soc_pct FROM readings r JOIN devices d ON d.id = r.device_pk
+                   WHERE d.site_pk = s.id AND d.kind = 'battery' AND r.soc_pct IS NOT NULL
+                   ORDER BY r.ts DESC LIMIT 1)
+           FROM sites s WHERE %(ids)s::text[] IS NULL OR s.site_id = ANY(%(ids)s::text[])
+           ORDER BY s.site_id""",
+        {"ids": list(site_ids) if site_ids is not None else None},
+    ).fetchall()
+    return [
+        SiteDr(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], None if row[8] is None else float(row[8])
+        )
+        for row in rows
+    ]
+
+
+def region_site_ids(conn: psycopg.Connection, region_id: str) -> list[str]:
+    rows = conn.execute(
+        """SELECT s.site_id FROM sites s JOIN region_sites rs ON rs.site_pk = s.id
+           JOIN regions r ON r.id = rs.region_pk WHERE r.region_id = %s ORDER BY s.site_id""",
+        (region_id,),
+    ).fetchall()
+    return [row[0] for row in rows]
