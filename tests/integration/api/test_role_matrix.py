@@ -95,6 +95,16 @@ def _cases(month: str, window: dict[str, str]) -> list[Case]:
             {"data": {"grant_type": "client_credentials"}},
             dict.fromkeys(ROLES, 401),
         ),
+        # The operations dashboard's aggregates: operators only.
+        (
+            "GET",
+            "/api/v1/dashboard/regions/{region_id}/flows",
+            "/api/v1/dashboard/regions/kawasaki/flows",
+            {},
+            operator_only,
+        ),
+        ("GET", "/api/v1/dashboard/live", "/api/v1/dashboard/live", {}, operator_only),
+        ("GET", "/api/v1/dashboard/dr/timeline", "/api/v1/dashboard/dr/timeline", {}, operator_only),
         ("GET", "/healthz", "/healthz", {}, everyone),
         ("GET", "/readyz", "/readyz", {}, everyone),
         ("GET", "/metrics", "/metrics", {}, everyone),
