@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
 # and screenshots (Playwright drives Debian's Chromium; it never downloads a browser).
 # PostgreSQL comes from the pgserver wheel.
-SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk
+SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

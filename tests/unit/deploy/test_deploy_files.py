@@ -355,7 +355,7 @@ def test_mosquitto_accepts_the_production_config_and_enforces_its_password_file(
 def test_the_commented_tls_listener_is_valid_once_enabled(broker_dir: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is needed to make a throw-away certificate")
+        pytest.fail("openssl is needed to make a throw-away certificate: run `make deps` (it installs it)")
     _write_auth(broker_dir)
     certs = broker_dir / "certs"
     certs.mkdir()
