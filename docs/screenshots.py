@@ -1,6 +1,6 @@
 """Take the dashboard screenshots in docs/: `.venv/bin/python docs/screenshots.py`.
 
-Starts the platform on private servers with the simulator (as the end-to-end test does), logs in on
+Starts the platform with `vpp up` on its embedded defaults in a scratch folder (as the end-to-end test does), logs in on
 the page, creates a DR event so the timeline has one, and saves the page at 1280×800, at tablet
 width and as one full-length page. Needs Debian's `chromium` and, for the Japanese labels to render, `fonts-noto-cjk`.
 """
@@ -16,8 +16,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.browser import chromium, log_in  # noqa: E402 - after the path set-up above
 from tests.e2e.platform import DEV_OPERATOR, running_platform  # noqa: E402
-from tests.support.servers import fresh_database, prepare_template, start_postgres  # noqa: E402
-from vpp.embedded.broker import EmbeddedBroker  # noqa: E402
 from vpp.log import configure_logging  # noqa: E402
 
 FULL_PAGE = "dashboard-1280-full.png"  # every section, DR timeline included
@@ -26,34 +24,26 @@ SHOTS = {"dashboard-1280x800.png": (1280, 800), "dashboard-tablet.png": (820, 11
 
 def main() -> None:
     configure_logging("WARNING", "console")
-    with tempfile.TemporaryDirectory(prefix="vpp-shots-") as tmp:
-        work = Path(tmp)
-        server = start_postgres(work)
-        broker = EmbeddedBroker(work / "broker")
-        broker.start()
-        try:
-            prepare_template(server)
-            with fresh_database(server) as url, running_platform(url, broker.port) as platform, chromium() as browser:
-                page = browser.new_page(
-                    viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo"
-                )
-                log_in(page, platform.base_url, *DEV_OPERATOR)
-                page.locator("#dr-kw").fill("8")
-                page.locator("#dr-create").click()
-                page.locator("#dr-table .chip.current.st-acknowledged").first.wait_for(timeout=30_000)
-                for name, (width, height) in SHOTS.items():
-                    page.set_viewport_size({"width": width, "height": height})
-                    page.evaluate("window.scrollTo(0, 0)")
-                    page.wait_for_timeout(6_000)  # a poll or so, and the charts' resize
-                    page.screenshot(path=str(ROOT / "docs" / name))
-                    print(f"wrote docs/{name}")
-                page.set_viewport_size({"width": 1280, "height": 800})
-                page.wait_for_timeout(6_000)
-                page.screenshot(path=str(ROOT / "docs" / FULL_PAGE), full_page=True)
-                print(f"wrote docs/{FULL_PAGE}")
-        finally:
-            broker.stop()
-            server.destroy()
+    with (
+        tempfile.TemporaryDirectory(prefix="vpp-shots-") as tmp,
+        running_platform(Path(tmp)) as platform,
+        chromium() as browser,
+    ):
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
+        log_in(page, platform.base_url, *DEV_OPERATOR)
+        page.locator("#dr-kw").fill("8")
+        page.locator("#dr-create").click()
+        page.locator("#dr-table .chip.current.st-acknowledged").first.wait_for(timeout=30_000)
+        for name, (width, height) in SHOTS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(6_000)  # a poll or so, and the charts' resize
+            page.screenshot(path=str(ROOT / "docs" / name))
+            print(f"wrote docs/{name}")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.wait_for_timeout(6_000)
+        page.screenshot(path=str(ROOT / "docs" / FULL_PAGE), full_page=True)
+        print(f"wrote docs/{FULL_PAGE}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(9101, ge=0, le=65535)  # 0 disables the metrics server
     ingest_receive_maximum: int = Field(20_000, ge=1, le=65535)
 
+    scheduler_metrics_port: int = Field(9102, ge=0, le=65535)  # 0 disables the metrics server
+    scheduler_tick_s: float = Field(5.0, gt=0, le=300)
+
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
 

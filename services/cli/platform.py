@@ -12,16 +12,16 @@ from types import FrameType
 
 import psycopg
 import typer
-from prometheus_client import start_http_server
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.cli.seed import DEPOT, register_simulated_site, seed_defaults
-from services.ingest.__main__ import config_from_settings
-from services.ingest.metrics import IngestMetrics
+from services.cli.seed import DEPOT, register_simulated_site, seed_defaults, seed_published_figures
+from services.cli.stack import PlatformStack, StartupError
 from services.ingest.worker import IngestWorker
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.embedded.postgres import EmbeddedPostgres
 from vpp.embedded.resolve import ensure_broker, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress, parse_broker_url
@@ -32,6 +32,8 @@ from vpp.simulation.model import SiteSimulator, fleet_specs
 from vpp.simulation.publisher import SimulationPublisher
 
 console = Console()
+
+GENERATED_RENEWABLE_SHARE = 0.3
 
 
 def _log_to_file(settings: Settings) -> Path:
@@ -60,53 +62,73 @@ def _stop_event() -> threading.Event:
 def up(
     duration_s: float = typer.Option(0.0, "--duration", help="Seconds to run; 0 runs until Ctrl-C"),
     interval_s: float = typer.Option(5.0, "--interval", help="Simulated gateway publishing interval"),
-    backfill_hours: float = typer.Option(24.0, "--backfill-hours", help="History the depot sends first"),
+    backfill_hours: float = typer.Option(
+        24.0, "--backfill-hours", help="History the sites send first (a week or more gives DR forecasts weekdays)"
+    ),
     sites: int = typer.Option(1, "--sites", help="Simulated sites (the depot plus generated ones)"),
+    api_port: int | None = typer.Option(None, "--api-port", help="Dashboard and API port (default VPP_API_PORT)"),
 ) -> None:
-    """Start everything on embedded defaults: database, broker, ingest and the simulated depot."""
+    """Start everything on embedded defaults: database, broker, ingest, DR scheduler, API with the
+    dashboard, and simulated sites (the Yamato depot first) whose EMS obeys DR signals."""
     settings = load_settings()
     log_path = _log_to_file(settings)
     stop = _stop_event()
-    with console.status("starting PostgreSQL…"):
-        database_url, db_server = ensure_database(settings)
-        upgrade(database_url)
-        specs = [DEPOT, *fleet_specs(sites, seed=1)[1:]]
-        with connect(database_url) as conn:
-            seed_defaults(conn)
-            for spec in specs[1:]:
-                register_simulated_site(conn, spec, is_public=int(spec.site_id[-1]) % 2 == 0)
-            conn.commit()
-    console.print(f"[green]✓[/green] PostgreSQL  {database_url}" + (" (embedded)" if db_server else ""))
-    with console.status("starting the MQTT broker…"):
-        broker, broker_server = ensure_broker(settings)
-    console.print(
-        f"[green]✓[/green] MQTT broker mqtt://{broker.host}:{broker.port}" + (" (embedded)" if broker_server else "")
-    )
-    metrics = IngestMetrics()
-    if settings.ingest_metrics_port:
-        try:
-            start_http_server(settings.ingest_metrics_port, registry=metrics.registry)
-            console.print(f"[green]✓[/green] metrics     http://127.0.0.1:{settings.ingest_metrics_port}/metrics")
-        except OSError as error:
-            console.print(f"[yellow]metrics port {settings.ingest_metrics_port} unavailable: {error}[/yellow]")
-    worker = IngestWorker(config_from_settings(settings, database_url, broker), metrics)
-    ingest_thread = worker.start_in_thread()
-    worker.subscriber.connected.wait(15)
-    console.print(f"[green]✓[/green] ingest      {settings.ingest_client_id} (logs: {log_path})")
-
-    now = datetime.now(UTC).replace(microsecond=0)
-    start = now - timedelta(hours=backfill_hours)
-    simulators = [SiteSimulator(spec, start, seed=i) for i, spec in enumerate(specs)]
-    publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator-up")
+    db_server: EmbeddedPostgres | None = None
+    broker_server: EmbeddedBroker | None = None
+    stack: PlatformStack | None = None
     try:
+        with console.status("starting PostgreSQL…"):
+            database_url, db_server = ensure_database(settings)
+            upgrade(database_url)
+            specs = [DEPOT, *fleet_specs(sites, seed=1)[1:]]
+            with connect(database_url) as conn:
+                seed_defaults(conn)
+                seed_published_figures(conn)
+                for spec in specs[1:]:
+                    # Generated sites are city facilities on partly renewable contracts; the depot is 100%.
+                    public = int(spec.site_id[-1]) % 2 == 0
+                    register_simulated_site(conn, spec, is_public=public, renewable_share=GENERATED_RENEWABLE_SHARE)
+                conn.commit()
+        _done("PostgreSQL", database_url + (" (embedded)" if db_server else ""))
+        with console.status("starting the MQTT broker…"):
+            broker, broker_server = ensure_broker(settings)
+        _done("MQTT broker", f"mqtt://{broker.host}:{broker.port}" + (" (embedded)" if broker_server else ""))
+        stack = PlatformStack(settings, database_url, broker)
+        with console.status("starting ingest…"):
+            worker = stack.start_ingest()
+        _done("ingest", f"{settings.ingest_client_id}, metrics {stack.endpoints.ingest_metrics_url or 'off'}")
+        with console.status("starting the API and the dashboard…"):
+            api_url = stack.start_api(settings.api_host, settings.api_port if api_port is None else api_port)
+        login = " (log in as dev-operator / dev-operator-secret)" if settings.environment == "development" else ""
+        _done("dashboard", f"{api_url}/{login}")
+        _done("API", f"{api_url}/docs · OpenADR 3.1 VTN {api_url}/openadr3/3.1.0")
+        now = datetime.now(UTC).replace(microsecond=0)
+        start = now - timedelta(hours=backfill_hours)
+        with console.status("connecting the simulated sites…"):
+            publisher = stack.start_sites(specs, start)
+        _done(
+            "sites",
+            f"{len(specs)} simulated ({', '.join(s.site_id for s in specs[:3])}{'…' if len(specs) > 3 else ''})",
+        )
+        stack.write_platform_file("backfill")
         if backfill_hours > 0:
-            _backfill(publisher, start, now, worker)
-        _live(publisher, worker, database_url, interval_s, duration_s, stop)
+            _backfill(stack, start, now, worker)
+        with console.status("starting the DR scheduler…"):
+            stack.start_scheduler()
+        _done(
+            "DR scheduler",
+            f"signals on vpp/v1/{{site}}/dr/signal, metrics {stack.endpoints.scheduler_metrics_url or 'off'}",
+        )
+        path = stack.write_platform_file("live")
+        console.print(f"  endpoints in {path}, logs in {log_path}")
+        _live(stack, publisher, worker, database_url, interval_s, duration_s, stop)
+    except StartupError as error:
+        console.print(f"[red]✗ {error}[/red]")
+        raise typer.Exit(1) from None
     finally:
         with console.status("stopping…"):
-            publisher.close()
-            worker.stop()
-            ingest_thread.join(30)
+            if stack is not None:
+                stack.close()
             if broker_server:
                 broker_server.stop()
             if db_server:
@@ -114,7 +136,13 @@ def up(
         console.print("[green]stopped cleanly[/green]")
 
 
-def _backfill(publisher: SimulationPublisher, start: datetime, end: datetime, worker: IngestWorker) -> None:
+def _done(what: str, detail: str) -> None:
+    console.print(f"[green]✓[/green] {what:<12} {detail}")
+
+
+def _backfill(stack: PlatformStack, start: datetime, end: datetime, worker: IngestWorker) -> None:
+    assert stack.publisher is not None
+    publisher = stack.publisher
     total_s = (end - start).total_seconds()
     with Progress(
         TextColumn("{task.description}"),
@@ -123,16 +151,17 @@ def _backfill(publisher: SimulationPublisher, start: datetime, end: datetime, wo
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("depot gateway sends its backlog", total=total_s)
-        publisher.backfill(start, end, step_s=60, per_message=60, progress=lambda s: progress.advance(task, s))
-        publisher.wait_acked(120)
+        task = progress.add_task("site gateways send their backlog", total=total_s)
+        stack.send_backlog(start, end, progress=lambda s: progress.advance(task, s))
         ingest_task = progress.add_task("ingest commits it", total=publisher.published)
         while worker.inbox.qsize() > 0:
             progress.update(ingest_task, completed=publisher.published - worker.inbox.qsize())
             time.sleep(0.2)
+        progress.update(ingest_task, completed=publisher.published)
 
 
 def _live(
+    stack: PlatformStack,
     publisher: SimulationPublisher,
     worker: IngestWorker,
     database_url: str,
@@ -143,7 +172,7 @@ def _live(
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live, psycopg.connect(database_url, autocommit=True) as conn:
         while not stop.is_set() and (duration_s <= 0 or time.monotonic() - began < duration_s):
-            publisher.step(datetime.now(UTC))
+            stack.step_sites(datetime.now(UTC))
             live.update(_status_table(conn, worker, publisher))
             stop.wait(interval_s)
 

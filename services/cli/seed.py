@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import psycopg
 
+from services.api.csv_import import parse_capacity_csv, parse_fiscal_year_csv
 from vpp.domain.devices import DeviceKind
+from vpp.domain.periods import parse_period
 from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
+from vpp.published import CAPACITY_CSV, LEADING_AREA_FY_CSV, published_csv
 from vpp.simulation.model import SiteSpec
 
-__all__ = ["REGIONS", "register_simulated_site", "seed_defaults"]
+__all__ = ["REGIONS", "register_simulated_site", "seed_defaults", "seed_published_figures"]
 
 # (region_id, English name, Japanese name)
 REGIONS = (
     ("kawasaki", "Kawasaki City", "川崎市"),
     ("leading-area", "Decarbonisation leading area (Mizonokuchi and public facilities)", "脱炭素先行地域"),
 )
+
+FY_SOURCE = "Kawasaki City, 2024-11-21, 脱炭素先行地域づくりの推進"
+CAPACITY_SOURCE = "Kawasaki City, renewable capacity, table 1.4"
 
 DEPOT = SiteSpec()  # the Yamato Transport Takatsu Chitose depot (shared/data/yamato_takatsu_depot.md)
 DEPOT_NAME = "Yamato Transport Takatsu Chitose depot (ヤマト運輸 高津千歳営業所)"
@@ -64,4 +70,41 @@ def seed_defaults(conn: psycopg.Connection) -> None:
             (region_id, name, name_ja),
         )
     register_simulated_site(conn, DEPOT, DEPOT_NAME)
+    conn.commit()
+
+
+def seed_published_figures(conn: psycopg.Connection) -> None:
+    """Idempotent: the city's published figures (vpp/published), so sufficiency and capacity have their
+    declared side from the first start. An operator's later import with another source sits beside them."""
+    for figure in parse_fiscal_year_csv(published_csv(LEADING_AREA_FY_CSV)):
+        period = parse_period("fiscal_year", str(figure.fiscal_year))
+        conn.execute(
+            """INSERT INTO declared_figures (region_pk, period_start, period_end, renewable_supply_kwh,
+                                            saving_kwh, demand_kwh, source)
+               SELECT id, %s, %s, %s, %s, %s, %s FROM regions WHERE region_id = 'leading-area'
+               ON CONFLICT (region_pk, period_start, period_end, source) DO UPDATE SET
+                   renewable_supply_kwh = EXCLUDED.renewable_supply_kwh, saving_kwh = EXCLUDED.saving_kwh,
+                   demand_kwh = EXCLUDED.demand_kwh""",
+            (
+                period.start,
+                period.end,
+                figure.renewable_supply_kwh,
+                figure.saving_kwh,
+                figure.demand_kwh,
+                f"{FY_SOURCE}, FY{figure.fiscal_year}",
+            ),
+        )
+    for capacity in parse_capacity_csv(published_csv(CAPACITY_CSV)):
+        conn.execute(
+            """INSERT INTO declared_capacity (region_pk, category, fiscal_year, capacity_kw, source)
+               SELECT id, %s, %s, %s, %s FROM regions WHERE region_id = 'kawasaki'
+               ON CONFLICT (region_pk, category, fiscal_year) DO UPDATE SET
+                   capacity_kw = EXCLUDED.capacity_kw, source = EXCLUDED.source""",
+            (
+                capacity.category,
+                capacity.fiscal_year,
+                capacity.capacity_kw,
+                f"{CAPACITY_SOURCE} (FY{capacity.fiscal_year})",
+            ),
+        )
     conn.commit()

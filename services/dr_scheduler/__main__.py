@@ -20,10 +20,11 @@ from prometheus_client import start_http_server
 
 from vpp.embedded.resolve import ensure_broker, ensure_database
 from vpp.log import configure_logging, kv
+from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
 from vpp.postgres.dr_events import list_events
 from vpp.postgres.migrate import upgrade
-from vpp.settings import load_settings
+from vpp.settings import Settings, load_settings
 
 from .dispatch import Dispatcher
 from .live_control import check_live_demand
@@ -33,7 +34,6 @@ from .scheduler import Scheduler
 log = logging.getLogger("vpp.dr_scheduler")
 
 TICK_S = 5.0
-METRICS_PORT = 9102
 
 
 def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.Event, tick_s: float = TICK_S) -> None:
@@ -66,6 +66,16 @@ def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.E
         scheduler.metrics.tick_seconds.observe(time.perf_counter() - started)
 
 
+def dispatcher_from_settings(settings: Settings, broker: BrokerAddress, metrics: SchedulerMetrics) -> Dispatcher:
+    # The embedded broker accepts anonymous loopback clients; a configured one gets the scheduler's account.
+    authenticated = settings.mqtt_url is not None
+    return Dispatcher(
+        broker, metrics,
+        username=settings.mqtt_scheduler_username if authenticated else None,
+        password=settings.mqtt_scheduler_password.get_secret_value() if authenticated else None,
+    )  # fmt: skip
+
+
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -74,13 +84,9 @@ def main() -> None:
         upgrade(database_url)
     broker, _broker = ensure_broker(settings)
     metrics = SchedulerMetrics()
-    start_http_server(METRICS_PORT, registry=metrics.registry)
-    authenticated = settings.mqtt_url is not None
-    dispatcher = Dispatcher(
-        broker, metrics,
-        username=settings.mqtt_scheduler_username if authenticated else None,
-        password=settings.mqtt_scheduler_password.get_secret_value() if authenticated else None,
-    )  # fmt: skip
+    if settings.scheduler_metrics_port:
+        start_http_server(settings.scheduler_metrics_port, registry=metrics.registry)
+    dispatcher = dispatcher_from_settings(settings, broker, metrics)
     dispatcher.start()
     stopping = threading.Event()
 
@@ -90,7 +96,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with connect(database_url, application_name="dr-scheduler") as conn:
-        run_loop(Scheduler(conn, dispatcher, metrics), dispatcher, stopping)
+        run_loop(Scheduler(conn, dispatcher, metrics), dispatcher, stopping, settings.scheduler_tick_s)
     dispatcher.stop()
 
 

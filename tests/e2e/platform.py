@@ -1,42 +1,36 @@
-"""The whole platform on private servers, as `vpp up` composes it, plus the API and the DR scheduler.
+"""The platform as a user starts it: `vpp up` in a child process, on its embedded defaults.
 
-Regions and the simulated sites are seeded as on a fresh installation; the simulator sends the last
-hours as a gateway backlog, then live readings every couple of seconds while each simulated site's
-EMS obeys and acknowledges DR signals. The scheduler runs its real loop in a thread and the API is
-served by uvicorn on a free port. Shared by the end-to-end test and ``docs/screenshots.py``.
+No database or broker is given: `vpp up` starts its own PostgreSQL and Mosquitto under a fresh data
+folder, seeds the regions, the published figures and the simulated sites, sends the sites' backlog,
+then runs ingest, the DR scheduler, the API with the dashboard and the sites' EMSs (which obey DR
+signals) until it is stopped with SIGTERM, as Ctrl-C would. The harness reads where everything
+listens from the `platform.json` file `vpp up` writes. Shared by the end-to-end tests and
+``docs/screenshots.py``.
 """
 
 from __future__ import annotations
 
-import threading
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psycopg
 
-from services.api.main import create_app
-from services.cli.seed import DEPOT, register_simulated_site, seed_defaults
-from services.dr_scheduler.__main__ import run_loop
-from services.dr_scheduler.dispatch import Dispatcher
-from services.dr_scheduler.metrics import SchedulerMetrics
-from services.dr_scheduler.scheduler import Scheduler
-from tests.integration.api.server import serving
-from tests.integration.dr.site_ems import SiteEmsLink
-from tests.integration.ingest_fixtures import running_ingest
+from services.cli.stack import read_platform_file
 from tests.support.waiting import wait_for
-from vpp.mqtt import BrokerAddress
-from vpp.settings import load_settings
-from vpp.simulation.model import SiteSimulator, fleet_specs
-from vpp.simulation.publisher import SimulationPublisher
+from vpp.embedded.postgres import free_port
 
 __all__ = ["DEV_OPERATOR", "Platform", "running_platform"]
 
-CAPACITY_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "kawasaki_renewable_capacity_kw.csv"
 DEV_OPERATOR = ("dev-operator", "dev-operator-secret")  # the development client of the embedded defaults
+STARTUP_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -53,83 +47,77 @@ def _rolled_up_slots(db_url: str, since: datetime) -> int:
         return int(row[0]) if row else 0
 
 
-def _live(publisher: SimulationPublisher, links: list[SiteEmsLink], stop: threading.Event, interval_s: float) -> None:
-    while not stop.wait(interval_s):
-        for link in links:
-            link.apply_pending()
-        publisher.step(datetime.now(UTC))
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no output)"
 
 
-def _declare_capacity(base_url: str) -> None:
-    """Import the city's published capacity statistics (shared/data), as an operator would."""
-    if not CAPACITY_CSV.is_file():
-        return
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        token = client.post(
-            "/api/v1/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": DEV_OPERATOR[0], "client_secret": DEV_OPERATOR[1]},
-        ).json()["access_token"]
-        response = client.post(
-            "/api/v1/regions/kawasaki/renewable-capacity/csv",
-            params={"source": "Kawasaki City, table 1.4 (FY2020)"},
-            content=CAPACITY_CSV.read_bytes(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        )
-        response.raise_for_status()
+def _child_env(data_dir: Path) -> dict[str, str]:
+    # Embedded defaults: whatever VPP_* the test runner has (a database or broker URL) must not leak in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VPP_")}
+    env.update(
+        VPP_DATA_DIR=str(data_dir),
+        VPP_ENVIRONMENT="development",
+        VPP_INGEST_METRICS_PORT="0",  # parallel runs must not fight over the fixed metrics ports
+        VPP_SCHEDULER_METRICS_PORT="0",
+        VPP_SCHEDULER_TICK_S="1",
+        COLUMNS="120",
+    )
+    return env
 
 
 @contextmanager
 def running_platform(
-    db_url: str, broker_port: int, *, sites: int = 3, backfill_days: float = 8.0, interval_s: float = 2.0
+    base: Path, *, sites: int = 3, backfill_hours: float = 192.0, interval_s: float = 2.0
 ) -> Iterator[Platform]:
-    """Seed, ingest, simulate, schedule and serve until the block exits."""
-    address = BrokerAddress("127.0.0.1", broker_port)
-    now = datetime.now(UTC).replace(microsecond=0)
-    start = now - timedelta(days=backfill_days)
-    specs = [DEPOT, *fleet_specs(sites, seed=1)[1:]]
-    with psycopg.connect(db_url) as conn:
-        seed_defaults(conn)
-        for spec in specs[1:]:
-            # Partly renewable supply contracts, so the region's chart shows every kind of supply.
-            register_simulated_site(conn, spec, is_public=int(spec.site_id[-1]) % 2 == 0, renewable_share=0.3)
-        conn.commit()
-    simulators = [SiteSimulator(spec, start, seed=i) for i, spec in enumerate(specs)]
-    stop = threading.Event()
-    with ExitStack() as stack:
-        stack.enter_context(running_ingest(db_url, broker_port, client_id="ingest-e2e"))
-        publisher = SimulationPublisher(simulators, address, client_id="simulator-e2e")
-        stack.callback(publisher.close)
-        links = [SiteEmsLink(sim, "127.0.0.1", broker_port) for sim in simulators]
-        for link in links:
-            stack.callback(link.close)
-            assert link.subscribed.wait(10), f"{link.site_id}'s EMS did not subscribe to its DR signals"
-        # Coarse history first (the DR forecast wants a week with weekdays and holidays), then fine recent hours.
-        recent = now - timedelta(hours=3)
-        publisher.backfill(start, recent, step_s=300, per_message=48)
-        publisher.backfill(recent + timedelta(seconds=60), now, step_s=60, per_message=60)
-        assert publisher.wait_acked(60), "the broker did not acknowledge the backlog"
-        wait_for(lambda: _rolled_up_slots(db_url, now - timedelta(hours=1)), lambda n: n >= len(specs) * 2, 60)
-
-        metrics = SchedulerMetrics()
-        dispatcher = Dispatcher(address, metrics, client_id="dr-scheduler-e2e")
-        dispatcher.start()
-        stack.callback(dispatcher.stop)
-        assert dispatcher.connected.wait(10), "the DR scheduler did not connect to the broker"
-        conn = stack.enter_context(psycopg.connect(db_url, application_name="dr-scheduler-e2e"))
-        scheduler_thread = threading.Thread(
-            target=run_loop, args=(Scheduler(conn, dispatcher, metrics), dispatcher, stop, 1.0), name="dr-scheduler"
+    """`vpp up` until the block exits; then a clean stop, which the harness checks."""
+    data_dir = base / "vpp-data"
+    output = base / "vpp-up.log"
+    command = [
+        sys.executable, "-m", "services.cli.main", "up",
+        "--sites", str(sites),
+        "--backfill-hours", str(backfill_hours),  # a week and more: the DR forecast wants weekdays and holidays
+        "--interval", str(interval_s),
+        "--api-port", str(free_port()),
+    ]  # fmt: skip
+    repo = Path(__file__).resolve().parents[2]
+    with output.open("wb") as sink:
+        child = subprocess.Popen(
+            command,
+            cwd=base,
+            env={**_child_env(data_dir), "PYTHONPATH": str(repo)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
-        live_thread = threading.Thread(target=_live, args=(publisher, links, stop, interval_s), name="simulator")
-        scheduler_thread.start()
-        live_thread.start()
-
-        def _join() -> None:
-            stop.set()
-            live_thread.join(30)
-            scheduler_thread.join(30)
-
-        stack.callback(_join)
-        app = create_app(load_settings(environment="development"), database_url=db_url)
-        base_url = stack.enter_context(serving(app))
-        _declare_capacity(base_url)
-        yield Platform(base_url, tuple(spec.site_id for spec in specs), broker_port, db_url)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while (info := read_platform_file(data_dir)) is None or info.get("phase") != "live":
+            if child.poll() is not None:
+                raise AssertionError(f"`vpp up` exited with {child.returncode}:\n{_tail(output)}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"`vpp up` was not live after {STARTUP_TIMEOUT_S:.0f} s:\n{_tail(output)}")
+            time.sleep(0.5)
+        db_url = str(info["database_url"])
+        now = datetime.now(UTC)
+        wait_for(lambda: _rolled_up_slots(db_url, now - timedelta(hours=1)), lambda n: n >= sites * 2, 60)
+        yield Platform(
+            base_url=str(info["api_url"]),
+            site_ids=tuple(info["sites"]),
+            broker_port=int(str(info["broker_url"]).rsplit(":", 1)[1]),
+            db_url=db_url,
+        )
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(90)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+                raise AssertionError(f"`vpp up` did not stop within 90 s of SIGTERM:\n{_tail(output)}") from None
+    stopped = _tail(output, 5)
+    assert child.returncode == 0, f"`vpp up` ended with {child.returncode}:\n{stopped}"
+    assert "stopped cleanly" in stopped, stopped
+    assert read_platform_file(data_dir) is None, "platform.json outlived the platform"

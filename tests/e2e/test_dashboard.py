@@ -11,6 +11,7 @@ import json
 import queue
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -18,7 +19,6 @@ import pytest
 
 from tests.e2e.platform import DEV_OPERATOR, Platform, running_platform
 from tests.support.waiting import wait_for
-from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import make_client
 
 pytest.importorskip("playwright.sync_api")
@@ -34,10 +34,10 @@ _CHART_POINTS = """(selector) => {
 
 
 @pytest.fixture
-def platform(db_url: str, broker: EmbeddedBroker) -> Iterator[Platform]:
+def platform(tmp_path: Path) -> Iterator[Platform]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run `make deps` (it installs the system packages)")
-    with running_platform(db_url, broker.port) as running:
+    with running_platform(tmp_path) as running:
         yield running
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from tests.integration.api.conftest import bearer
+from vpp.published import CAPACITY_CSV, published_csv
 
 pytestmark = pytest.mark.integration
-
-CAPACITY_CSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "kawasaki_renewable_capacity_kw.csv"
 
 
 def test_kawasaki_default_regions_exist(api: httpx.Client, tokens: dict[str, str]) -> None:
@@ -69,7 +66,7 @@ def test_capacity_progress_from_city_statistics(api: httpx.Client, tokens: dict[
     ops = bearer(tokens["operator"])
     imported = api.post(
         "/api/v1/regions/kawasaki/renewable-capacity/csv",
-        content=CAPACITY_CSV.read_bytes(),
+        content=published_csv(CAPACITY_CSV).encode(),
         headers={**ops, "Content-Type": "text/csv"},
     )
     assert imported.json() == {"imported": 3}

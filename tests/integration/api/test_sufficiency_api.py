@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -13,10 +12,9 @@ import pytest
 from tests.integration.api.api_fixtures import HOURS, SITES
 from tests.integration.api.conftest import bearer
 from tests.support.waiting import wait_for
+from vpp.published import LEADING_AREA_FY_CSV, published_csv
 
 pytestmark = pytest.mark.integration
-
-FY_CSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "kawasaki_leading_area_fy.csv"
 
 
 def _range(t0: datetime) -> str:
@@ -51,7 +49,7 @@ def test_fiscal_year_figures_reproduce_the_city_rates(api: httpx.Client, tokens:
     response = api.post(
         "/api/v1/regions/leading-area/declared/csv",
         params={"source": "Kawasaki City 2024-11-21"},
-        content=FY_CSV.read_bytes(),
+        content=published_csv(LEADING_AREA_FY_CSV).encode(),
         headers={**ops, "Content-Type": "text/csv"},
     )
     assert response.status_code == 200, response.text

@@ -11,7 +11,6 @@ import pytest
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
-from tests.integration.dr.site_ems import SiteEmsLink
 from tests.integration.ingest_fixtures import register_depot, running_ingest
 from tests.support.waiting import wait_for
 from vpp.domain.slots import JST
@@ -19,6 +18,7 @@ from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import BrokerAddress
 from vpp.postgres import dr_events as store
 from vpp.postgres.dr_verification import settlement_lines, verified_reductions
+from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.publisher import SimulationPublisher
 

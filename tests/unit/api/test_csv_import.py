@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from services.api.csv_import import CsvError, parse_capacity_csv, parse_fiscal_year_csv
-
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+from vpp.published import CAPACITY_CSV, LEADING_AREA_FY_CSV, published_csv
 
 
 def test_city_fiscal_year_file() -> None:
-    figures = parse_fiscal_year_csv((DATA / "kawasaki_leading_area_fy.csv").read_text())
+    figures = parse_fiscal_year_csv(published_csv(LEADING_AREA_FY_CSV))
     fy2023 = next(f for f in figures if f.fiscal_year == 2023)
     assert fy2023.renewable_supply_kwh == 183_147_067
     assert fy2023.saving_kwh == 1_883_728
@@ -18,7 +15,7 @@ def test_city_fiscal_year_file() -> None:
 
 
 def test_city_capacity_file_checks_its_total() -> None:
-    figures = parse_capacity_csv((DATA / "kawasaki_renewable_capacity_kw.csv").read_text())
+    figures = parse_capacity_csv(published_csv(CAPACITY_CSV))
     assert {f.category for f in figures} == {"solar_pv_residential_and_commercial", "biomass", "other_renewable"}
     assert sum(f.capacity_kw for f in figures) == 204_895
     assert {f.fiscal_year for f in figures} == {2020}

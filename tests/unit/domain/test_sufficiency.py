@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,11 +15,11 @@ from vpp.domain.sufficiency import (
     pv_on_site_kwh,
     site_totals_from_slots,
 )
+from vpp.published import LEADING_AREA_FY_CSV, published_csv
 
-# Kawasaki City, 2024-11-21 (shared/data/kawasaki_leading_area_fy.csv): civil-sector demand ≈ 400 GWh/yr.
+# Kawasaki City, 2024-11-21 (vpp/published/kawasaki_leading_area_fy.csv): civil-sector demand ≈ 400 GWh/yr.
 FY2023 = DeclaredFigures(183_147_067, 1_883_728, 400_000_000, "Kawasaki City FY2023")
 FY2022 = DeclaredFigures(31_825_490, 1_220_755, 400_000_000, "Kawasaki City FY2022")
-_CSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "kawasaki_leading_area_fy.csv"
 
 DEPOT = SiteContract("yamato-takatsu", renewable_share=1.0, public=False)
 SCHOOL = SiteContract("school-01", renewable_share=0.3, public=True)
@@ -80,10 +79,9 @@ def test_city_fy2022_declared_figures() -> None:
     assert result.provenance.ratio == "declared"
 
 
-@pytest.mark.skipif(not _CSV.exists(), reason="shared/data is not beside the project")
 def test_figures_above_match_the_city_csv_and_its_published_rate() -> None:
     hardcoded = {2022: FY2022, 2023: FY2023}
-    rows = [line for line in _CSV.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    rows = [line for line in published_csv(LEADING_AREA_FY_CSV).splitlines() if not line.startswith("#")]
     for row in csv.DictReader(rows):
         declared = hardcoded[int(row["fiscal_year"])]
         assert (declared.renewable_supply_kwh, declared.saving_kwh, declared.demand_kwh) == (

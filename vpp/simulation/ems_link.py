@@ -1,11 +1,13 @@
-"""The simulated depot's EMS on the MQTT side: obeys DR signals and acknowledges them.
+"""A simulated site's EMS on the MQTT side: it obeys DR signals and acknowledges them.
 
-Signals arrive on paho's network thread; the simulator is stepped by the test's thread, so signals are
-queued here and applied by :meth:`SiteEmsLink.apply_pending` between steps.
+Used by `vpp up` and the tests, so the loop operator → scheduler → broker → site → telemetry can be
+watched end to end. Signals arrive on paho's network thread; the simulator is stepped by another thread,
+so signals are queued here and applied by :meth:`SiteEmsLink.apply_pending` between steps.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from datetime import UTC, datetime
@@ -14,19 +16,31 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
-from vpp.mqtt import dr_ack_topic, dr_signal_topic, make_client
+from vpp.log import kv
+from vpp.mqtt import close_client, dr_ack_topic, dr_signal_topic, make_client
 from vpp.simulation.model import SiteSimulator
+
+log = logging.getLogger("vpp.simulation.ems")
 
 
 class SiteEmsLink:
-    def __init__(self, sim: SiteSimulator, host: str, port: int) -> None:
+    def __init__(
+        self,
+        sim: SiteSimulator,
+        host: str,
+        port: int,
+        *,
+        mqtt5: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.sim = sim
         self.site_id = sim.spec.site_id
         self.pending: queue.Queue[DrSignal] = queue.Queue()
         self.received: list[DrSignal] = []
         self.subscribed = threading.Event()
         self._windows: dict[str, list[tuple[datetime, datetime]]] = {}
-        self.client = make_client(f"ems-{self.site_id}")
+        self.client = make_client(f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -37,7 +51,14 @@ class SiteEmsLink:
         client.subscribe(dr_signal_topic(self.site_id), qos=1)
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        signal = parse_signal(bytes(message.payload))
+        if not message.payload:
+            return  # a cleared retained signal: nothing to obey
+        try:
+            signal = parse_signal(bytes(message.payload))
+        except ValueError:
+            # A real EMS ignores what it cannot read rather than act on a guess; it has no event id to refuse.
+            log.warning("unreadable DR signal", extra=kv(site=self.site_id, topic=message.topic))
+            return
         self.received.append(signal)
         self.pending.put(signal)
         ack = DrAck(signal.event_id, signal.revision, accepted=True, ts=datetime.now(UTC))
@@ -60,5 +81,4 @@ class SiteEmsLink:
             applied += 1
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)

@@ -1,0 +1,227 @@
+"""The whole platform in one process, on servers that are already running: what `vpp up` composes.
+
+Ingest, the DR scheduler and the API are the same code the three deployed services run; here they
+run as threads beside each other, with simulated sites whose EMS publishes telemetry and obeys DR
+signals over the broker. Each part is started on its own so `vpp up` can show progress between them;
+`close()` stops what was started, newest first, and is safe to call after a partial start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from prometheus_client import start_http_server
+
+from services.api.main import create_app
+from services.dr_scheduler.__main__ import dispatcher_from_settings, run_loop
+from services.dr_scheduler.metrics import SchedulerMetrics
+from services.dr_scheduler.scheduler import Scheduler
+from services.ingest.__main__ import config_from_settings
+from services.ingest.metrics import IngestMetrics
+from services.ingest.worker import IngestWorker
+from vpp.log import kv
+from vpp.mqtt import BrokerAddress
+from vpp.postgres.connect import connect
+from vpp.settings import Settings
+from vpp.simulation.ems_link import SiteEmsLink
+from vpp.simulation.model import SiteSimulator, SiteSpec
+from vpp.simulation.publisher import SimulationPublisher
+
+__all__ = ["PlatformStack", "StartupError", "read_platform_file"]
+
+log = logging.getLogger("vpp.platform")
+
+PLATFORM_FILE = "platform.json"  # under the data folder: where a running `vpp up` can be reached
+FINE_HISTORY = timedelta(hours=3)  # the backlog is sent minute by minute for the last hours, coarser before
+
+
+class StartupError(RuntimeError):
+    """A part of the platform could not start; the message says which and what to do."""
+
+
+@dataclass
+class Endpoints:
+    database_url: str
+    broker: BrokerAddress
+    api_url: str | None = None
+    ingest_metrics_url: str | None = None
+    scheduler_metrics_url: str | None = None
+
+
+def _metrics_server(port: int, registry: Any, what: str) -> str | None:
+    if not port:
+        return None
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as error:
+        log.warning("metrics port unavailable", extra=kv(service=what, port=port, error=str(error)))
+        return None
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+class PlatformStack:
+    def __init__(self, settings: Settings, database_url: str, broker: BrokerAddress) -> None:
+        self.settings = settings
+        self.endpoints = Endpoints(database_url, broker)
+        self._exit = ExitStack()
+        self._file_written = False
+        self.ingest: IngestWorker | None = None
+        self.publisher: SimulationPublisher | None = None
+        self.links: list[SiteEmsLink] = []
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    def start_ingest(self) -> IngestWorker:
+        metrics = IngestMetrics()
+        self.endpoints.ingest_metrics_url = _metrics_server(
+            self.settings.ingest_metrics_port, metrics.registry, "ingest"
+        )
+        worker = IngestWorker(
+            config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker), metrics
+        )
+        thread = worker.start_in_thread()
+
+        def _stop() -> None:
+            worker.stop()
+            thread.join(30)
+
+        self._exit.callback(_stop)
+        if not worker.subscriber.connected.wait(15):
+            raise StartupError(
+                f"ingest could not connect to the broker at {self.endpoints.broker.host}:{self.endpoints.broker.port}"
+            )
+        self.ingest = worker
+        return worker
+
+    def start_scheduler(self) -> None:
+        metrics = SchedulerMetrics()
+        self.endpoints.scheduler_metrics_url = _metrics_server(
+            self.settings.scheduler_metrics_port, metrics.registry, "dr-scheduler"
+        )
+        dispatcher = dispatcher_from_settings(self.settings, self.endpoints.broker, metrics)
+        dispatcher.start()
+        self._exit.callback(dispatcher.stop)
+        if not dispatcher.connected.wait(15):
+            raise StartupError("the DR scheduler could not connect to the broker")
+        conn = self._exit.enter_context(connect(self.endpoints.database_url, application_name="dr-scheduler"))
+        stopping = threading.Event()
+        thread = threading.Thread(
+            target=run_loop,
+            args=(Scheduler(conn, dispatcher, metrics), dispatcher, stopping, self.settings.scheduler_tick_s),
+            name="dr-scheduler",
+            daemon=True,
+        )
+        thread.start()
+
+        def _stop() -> None:
+            stopping.set()
+            thread.join(30)
+
+        self._exit.callback(_stop)
+
+    def start_api(self, host: str, port: int) -> str:
+        app = create_app(self.settings, database_url=self.endpoints.database_url)
+        # log_config=None: uvicorn's records go to the platform's structured log, not over the live view.
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive():
+                raise StartupError(
+                    f"the API could not listen on {host}:{port} (in use?); set VPP_API_PORT or pass --api-port"
+                )
+            if time.monotonic() > deadline:
+                raise StartupError("the API did not start within 30 s; see the log")
+            time.sleep(0.05)
+
+        def _stop() -> None:
+            server.should_exit = True
+            thread.join(15)
+
+        self._exit.callback(_stop)
+        self.endpoints.api_url = f"http://{host}:{port}"
+        return self.endpoints.api_url
+
+    def start_sites(self, specs: list[SiteSpec], history_start: datetime) -> SimulationPublisher:
+        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on."""
+        broker = self.endpoints.broker
+        simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
+        publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator")
+        self._exit.callback(publisher.close)
+        for sim in simulators:
+            link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5)
+            self._exit.callback(link.close)
+            self.links.append(link)
+        for link in self.links:
+            if not link.subscribed.wait(15):
+                raise StartupError(f"{link.site_id}'s simulated EMS could not subscribe to its DR signals")
+        self.publisher = publisher
+        return publisher
+
+    # -- running -------------------------------------------------------------------------------
+
+    def send_backlog(self, start: datetime, end: datetime, progress: Any = None) -> None:
+        """The gateways' backlog, as after an outage: coarse (5-minute, 48 per message) for older history,
+        minute by minute for the last hours; returns when the broker has acknowledged all of it."""
+        assert self.publisher is not None, "start_sites first"
+        fine_from = max(start, end - FINE_HISTORY)
+        if fine_from > start:
+            self.publisher.backfill(start, fine_from, step_s=300, per_message=48, progress=progress)
+            fine_from += timedelta(seconds=60)  # both ends are inclusive: don't send `fine_from` twice
+        self.publisher.backfill(fine_from, end, step_s=60, per_message=60, progress=progress)
+        if not self.publisher.wait_acked(300):
+            raise StartupError("the broker did not acknowledge the simulated backlog within 300 s")
+
+    def step_sites(self, now: datetime) -> None:
+        """Apply the DR signals the EMSs received, then publish every site's live readings."""
+        assert self.publisher is not None, "start_sites first"
+        for link in self.links:
+            link.apply_pending()
+        self.publisher.step(now)
+
+    def write_platform_file(self, phase: str) -> Path:
+        """Where the running platform can be reached, for `vpp` commands, scripts and tests."""
+        path = self.settings.data_dir.resolve() / PLATFORM_FILE
+        e = self.endpoints
+        body = {
+            "pid": os.getpid(),
+            "phase": phase,
+            "api_url": e.api_url,
+            "dashboard_url": f"{e.api_url}/" if e.api_url else None,
+            "broker_url": f"mqtt://{e.broker.host}:{e.broker.port}",
+            "database_url": e.database_url,
+            "ingest_metrics_url": e.ingest_metrics_url,
+            "scheduler_metrics_url": e.scheduler_metrics_url,
+            "sites": [link.site_id for link in self.links],
+        }
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(body, indent=2))
+        temporary.replace(path)  # readers never see half a file
+        if not self._file_written:
+            self._exit.callback(lambda: path.unlink(missing_ok=True))
+            self._file_written = True
+        return path
+
+    def close(self) -> None:
+        self._exit.close()
+
+
+def read_platform_file(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / PLATFORM_FILE
+    try:
+        body: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return body
