@@ -1,9 +1,10 @@
-"""`vpp dr ...`: run the DR scheduler, list events, re-verify one, print the settlement report."""
+"""`vpp dr ...`: run the DR scheduler, request an event, list events, re-verify one, print the settlement report."""
 
 from __future__ import annotations
 
 import csv
 import sys
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -13,9 +14,10 @@ from rich.table import Table
 
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.verification import VerificationConfig, verify_event
+from vpp.domain.dr_events import Direction, event_window_slots
 from vpp.embedded.resolve import ensure_database
 from vpp.postgres.connect import connect
-from vpp.postgres.dr_events import list_events
+from vpp.postgres.dr_events import create_event, list_events
 from vpp.postgres.dr_verification import settlement_lines
 from vpp.settings import load_settings
 
@@ -31,15 +33,56 @@ def scheduler() -> None:
     main()
 
 
+def _aware(text: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be an ISO 8601 time, e.g. 2026-11-24T13:00+09:00") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{name} needs a UTC offset, e.g. 2026-11-24T13:00+09:00")
+    return moment
+
+
+@app.command()
+def create(
+    start: str = typer.Option(..., help="Window start, slot-aligned, with offset (2026-11-24T13:00+09:00)"),
+    end: str = typer.Option(..., help="Window end, the same JST day"),
+    kw: float = typer.Option(..., min=0.001, help="Regional change asked for, kW"),
+    direction: Direction = typer.Option(
+        Direction.REDUCE, help="reduce: X kW less (import limits); increase: X kW more (import floors)"
+    ),
+    incentive: float = typer.Option(0.0, min=0.0, help="JPY per kWh delivered"),
+    region: str | None = typer.Option(None, help="Only this region's sites"),
+    site: list[str] | None = typer.Option(None, help="Only these sites (repeat the option)"),
+    event_id: str | None = typer.Option(None, help="Event id (default: generated)"),
+) -> None:
+    """Request a regional DR event; the scheduler process plans and dispatches it, as for the API."""
+    start_at, end_at = _aware(start, "--start"), _aware(end, "--end")
+    try:
+        event_window_slots(start_at, end_at)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    url, _server = ensure_database(load_settings())
+    with connect(url) as conn:
+        event = create_event(
+            conn, event_id=event_id or f"dr-{uuid.uuid4().hex[:12]}", kind="peak_cut", start_at=start_at,
+            end_at=end_at, requested_kw=kw, incentive_jpy_per_kwh=incentive, region_id=region, source="operator",
+            actor="cli", now=datetime.now(UTC), site_ids=site or None, pending_action="plan",
+            direction=direction.value,
+        )  # fmt: skip
+        conn.commit()
+    console.print(f"requested {event.event_id}: {direction.value} {kw:g} kW; the scheduler plans and dispatches it")
+
+
 @app.command()
 def events(limit: int = typer.Option(50, help="How many, newest first")) -> None:
     """List DR events with their lifecycle status."""
     url, _server = ensure_database(load_settings())
     with connect(url) as conn:
         rows = list_events(conn, limit=limit)
-    table = Table("event", "status", "start (UTC)", "end (UTC)", "requested kW", "allocated kW", "source")
+    table = Table("event", "status", "direction", "start (UTC)", "end (UTC)", "requested kW", "allocated kW", "source")
     for e in rows:
-        table.add_row(e.event_id, str(e.status), f"{e.start_at:%Y-%m-%d %H:%M}", f"{e.end_at:%H:%M}",
+        table.add_row(e.event_id, str(e.status), e.direction, f"{e.start_at:%Y-%m-%d %H:%M}", f"{e.end_at:%H:%M}",
                       f"{e.requested_kw:g}", f"{e.allocated_kw:.1f}", e.source)  # fmt: skip
     console.print(table)
 

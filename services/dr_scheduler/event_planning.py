@@ -1,10 +1,18 @@
-"""A regional request ("X kW less over these slots") → per-site shares, import limits and plans.
+"""A regional request ("X kW less", or "X kW more", over these slots) → per-site shares, signals and plans.
 
-Each site's availability over the event window is what its battery can hold for the whole window
-(power, and usable energy ÷ window hours) plus the EV charging forecast in the window (deferrable).
-:func:`vpp.domain.allocation.allocate_regional_request` splits the request by availability. A site's
-import limit is its forecast import peak in the window without DR minus its share; its plan
-(:func:`vpp.domain.planning.plan_peak_shift` with the window as peak slots) shows how it can get there.
+Both directions start from each site's forecast import without DR (no battery, EVs charged as they
+arrive): the *baseline* the plan works against. :func:`vpp.domain.allocation.allocate_regional_request`
+splits the request by each site's availability over the window, and each called site is planned.
+
+- "reduce": availability is what the battery can hold for the whole window (power, and usable energy ÷
+  window hours) plus the EV charging forecast in the window (deferrable). The site's import limit is its
+  baseline peak in the window minus its share; its plan is :func:`vpp.domain.planning.plan_peak_shift`
+  with the window as peak slots.
+- "increase": availability is the least, over the window's slots, of the extra import the site could
+  draw: battery charging (power, and usable energy ÷ window hours) plus EV energy that could be brought
+  forward into the window, less any PV surplus that charging would only soak up without raising import.
+  The site's import floor in each window slot is its baseline there plus its share; its plan is
+  :func:`vpp.domain.planning.plan_import_floor`.
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ import numpy as np
 import psycopg
 
 from vpp.domain.allocation import RegionalAllocation, SiteFlexibility, allocate_regional_request
-from vpp.domain.dr_events import event_window_slots
+from vpp.domain.dr_events import Direction, event_window_slots
 from vpp.domain.forecast import ForecastError
-from vpp.domain.planning import InfeasiblePlan, Plan, plan_peak_shift, threshold_controller
+from vpp.domain.planning import InfeasiblePlan, Plan, plan_import_floor, plan_peak_shift, threshold_controller
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres.energy_history import SiteDr
@@ -47,24 +55,47 @@ class SitePlan:
     import_limit_kw: float | None
     plan: Plan | None
     note: str
+    import_floor_kw: tuple[float, ...] | None = None  # per window slot, "increase" events
+
+
+def _battery_window_kw(site: SiteDr, first: int, end: int) -> float:
+    """Battery power the site can hold for the whole window: its rating, or usable energy ÷ window hours."""
+    usable_kwh = (SOC_MAX_FRACTION - SOC_MIN_FRACTION) * site.battery_kwh
+    return min(site.battery_kw, usable_kwh / ((end - first) * 0.5)) if site.battery_kw > 0 else 0.0
 
 
 def _availability_kw(site: SiteDr, day_forecast: SiteDayForecast, first: int, end: int) -> float:
-    hours = (end - first) * 0.5
-    usable_kwh = (SOC_MAX_FRACTION - SOC_MIN_FRACTION) * site.battery_kwh
-    battery_kw = min(site.battery_kw, usable_kwh / hours) if site.battery_kw > 0 else 0.0
     ev_kw = sum(
         ev.energy_kwh / ((ev.deadline_slot - ev.available_from_slot) * 0.5)
         for ev in day_forecast.evs if ev.available_from_slot < end and ev.deadline_slot > first
     )  # fmt: skip
-    return battery_kw + ev_kw
+    return _battery_window_kw(site, first, end) + ev_kw
+
+
+def _baseline(day_forecast: SiteDayForecast) -> Plan:
+    """The forecast day without DR: no battery, EVs charged as they arrive."""
+    f = day_forecast.forecast
+    return threshold_controller(f.load_kw.tolist(), f.pv_kw.tolist(), site_flex(0, 0), day_forecast.evs, 0.0)
 
 
 def _window_peak_kw(day_forecast: SiteDayForecast, first: int, end: int) -> float:
-    """Forecast import peak in the window without DR: no battery, EVs charged as they arrive."""
-    f = day_forecast.forecast
-    normal = threshold_controller(f.load_kw.tolist(), f.pv_kw.tolist(), site_flex(0, 0), day_forecast.evs, 0.0)
-    return float(np.max(normal.import_kw[first:end]))
+    """Forecast import peak in the window without DR."""
+    return float(np.max(_baseline(day_forecast).import_kw[first:end]))
+
+
+def _absorb_availability_kw(site: SiteDr, day_forecast: SiteDayForecast, first: int, end: int) -> float:
+    """Extra import the site can draw in every window slot, kW ("increase" events; module docstring)."""
+    f, baseline = day_forecast.forecast, _baseline(day_forecast)
+    hours = (end - first) * 0.5
+    ev_base_kw = np.asarray(baseline.ev_kw[first:end])
+    pullable_kwh = sum(
+        min(ev.energy_kwh, ev.max_power_kw * 0.5 * (min(end, ev.deadline_slot) - max(first, ev.available_from_slot)))
+        for ev in day_forecast.evs if ev.available_from_slot < end and ev.deadline_slot > first
+    )  # fmt: skip
+    ev_extra_kw = max(pullable_kwh / hours - float(ev_base_kw.mean()), 0.0)
+    net_kw = f.load_kw[first:end] - f.pv_kw[first:end] + ev_base_kw
+    most_kw = np.maximum(net_kw + _battery_window_kw(site, first, end) + ev_extra_kw, 0.0)
+    return max(float(np.min(most_kw - np.asarray(baseline.import_kw[first:end]))), 0.0)
 
 
 def plan_event_sites(
@@ -74,8 +105,11 @@ def plan_event_sites(
     end_at: datetime,
     requested_kw: float,
     metrics: SchedulerMetrics,
+    direction: str = Direction.REDUCE,
 ) -> tuple[RegionalAllocation, list[SitePlan]]:
-    """Forecast every site, allocate the request by availability, set limits and plan each called site."""
+    """Forecast every site, allocate the request by availability, set limits (or floors), plan each called site."""
+    increase = Direction(direction) == Direction.INCREASE
+    availability = _absorb_availability_kw if increase else _availability_kw
     day, first, end = event_slots(start_at, end_at)
     forecasts: dict[str, SiteDayForecast] = {}
     flex_rows: list[SiteFlexibility] = []
@@ -86,7 +120,7 @@ def plan_event_sites(
             log.warning("site not called: no forecast", extra=kv(site_id=site.site_id, reason=str(error)))
             flex_rows.append(SiteFlexibility(site.site_id, 0.0))
             continue
-        flex_rows.append(SiteFlexibility(site.site_id, _availability_kw(site, forecasts[site.site_id], first, end)))
+        flex_rows.append(SiteFlexibility(site.site_id, availability(site, forecasts[site.site_id], first, end)))
     allocation = allocate_regional_request(requested_kw, flex_rows)
     available = {row.site_id: row.available_kw for row in flex_rows}
     out: list[SitePlan] = []
@@ -97,21 +131,31 @@ def plan_event_sites(
             out.append(SitePlan(site, available[site.site_id], 0.0, None, None, "not called"))
             continue
         started = time.perf_counter()
-        limit_kw = max(_window_peak_kw(day_forecast, first, end) - share, 0.0)
         soc_kwh = site.soc_pct / 100 * site.battery_kwh if site.soc_pct is not None else None
+        flex = site_flex(site.battery_kwh, site.battery_kw, soc_kwh)
         f = day_forecast.forecast
+        prices = [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY
+        limit_kw: float | None = None
+        floors_kw: tuple[float, ...] | None = None
         try:
-            plan: Plan | None = plan_peak_shift(
-                f.load_kw.tolist(), f.pv_kw.tolist(), site_flex(site.battery_kwh, site.battery_kw, soc_kwh),
-                day_forecast.evs, [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY, range(first, end),
-            )  # fmt: skip
+            if increase:
+                floors_kw = tuple(float(v) + share for v in _baseline(day_forecast).import_kw[first:end])
+                day_floors = [0.0] * first + list(floors_kw) + [0.0] * (SLOTS_PER_DAY - end)
+                plan: Plan | None = plan_import_floor(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), flex, day_forecast.evs, day_floors, prices
+                )
+            else:
+                limit_kw = max(_window_peak_kw(day_forecast, first, end) - share, 0.0)
+                plan = plan_peak_shift(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), flex, day_forecast.evs, prices, range(first, end)
+                )
             note = "planned"
             metrics.plans.labels("ok").inc()
         except InfeasiblePlan as error:
             plan, note = None, f"no plan: {error.reason}"
             metrics.plans.labels("infeasible").inc()
         metrics.plan_seconds.observe(time.perf_counter() - started)
-        out.append(SitePlan(site, available[site.site_id], share, limit_kw, plan, note))
+        out.append(SitePlan(site, available[site.site_id], share, limit_kw, plan, note, floors_kw))
     return allocation, out
 
 

@@ -4,6 +4,10 @@ One :class:`Scheduler` per process owns one database connection and commits once
 the end, so an operation either happens completely (status, sites, audit) or not at all. Signals are
 published *before* the commit that records them: if the broker refuses, the event keeps its status;
 if the commit fails after publishing, the retained signal is simply re-sent by the next dispatch.
+
+A site's signal topic is retained and holds one message, so every publish to a site carries every event
+in effect there, merged (:mod:`vpp.domain.site_signal`), read inside the transaction that changes the
+event: a second event never hides the first, and cancelling one leaves the other in force.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Protocol
 
 import psycopg
 
-from vpp.domain.dr_events import DrSignal, EventStatus, SignalInterval, parse_ack, signal_payload
+from vpp.domain.dr_events import Direction, EventStatus, SignalEvent, parse_ack, signal_payload
+from vpp.domain.site_signal import site_signal
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import load_dr_sites, region_site_ids
@@ -44,6 +49,7 @@ class EventRequest:
     end_at: datetime
     requested_kw: float
     kind: str = "peak_cut"
+    direction: str = Direction.REDUCE
     incentive_jpy_per_kwh: float = 0.0
     region_id: str | None = None
     site_ids: tuple[str, ...] | None = None
@@ -74,16 +80,19 @@ class Scheduler:
         if event.region_id is not None:
             members = set(region_site_ids(self.conn, event.region_id))
             sites = [site for site in sites if site.site_id in members]
-        allocation, plans = plan_event_sites(self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics)
+        allocation, plans = plan_event_sites(
+            self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics, event.direction
+        )
         called = [p for p in plans if p.allocated_kw > 0]
         store.set_event_sites(
             self.conn, event.pk, [(p.site.site_pk, p.allocated_kw, p.import_limit_kw, plan_document(p)) for p in called],
             allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
+            floors_kw=[p.import_floor_kw for p in called],
         )  # fmt: skip
         log.info(
             "DR event allocated",
-            extra=kv(event_id=event.event_id, requested_kw=requested_kw, allocated_kw=allocation.allocated_kw,
-                     shortfall_kw=allocation.shortfall_kw, sites=len(called)),
+            extra=kv(event_id=event.event_id, direction=event.direction, requested_kw=requested_kw,
+                     allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw, sites=len(called)),
         )  # fmt: skip
         return len(called)
 
@@ -91,13 +100,14 @@ class Scheduler:
         """Allocate the request across sites by flexibility, plan each, store it all as a planned event."""
         if request.kind != "peak_cut":
             raise ValueError("only peak_cut regional events are scheduled (peak-shift plans are per site)")
-        event_slots(request.start_at, request.end_at)  # validates before anything is written
+        Direction(request.direction)  # validates before anything is written, as do the slots
+        event_slots(request.start_at, request.end_at)
         try:
             event = store.create_event(
                 self.conn, event_id=request.event_id or f"dr-{uuid.uuid4().hex[:12]}", kind=request.kind,
                 start_at=request.start_at, end_at=request.end_at, requested_kw=request.requested_kw,
                 incentive_jpy_per_kwh=request.incentive_jpy_per_kwh, region_id=request.region_id,
-                source=request.source, actor=actor, now=now, site_ids=request.site_ids,
+                source=request.source, actor=actor, now=now, site_ids=request.site_ids, direction=request.direction,
             )  # fmt: skip
             self._allocate(event, request.site_ids, request.requested_kw)
             self.conn.commit()
@@ -120,13 +130,13 @@ class Scheduler:
             raise
         return store.get_event(self.conn, event_id) or event
 
-    def _publish_all(self, event: store.DrEventRow, status: str, now: datetime) -> list[int]:
+    def _publish_all(self, event: store.DrEventRow, now: datetime) -> list[int]:
+        """Publish each of the event's sites its merged signal (this event's change plus all else in effect)."""
+        trigger = SignalEvent(event.event_id, event.revision, event.direction, event.start_at, event.end_at)
         published: list[int] = []
         for site in store.event_sites(self.conn, event.pk):
-            interval = SignalInterval(event.start_at, event.end_at, site.import_limit_kw)
-            signal = DrSignal(event.event_id, event.revision, event.kind, status, now,
-                              (interval,) if status == "active" else ())  # fmt: skip
-            self.sink.publish(site.site_id, signal_payload(signal), status)
+            signal = site_signal(trigger, event.kind, store.parts_in_effect(self.conn, site.site_pk, now), now)
+            self.sink.publish(site.site_id, signal_payload(signal), signal.status)
             published.append(site.site_pk)
         return published
 
@@ -139,7 +149,7 @@ class Scheduler:
             bump = current.status != EventStatus.PLANNED  # a re-dispatch is a new revision
             event = store.transition(self.conn, event_id, EventStatus.DISPATCHED, actor=actor, now=now,
                                      bump_revision=bump)  # fmt: skip
-            sites = self._publish_all(event, "active", now)
+            sites = self._publish_all(event, now)
             store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
             publish_dr_event(self.conn, event_id, now)  # the same change, as OpenADR events for VENs
             self._commit_transition(event)
@@ -176,7 +186,7 @@ class Scheduler:
             event = store.transition(self.conn, event_id, EventStatus.CANCELLED, actor=actor, now=now,
                                      detail={"reason": reason}, bump_revision=current.status != EventStatus.PLANNED)  # fmt: skip
             if current.status != EventStatus.PLANNED:
-                self._publish_all(event, "cancelled", now)
+                self._publish_all(event, now)
             self.conn.execute("UPDATE dr_events SET pending_action = NULL WHERE id = %s", (event.pk,))
             publish_dr_event(self.conn, event_id, now)
             self._commit_transition(event)

@@ -2,8 +2,10 @@
 
 Baseline rules are :func:`vpp.domain.baseline.standard_baseline` (High 4 of 5 on weekdays, High 2 of 3
 on weekends and Japanese holidays, 30-day look-back, exclusions, tie-break, same-day adjustment);
-reduction = adjusted baseline − metered import, kWh per slot. A slot counts as metered only when the
-meter covered most of it (``min_coverage``), so a gateway outage is not mistaken for a reduction.
+reduction = adjusted baseline − metered import, kWh per slot; for an "increase" event the delivery is the
+increase, metered import − adjusted baseline (stored in the same column, see migration 0006). A slot counts
+as metered only when the meter covered most of it (``min_coverage``), so a gateway outage is not mistaken
+for a reduction.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vpp.domain.baseline import (
     reductions_kwh,
     standard_baseline,
 )
+from vpp.domain.dr_events import Direction, delivered_kwh
 from vpp.domain.openadr import fill_from_reports
 from vpp.domain.slots import JST, SLOT
 from vpp.log import kv
@@ -80,7 +83,7 @@ def verify_event(
                 log.warning("site not verified", extra=kv(event_id=event_id, site_id=site.site_id, reason=str(error)))
                 continue
             actual_values = actual if actual is not None else [None] * 48
-            reductions = reductions_kwh(result, actual_values)
+            reductions = delivered_kwh(reductions_kwh(result, actual_values), event.direction)
             rows = [
                 ReductionRow(
                     jst_midnight(day) + slot * SLOT, result.adjusted_kwh[slot], actual_values[slot],
@@ -90,11 +93,13 @@ def verify_event(
             ]  # fmt: skip
             save_reductions(conn, event.pk, site.site_pk, rows, result.method, now)
             delivered = sum(r.reduction_kwh for r in rows if r.reduction_kwh is not None)
-            metrics.verified_kwh.inc(max(delivered, 0.0))
+            if event.direction == Direction.REDUCE:  # the metric counts reductions, not absorbed surplus
+                metrics.verified_kwh.inc(max(delivered, 0.0))
             verified += 1
             log.info(
                 "reduction verified",
-                extra=kv(event_id=event_id, site_id=site.site_id, method=result.method, delivered_kwh=round(delivered, 3),
+                extra=kv(event_id=event_id, site_id=site.site_id, method=result.method, direction=event.direction,
+                         delivered_kwh=round(delivered, 3),
                          adjustment_kwh=round(result.adjustment_kwh, 3), chosen_days=[d.isoformat() for d in result.chosen_days]),
             )  # fmt: skip
         conn.commit()

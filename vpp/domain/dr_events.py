@@ -1,10 +1,13 @@
 """DR events: the lifecycle state machine, the MQTT signal and acknowledgement payloads, settlement maths.
 
 Pure: every instant is an argument. The signal payload is the v1 contract on ``vpp/v1/{site}/dr/signal``
-(DESIGN.md section 3), modelled on OpenADR 3.1: a peak-cut is a list of intervals, each with an
-``IMPORT_CAPACITY_LIMIT`` in kW; the site's EMS keeps every slot's average import at or under it.
-The message is retained, so it always carries the site's *whole* current plan (``revision`` grows with
-every change); a cancellation is a signal with ``status = "cancelled"`` and no intervals.
+(DESIGN.md section 3), modelled on OpenADR 3.1: a list of intervals, each with an ``IMPORT_CAPACITY_LIMIT``
+in kW (the site's EMS keeps every slot's average import at or under it) and/or an ``IMPORT_FLOOR`` in kW
+(at or above it: an "increase" event). The message is retained, so it always carries the site's *whole*
+current state: every interval of every event in effect there, merged (:mod:`vpp.domain.site_signal`).
+``event_id`` and ``revision`` name the change that caused the message (what the EMS acknowledges) and
+``events`` lists every event the intervals come from; ``status = "cancelled"`` with no intervals means
+nothing is in effect any more. A v1 EMS that predates ``IMPORT_FLOOR`` and ``events`` ignores them.
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY, require_aware
 
 __all__ = [
     "SIGNAL_VERSION",
+    "Direction",
     "DrAck",
     "DrSignal",
     "EventStatus",
     "IllegalTransition",
     "Settlement",
+    "SignalEvent",
     "SignalInterval",
     "ack_payload",
     "check_transition",
+    "delivered_kwh",
     "event_window_slots",
     "parse_ack",
     "parse_signal",
@@ -37,6 +43,14 @@ __all__ = [
 ]
 
 SIGNAL_VERSION = 1
+LIMIT_PAYLOAD, FLOOR_PAYLOAD = "IMPORT_CAPACITY_LIMIT", "IMPORT_FLOOR"
+
+
+class Direction(StrEnum):
+    """What a regional event asks of its sites (stored in ``dr_events.direction``)."""
+
+    REDUCE = "reduce"  # X kW less: an import limit per site
+    INCREASE = "increase"  # X kW more (absorb a PV surplus, negative prices): an import floor per site
 
 
 class EventStatus(StrEnum):
@@ -78,11 +92,26 @@ def check_transition(current: EventStatus | str, new: EventStatus | str) -> Even
 
 @dataclass(frozen=True)
 class SignalInterval:
-    """One interval of a signal: [start, end) with an import limit in kW (None = no limit)."""
+    """One interval of a signal: [start, end) with an import limit and an import floor in kW (None = none).
+
+    The EMS keeps each slot's average import at or under the limit and at or above the floor.
+    """
 
     start: datetime
     end: datetime
     import_limit_kw: float | None
+    import_floor_kw: float | None = None
+
+
+@dataclass(frozen=True)
+class SignalEvent:
+    """One event a site's signal carries intervals of, and the window it covers."""
+
+    event_id: str
+    revision: int
+    direction: str  # a Direction
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,7 @@ class DrSignal:
     status: str  # "active" or "cancelled"
     issued_at: datetime
     intervals: tuple[SignalInterval, ...]
+    events: tuple[SignalEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,19 +134,36 @@ class DrAck:
     detail: str = ""
 
 
+def _check_interval(interval: SignalInterval, previous_end: datetime | None) -> None:
+    require_aware(interval.start, "interval start")
+    require_aware(interval.end, "interval end")
+    if interval.end <= interval.start or (previous_end is not None and interval.start < previous_end):
+        raise ValueError("signal intervals must be non-empty, ordered and disjoint")
+    for name, value in (("import_limit_kw", interval.import_limit_kw), ("import_floor_kw", interval.import_floor_kw)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+    limit, floor = interval.import_limit_kw, interval.import_floor_kw
+    if limit is not None and floor is not None and floor > limit:
+        raise ValueError(f"import floor {floor} kW is above the import limit {limit} kW")
+
+
+def _payloads(interval: SignalInterval) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if interval.import_limit_kw is not None:
+        out.append({"type": LIMIT_PAYLOAD, "value_kw": interval.import_limit_kw})
+    if interval.import_floor_kw is not None:
+        out.append({"type": FLOOR_PAYLOAD, "value_kw": interval.import_floor_kw})
+    return out
+
+
 def signal_payload(signal: DrSignal) -> bytes:
-    """Encode a signal as the v1 JSON body (UTF-8). Intervals are checked: ordered, aware, limits ≥ 0."""
+    """Encode a signal as the v1 JSON body (UTF-8). Intervals are checked: ordered, aware, values ≥ 0,
+    floor ≤ limit."""
     if signal.status not in {"active", "cancelled"}:
         raise ValueError(f"status must be active or cancelled, got {signal.status!r}")
     previous_end: datetime | None = None
     for interval in signal.intervals:
-        require_aware(interval.start, "interval start")
-        require_aware(interval.end, "interval end")
-        if interval.end <= interval.start or (previous_end is not None and interval.start < previous_end):
-            raise ValueError("signal intervals must be non-empty, ordered and disjoint")
-        limit = interval.import_limit_kw
-        if limit is not None and not (math.isfinite(limit) and limit >= 0):
-            raise ValueError(f"import_limit_kw must be a finite number ≥ 0, got {limit}")
+        _check_interval(interval, previous_end)
         previous_end = interval.end
     body: dict[str, Any] = {
         "version": SIGNAL_VERSION,
@@ -126,16 +173,16 @@ def signal_payload(signal: DrSignal) -> bytes:
         "status": signal.status,
         "issued_at": require_aware(signal.issued_at, "issued_at").isoformat(),
         "intervals": [
-            {
-                "start": i.start.isoformat(),
-                "end": i.end.isoformat(),
-                "payloads": []
-                if i.import_limit_kw is None
-                else [{"type": "IMPORT_CAPACITY_LIMIT", "value_kw": i.import_limit_kw}],
-            }
-            for i in signal.intervals
+            {"start": i.start.isoformat(), "end": i.end.isoformat(), "payloads": _payloads(i)} for i in signal.intervals
         ],
     }
+    if signal.events:
+        body["events"] = [
+            {"event_id": e.event_id, "revision": e.revision, "direction": str(e.direction),
+             "start": require_aware(e.start, "event start").isoformat(),
+             "end": require_aware(e.end, "event end").isoformat()}
+            for e in signal.events
+        ]  # fmt: skip
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -147,10 +194,17 @@ def parse_signal(payload: bytes) -> DrSignal:
             raise ValueError(f"unsupported signal version {body.get('version')!r}")
         intervals = []
         for item in body["intervals"]:
-            limits = [p["value_kw"] for p in item.get("payloads", []) if p.get("type") == "IMPORT_CAPACITY_LIMIT"]
+            values = {p.get("type"): float(p["value_kw"]) for p in item.get("payloads", [])}
             intervals.append(
-                SignalInterval(_aware(item["start"]), _aware(item["end"]), float(limits[0]) if limits else None)
+                SignalInterval(
+                    _aware(item["start"]), _aware(item["end"]), values.get(LIMIT_PAYLOAD), values.get(FLOOR_PAYLOAD)
+                )
             )
+        events = tuple(
+            SignalEvent(str(e["event_id"]), int(e["revision"]), str(Direction(e["direction"])),
+                        _aware(e["start"]), _aware(e["end"]))
+            for e in body.get("events", ())
+        )  # fmt: skip
         return DrSignal(
             event_id=str(body["event_id"]),
             revision=int(body["revision"]),
@@ -158,6 +212,7 @@ def parse_signal(payload: bytes) -> DrSignal:
             status=str(body["status"]),
             issued_at=_aware(body["issued_at"]),
             intervals=tuple(intervals),
+            events=events,
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
         raise ValueError(f"malformed DR signal: {error!r}") from error
@@ -228,6 +283,13 @@ def settle(reductions_kwh: Sequence[float], incentive_jpy_per_kwh: float) -> Set
     delivered = math.fsum(known)
     settled = max(delivered, 0.0)
     return Settlement(delivered, settled, settled * incentive_jpy_per_kwh, len(reductions_kwh) - len(known))
+
+
+def delivered_kwh(reductions_kwh: Sequence[float], direction: str) -> tuple[float, ...]:
+    """Per-slot delivery in the direction the event asked, kWh: the reduction (baseline − actual) for a
+    "reduce" event, the increase (actual − baseline) for an "increase" event. NaN stays NaN."""
+    sign = -1.0 if Direction(direction) == Direction.INCREASE else 1.0
+    return tuple(sign * value for value in reductions_kwh)
 
 
 def event_window_slots(start_at: datetime, end_at: datetime) -> tuple[date, int, int]:

@@ -4,7 +4,8 @@
 - Targets: how a VEN's granted targets decide which programs and events it may read
   (Definition.md, "Object Privacy"), and target hiding.
 - The scheduler's DR events as OpenADR event bodies: peak-cut as ``IMPORT_CAPACITY_LIMIT`` (kW)
-  per 30-minute interval, peak-shift as ``SIMPLE`` levels, each asking for ``USAGE`` reports.
+  per 30-minute interval ("increase" events as ``DISPATCH_SETPOINT``, the import floor in kW), peak-shift
+  as ``SIMPLE`` levels, each asking for ``USAGE`` reports.
 - VEN ``USAGE`` reports back to kWh per 30-minute slot, the figure verification compares.
 """
 
@@ -124,6 +125,7 @@ class SiteCall:
     import_limit_kw: float | None
     allocated_kw: float
     revision: int
+    import_floor_kw: tuple[float, ...] | None = None  # per slot, "increase" events
 
 
 def _slots(start_at: datetime, end_at: datetime) -> list[datetime]:
@@ -143,17 +145,23 @@ def dr_event_body(call: SiteCall, program_id: str) -> dict[str, Any]:
     """The OpenADR eventRequest body for one site's part of a scheduler DR event.
 
     Peak-cut: one 30-minute interval per slot holding ``IMPORT_CAPACITY_LIMIT`` in kW (DOMAIN.md,
-    "Signalling standards"); a called site without a limit gets ``SIMPLE`` level 2 instead. Peak-shift:
-    ``SIMPLE`` level 2 in each window slot (move consumption out of it). Every event asks for
-    ``USAGE`` (kWh) per interval.
+    "Signalling standards"); a called site without a limit gets ``SIMPLE`` level 2 instead. An "increase"
+    event (import floors) holds ``DISPATCH_SETPOINT`` in kW per slot: the consumption the site is dispatched
+    to, at least. Peak-shift: ``SIMPLE`` level 2 in each window slot (move consumption out of it). Every
+    event asks for ``USAGE`` (kWh) per interval.
     """
     slots = _slots(call.start_at, call.end_at)
-    if call.kind == "peak_cut" and call.import_limit_kw is not None:
-        payload_type, units, value = "IMPORT_CAPACITY_LIMIT", "KW", float(call.import_limit_kw)
-    elif call.kind in ("peak_cut", "peak_shift"):
-        payload_type, units, value = "SIMPLE", None, 2
-    else:
+    values: list[float | int]
+    if call.kind not in ("peak_cut", "peak_shift"):
         raise ValueError(f"unknown DR event kind {call.kind!r}")
+    if call.import_floor_kw is not None:
+        if len(call.import_floor_kw) != len(slots):
+            raise ValueError(f"{len(call.import_floor_kw)} import floors for {len(slots)} slots")
+        payload_type, units, values = "DISPATCH_SETPOINT", "KW", [float(v) for v in call.import_floor_kw]
+    elif call.kind == "peak_cut" and call.import_limit_kw is not None:
+        payload_type, units, values = "IMPORT_CAPACITY_LIMIT", "KW", [float(call.import_limit_kw)] * len(slots)
+    else:
+        payload_type, units, values = "SIMPLE", None, [2] * len(slots)
     descriptor: dict[str, Any] = {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": payload_type}
     if units is not None:
         descriptor["units"] = units
@@ -178,7 +186,9 @@ def dr_event_body(call: SiteCall, program_id: str) -> dict[str, Any]:
             }
         ],
         "intervalPeriod": {"start": slots[0].isoformat(), "duration": _SLOT_DURATION},
-        "intervals": [{"id": n, "payloads": [{"type": payload_type, "values": [value]}]} for n, _ in enumerate(slots)],
+        "intervals": [
+            {"id": n, "payloads": [{"type": payload_type, "values": [value]}]} for n, value in enumerate(values)
+        ],
     }
 
 

@@ -1,11 +1,11 @@
-"""Day-ahead site planners for demand response: peak-cut and peak-shift as linear programmes.
+"""Day-ahead site planners for demand response: peak-cut, peak-shift and import floor as linear programmes.
 
-Both take a site's forecasts (non-EV load and PV, kW per 30-minute slot), its battery
+All take a site's forecasts (non-EV load and PV, kW per 30-minute slot), its battery
 (:class:`SiteFlex`) and deferrable EV charging (:class:`EvDemand`), and return a :class:`Plan`.
 The LP itself is in :mod:`vpp.domain.planning_lp`; the reactive benchmark controller in
 :mod:`vpp.domain.planning_reactive`; inputs, outputs and checks in :mod:`vpp.domain.planning_model`.
 
-Decisions shared by both planners:
+Decisions shared by the planners:
 
 - The battery ends the horizon at least as full as it started (``terminal_soc_kwh`` overrides),
   so a plan never borrows the next day's energy to look good today.
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vpp.domain.planning_floor import check_import_floor, floor_energy_reason
 from vpp.domain.planning_lp import LpCosts, solve_site_lp
 from vpp.domain.planning_model import (
     SLOT_HOURS,
@@ -40,6 +41,7 @@ __all__ = [
     "PeakShiftWeights",
     "Plan",
     "SiteFlex",
+    "plan_import_floor",
     "plan_peak_cut",
     "plan_peak_shift",
     "threshold_controller",
@@ -210,4 +212,80 @@ def plan_peak_shift(
         objective=solution.objective,
         status=f"optimal: {peak_import_kwh:.3f} kWh imported in peak slots, "
         f"{exported_kwh:.3f} kWh exported or curtailed",
+    )
+
+
+def plan_import_floor(
+    base_load_kw: Sequence[float],
+    pv_kw: Sequence[float],
+    flex: SiteFlex,
+    evs: Sequence[EvDemand],
+    import_floor_kw: Sequence[float],
+    price_jpy_per_kwh: Sequence[float],
+    *,
+    terminal_soc_kwh: float | None = None,
+    weights: PeakShiftWeights = PeakShiftWeights(),
+) -> Plan:
+    """Import at least ``import_floor_kw[t]`` in every slot where it is positive ("X kW more" events).
+
+    The same LP as :func:`plan_peak_shift` without peak slots, plus ``import_t ≥ floor_t`` and no export in
+    the floored slots: the battery charges and EV charging is brought forward into them, and the energy
+    stored is used later to displace import. Minimises, in JPY, Σ_t Δ·price_t·import_t + export penalty
+    ·Σ Δ·(export_t + curtailed_t) + cycle cost·Σ Δ·(charge_t + discharge_t) (+ the EV tie-break).
+
+    Parameters
+    ----------
+    base_load_kw, pv_kw : sequence of float
+        Forecast non-EV load and PV output per slot, kW.
+    flex : SiteFlex
+    evs : sequence of EvDemand
+    import_floor_kw : sequence of float
+        Minimum import per slot, kW (0 = no floor in that slot).
+    price_jpy_per_kwh : sequence of float
+        Import price per slot, JPY/kWh.
+    terminal_soc_kwh : float, optional
+        Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
+    weights : PeakShiftWeights
+        Its peak penalty is unused (there are no peak slots).
+
+    Raises
+    ------
+    InfeasiblePlan
+        A floor above what the site can draw in its slot (load − PV + battery and EV charger power), or
+        more energy than the battery and the EVs can take over the floored slots, with the numbers; also
+        inconsistent battery limits and EV energy that does not fit its window.
+    """
+    problem = site_problem(base_load_kw, pv_kw, flex, evs, terminal_soc_kwh)
+    price = np.asarray(price_jpy_per_kwh, dtype=float)
+    floor = np.asarray(import_floor_kw, dtype=float)
+    for name, series in (("price_jpy_per_kwh", price), ("import_floor_kw", floor)):
+        if series.shape != (problem.horizon,) or not np.isfinite(series).all():
+            raise ValueError(f"{name} must hold {problem.horizon} finite values")
+    check_import_floor(problem, floor)
+    costs = LpCosts(
+        import_per_kwh=price,
+        export_per_kwh=weights.export_penalty_jpy_per_kwh,
+        curtail_per_kwh=weights.export_penalty_jpy_per_kwh,
+        cycle_per_kwh=weights.cycle_cost_jpy_per_kwh,
+    )
+    try:
+        solution = solve_site_lp(problem, costs, import_floor_kw=floor)
+    except InfeasiblePlan:
+        raise InfeasiblePlan(floor_energy_reason(problem, floor)) from None
+    floored = floor > 0
+    extra_kwh = float((solution.import_kw[floored] - problem.base_load_kw[floored] + problem.pv_kw[floored]).sum())
+    return make_plan(
+        "import_floor",
+        problem,
+        charge_kw=solution.charge_kw,
+        discharge_kw=solution.discharge_kw,
+        import_kw=solution.import_kw,
+        export_kw=solution.export_kw,
+        curtailed_kw=solution.curtailed_kw,
+        ev_kw_by_demand=solution.ev_kw_by_demand,
+        soc_kwh=solution.soc_kwh,
+        target_kw=None,
+        objective=solution.objective,
+        status=f"optimal: floors met in {int(floored.sum())} slots, "
+        f"{extra_kwh * SLOT_HOURS:.3f} kWh consumed there above load − PV",
     )

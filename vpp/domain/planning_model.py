@@ -102,7 +102,7 @@ class Plan:
     Attributes
     ----------
     strategy : str
-        ``"peak_cut"``, ``"peak_shift"`` or ``"threshold"``.
+        ``"peak_cut"``, ``"peak_shift"``, ``"import_floor"`` or ``"threshold"``.
     import_kw, export_kw : tuple of float
         Grid import and export, kW (both ≥ 0).
     battery_kw : tuple of float

@@ -16,7 +16,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from vpp.domain.dr_events import DrAck, EventStatus, check_transition
+from vpp.domain.dr_events import DrAck, EventStatus, SignalEvent, SignalInterval, check_transition
+from vpp.domain.site_signal import EventPart
+from vpp.domain.slots import SLOT
 
 __all__ = [
     "DrEventRow",
@@ -28,6 +30,7 @@ __all__ = [
     "event_sites",
     "get_event",
     "list_events",
+    "parts_in_effect",
     "pending_requests",
     "record_ack",
     "record_dispatch",
@@ -55,6 +58,7 @@ class DrEventRow:
     updated_at: datetime
     site_ids: tuple[str, ...] | None
     pending_action: str | None
+    direction: str = "reduce"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class EventSiteRow:
     site_id: str
     allocated_kw: float
     import_limit_kw: float | None
+    import_floor_kw: list[float] | None  # one per event slot, "increase" events only
     plan: dict[str, Any] | None
     dispatched_revision: int | None
     acked_revision: int | None
@@ -72,7 +77,7 @@ class EventSiteRow:
 
 _EVENT_COLUMNS = (
     "id, event_id, kind, status, region_id, start_at, end_at, requested_kw, allocated_kw, shortfall_kw,"
-    " incentive_jpy_per_kwh, revision, source, created_at, updated_at, site_ids, pending_action"
+    " incentive_jpy_per_kwh, revision, source, created_at, updated_at, site_ids, pending_action, direction"
 )
 
 
@@ -80,7 +85,7 @@ def _event(row: Sequence[Any]) -> DrEventRow:
     site_ids = tuple(row[15]) if row[15] is not None else None
     return DrEventRow(
         row[0], row[1], row[2], EventStatus(row[3]), row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-        row[11], row[12], row[13], row[14], site_ids, row[16],
+        row[11], row[12], row[13], row[14], site_ids, row[16], row[17],
     )  # fmt: skip
 
 
@@ -110,13 +115,15 @@ def create_event(
     now: datetime,
     site_ids: Sequence[str] | None = None,
     pending_action: str | None = None,
+    direction: str = "reduce",
 ) -> DrEventRow:
     """Insert a planned event and its "created" audit row."""
     row = conn.execute(
         f"""INSERT INTO dr_events (event_id, kind, status, region_id, start_at, end_at, requested_kw,
                                    incentive_jpy_per_kwh, source, created_at, updated_at, site_ids, pending_action,
-                                   pending_actor)
-            VALUES (%s, %s, 'planned', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_EVENT_COLUMNS}""",
+                                   pending_actor, direction)
+            VALUES (%s, %s, 'planned', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING {_EVENT_COLUMNS}""",
         (
             event_id,
             kind,
@@ -131,12 +138,14 @@ def create_event(
             list(site_ids) if site_ids is not None else None,
             pending_action,
             actor if pending_action else None,
+            direction,
         ),
     ).fetchone()
     assert row is not None
     event = _event(row)
     add_audit(conn, event.pk, now, actor, "created", None, EventStatus.PLANNED,
-           {"requested_kw": requested_kw, "start_at": start_at.isoformat(), "end_at": end_at.isoformat()})  # fmt: skip
+              {"requested_kw": requested_kw, "direction": direction, "start_at": start_at.isoformat(),
+               "end_at": end_at.isoformat()})  # fmt: skip
     return event
 
 
@@ -147,18 +156,24 @@ def set_event_sites(
     *,
     allocated_kw: float,
     shortfall_kw: float,
+    floors_kw: Sequence[Sequence[float] | None] | None = None,
 ) -> None:
-    """Replace the event's sites with ``(site_pk, allocated_kw, import_limit_kw, plan)`` rows."""
+    """Replace the event's sites with ``(site_pk, allocated_kw, import_limit_kw, plan)`` rows.
+
+    ``floors_kw`` gives each row's import floor per event slot ("increase" events), in the same order.
+    """
+    floors = list(floors_kw) if floors_kw is not None else [None] * len(rows)
     conn.execute("DELETE FROM dr_event_sites WHERE event_pk = %s", (event_pk,))
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, import_limit_kw, plan)
-               VALUES (%s, %s, %s, %s, %s)""",
+            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, import_limit_kw, import_floor_kw, plan)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
             [
-                (event_pk, site_pk, kw, limit, Jsonb(plan) if plan is not None else None)
-                for site_pk, kw, limit, plan in rows
+                (event_pk, site_pk, kw, limit, list(floor) if floor is not None else None,
+                 Jsonb(plan) if plan is not None else None)
+                for (site_pk, kw, limit, plan), floor in zip(rows, floors, strict=True)
             ],
-        )
+        )  # fmt: skip
     conn.execute(
         "UPDATE dr_events SET allocated_kw = %s, shortfall_kw = %s WHERE id = %s",
         (allocated_kw, shortfall_kw, event_pk),
@@ -221,7 +236,8 @@ def list_events(
 def event_sites(conn: psycopg.Connection, event_pk: int) -> list[EventSiteRow]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            """SELECT es.site_pk, s.site_id, es.allocated_kw, es.import_limit_kw, es.plan, es.dispatched_revision,
+            """SELECT es.site_pk, s.site_id, es.allocated_kw, es.import_limit_kw, es.import_floor_kw, es.plan,
+                      es.dispatched_revision,
                       es.acked_revision, es.ack_status, es.acked_at
                FROM dr_event_sites es JOIN sites s ON s.id = es.site_pk
                WHERE es.event_pk = %s ORDER BY s.site_id""",
@@ -297,3 +313,33 @@ def clear_pending(conn: psycopg.Connection, event_pk: int, *, now: datetime, act
     ).fetchone()
     status = row[0] if row else None
     add_audit(conn, event_pk, now, actor, action, status, status, None)
+
+
+# Events whose signals are out and whose window has not ended: what a site's retained signal must carry.
+_IN_EFFECT = ("dispatched", "acknowledged", "active")
+
+
+def parts_in_effect(conn: psycopg.Connection, site_pk: int, now: datetime) -> list[EventPart]:
+    """Every event in effect at a site now, as its own intervals there (for :func:`site_signal`).
+
+    A "reduce" event is one interval with the site's import limit; an "increase" event is one interval per
+    event slot with that slot's import floor.
+    """
+    rows = conn.execute(
+        """SELECT e.event_id, e.revision, e.direction, e.start_at, e.end_at, es.import_limit_kw, es.import_floor_kw
+           FROM dr_events e JOIN dr_event_sites es ON es.event_pk = e.id
+           WHERE es.site_pk = %s AND e.status = ANY(%s) AND e.end_at > %s AND es.allocated_kw > 0
+           ORDER BY e.start_at, e.event_id""",
+        (site_pk, list(_IN_EFFECT), now),
+    ).fetchall()
+    parts: list[EventPart] = []
+    for event_id, revision, direction, start, end, limit_kw, floors_kw in rows:
+        if floors_kw:
+            intervals = tuple(
+                SignalInterval(start + k * SLOT, start + (k + 1) * SLOT, limit_kw, floor_kw)
+                for k, floor_kw in enumerate(floors_kw)
+            )
+        else:
+            intervals = (SignalInterval(start, end, limit_kw),)
+        parts.append(EventPart(SignalEvent(event_id, revision, direction, start, end), intervals))
+    return parts

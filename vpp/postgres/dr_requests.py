@@ -24,9 +24,9 @@ __all__ = [
     "verified_savings_kwh",
 ]
 
-_EVENT = """e.event_id, e.kind, e.status, e.region_id, e.start_at, e.end_at, e.requested_kw, e.allocated_kw,
-    e.shortfall_kw, e.incentive_jpy_per_kwh, e.revision, e.source, e.created_at, e.updated_at, e.site_ids,
-    e.pending_action"""
+_EVENT = """e.event_id, e.kind, e.direction, e.status, e.region_id, e.start_at, e.end_at, e.requested_kw,
+    e.allocated_kw, e.shortfall_kw, e.incentive_jpy_per_kwh, e.revision, e.source, e.created_at, e.updated_at,
+    e.site_ids, e.pending_action"""
 
 
 async def _audit(conn: AsyncConnection, event_pk: int, at: datetime, actor: str, action: str, status: str) -> None:
@@ -53,19 +53,21 @@ async def record_request(
     source: str,
     actor: str,
     now: datetime,
+    direction: str = "reduce",
 ) -> None:
     """Insert a planned event awaiting allocation (pending "plan") and its "created" audit row."""
     row = (
         await conn.execute(
             text(
-                """INSERT INTO dr_events (event_id, kind, status, region_id, start_at, end_at, requested_kw,
+                """INSERT INTO dr_events (event_id, kind, direction, status, region_id, start_at, end_at, requested_kw,
                        incentive_jpy_per_kwh, source, created_at, updated_at, site_ids, pending_action, pending_actor)
-                   VALUES (:event_id, :kind, 'planned', :region_id, :start_at, :end_at, :requested_kw, :incentive,
-                       :source, :now, :now, :site_ids, 'plan', :actor) RETURNING id"""
+                   VALUES (:event_id, :kind, :direction, 'planned', :region_id, :start_at, :end_at, :requested_kw,
+                       :incentive, :source, :now, :now, :site_ids, 'plan', :actor) RETURNING id"""
             ),
             {
                 "event_id": event_id,
                 "kind": kind,
+                "direction": direction,
                 "region_id": region_id,
                 "start_at": start_at,
                 "end_at": end_at,
@@ -126,7 +128,8 @@ async def event_detail(conn: AsyncConnection, event_id: str) -> dict[str, Any] |
     pk = event.pop("id")
     sites = await conn.execute(
         text(
-            """SELECT s.site_id, es.allocated_kw, es.import_limit_kw, es.dispatched_revision, es.dispatched_at,
+            """SELECT s.site_id, es.allocated_kw, es.import_limit_kw, es.import_floor_kw, es.dispatched_revision,
+                      es.dispatched_at,
                       es.acked_revision, es.acked_at, es.ack_status
                FROM dr_event_sites es JOIN sites s ON s.id = es.site_pk WHERE es.event_pk = :pk ORDER BY s.site_id"""
         ),
@@ -184,7 +187,7 @@ async def verified_savings_kwh(
     """Saved electricity for the sufficiency ratio: verified DR reductions in [start, end), kWh.
 
     Summed per event and site and floored at zero there (as settled), so one site's overshoot does not
-    cancel another's delivery; cancelled events never count.
+    cancel another's delivery; cancelled events never count, nor do "increase" events (extra consumption).
     """
     row = (
         await conn.execute(
@@ -193,7 +196,8 @@ async def verified_savings_kwh(
                        SELECT sum(v.reduction_kwh) AS delivered
                        FROM dr_verified_reductions v JOIN dr_events e ON e.id = v.event_pk
                        JOIN sites s ON s.id = v.site_pk
-                       WHERE e.status <> 'cancelled' AND v.slot_start >= :start AND v.slot_start < :end
+                       WHERE e.status <> 'cancelled' AND e.direction = 'reduce'
+                         AND v.slot_start >= :start AND v.slot_start < :end
                          AND (CAST(:site_ids AS text[]) IS NULL OR s.site_id = ANY(CAST(:site_ids AS text[])))
                        GROUP BY v.event_pk, v.site_pk) per_site"""
             ),

@@ -31,6 +31,7 @@ def dr_program_id(conn: psycopg.Connection, now: datetime) -> str:
     """The ID of the OpenADR program the scheduler's events belong to, created on first use."""
     body = {"programName": DR_PROGRAM_NAME, "payloadDescriptors": [
         {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "IMPORT_CAPACITY_LIMIT", "units": "KW"},
+        {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "DISPATCH_SETPOINT", "units": "KW"},
         {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "SIMPLE"},
         {"objectType": "REPORT_PAYLOAD_DESCRIPTOR", "payloadType": "USAGE", "readingType": "DIRECT_READ", "units": "KWH"},
     ]}  # fmt: skip
@@ -60,8 +61,9 @@ def publish_dr_event(conn: psycopg.Connection, event_id: str, now: datetime) -> 
     published: list[str] = []
     sites = event_sites(conn, event.pk)
     for site in sites:
+        floors = tuple(site.import_floor_kw) if site.import_floor_kw else None
         call = SiteCall(event.event_id, event.kind, site.site_id, event.start_at, event.end_at,
-                        site.import_limit_kw, site.allocated_kw, event.revision)  # fmt: skip
+                        site.import_limit_kw, site.allocated_kw, event.revision, floors)  # fmt: skip
         body = dr_event_body(call, program_id)
         row = conn.execute(
             """INSERT INTO openadr_events (id, program_id, client_id, targets, body, created_at, modified_at, ends_at,

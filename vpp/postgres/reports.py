@@ -204,9 +204,11 @@ async def declared_for_period(conn: AsyncConnection, region_pk: int, period: Per
 
 # Written by DR verification (migration 0003). Negative reductions (a site used more than its
 # baseline) count against the savings; the total is floored at 0 as the sufficiency formula expects.
+# "Increase" events (migration 0006) deliver extra consumption, which is no saving.
 _VERIFIED_DR = text(
-    """SELECT coalesce(sum(reduction_kwh), 0) FROM dr_verified_reductions
-       WHERE site_pk = ANY(:site_pks) AND slot_start >= :start AND slot_start < :end"""
+    """SELECT coalesce(sum(v.reduction_kwh), 0) FROM dr_verified_reductions v JOIN dr_events e ON e.id = v.event_pk
+       WHERE v.site_pk = ANY(:site_pks) AND v.slot_start >= :start AND v.slot_start < :end
+         AND e.direction = 'reduce'"""
 )
 
 

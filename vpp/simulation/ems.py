@@ -6,7 +6,8 @@ power held over the rest of it. Holding import at or below
 
     allowed_import_kw = (target_kw × 0.5 h − slot_import_kwh) / remaining_h
 
-for the rest of the slot ends the slot at or under the target, whatever happened earlier in it.
+for the rest of the slot ends the slot at or under the target, whatever happened earlier in it. The
+same formula with a DR import floor gives the import the rest of the slot needs to end at or above it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def dispatch(
     charge_max_kw: float,
     discharge_free_kw: float,
     grid_charge_kw: float,
+    required_kw: float | None = None,
 ) -> tuple[float, float]:
     """Choose EV charging and battery power for one step; return ``(ev_kw, battery_kw)``.
 
@@ -48,6 +50,8 @@ def dispatch(
         Discharge available above the reserve state of charge, used for self-consumption.
     grid_charge_kw : float
         Charging from the grid permitted now (refilling the reserve off-peak or before a DR event).
+    required_kw : float, optional
+        Import a DR floor needs this step (see :func:`allowed_import_kw`); never above ``allowed_kw``.
 
     Returns
     -------
@@ -61,8 +65,38 @@ def dispatch(
     Priorities, cheapest first: soak PV surplus into vans then the battery; cover import with stored
     energy above the reserve; when the slot would exceed its target, defer EV charging down to the
     vans' least-laxity point and only then dig into the battery's reserve; with headroom left, refill
-    the reserve from the grid without crossing the target.
+    the reserve from the grid without crossing the target. Under a floor, import is raised to it after
+    that: stop discharging, bring EV charging forward up to the chargers' cap, then charge the battery
+    (within its power and state of charge, and never past the allowed import).
     """
+    ev_kw, battery_kw = _within_target(other_kw, ev, allowed_kw, discharge_max_kw, charge_max_kw,
+                                       discharge_free_kw, grid_charge_kw)  # fmt: skip
+    if required_kw is None:
+        return ev_kw, battery_kw
+    short_kw = min(required_kw, max(allowed_kw, 0.0)) - (other_kw + ev_kw - battery_kw)
+    if short_kw <= 0.0:
+        return ev_kw, battery_kw
+    if battery_kw > 0.0:
+        undo_kw = min(battery_kw, short_kw)
+        battery_kw -= undo_kw
+        short_kw -= undo_kw
+    more_ev_kw = min(ev.cap_kw - ev_kw, short_kw)
+    ev_kw += more_ev_kw
+    short_kw -= more_ev_kw
+    battery_kw -= max(0.0, min(charge_max_kw + battery_kw, short_kw))
+    return ev_kw, battery_kw
+
+
+def _within_target(
+    other_kw: float,
+    ev: EvPlan,
+    allowed_kw: float,
+    discharge_max_kw: float,
+    charge_max_kw: float,
+    discharge_free_kw: float,
+    grid_charge_kw: float,
+) -> tuple[float, float]:
+    """:func:`dispatch` without a floor: EV and battery power that keep import within ``allowed_kw``."""
     ev_kw = ev.flat_kw
     net_kw = other_kw + ev_kw
     if net_kw < 0.0:

@@ -39,7 +39,6 @@ class SiteEmsLink:
         self.pending: queue.Queue[DrSignal] = queue.Queue()
         self.received: list[DrSignal] = []
         self.subscribed = threading.Event()
-        self._windows: dict[str, list[tuple[datetime, datetime]]] = {}
         self.client = make_client(f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self.subscribed.set()
@@ -65,19 +64,16 @@ class SiteEmsLink:
         client.publish(dr_ack_topic(self.site_id), ack_payload(ack), qos=1)
 
     def apply_pending(self) -> int:
-        """Apply queued signals to the simulator's EMS; returns how many were applied."""
+        """Apply queued signals to the simulator's EMS; returns how many were applied.
+
+        Each signal is the site's whole DR state (merged events), so the newest replaces the rest."""
         applied = 0
         while True:
             try:
                 signal = self.pending.get_nowait()
             except queue.Empty:
                 return applied
-            for start, end in self._windows.pop(signal.event_id, []):
-                self.sim.set_import_limit(start, end, None)
-            if signal.status == "active":
-                for interval in signal.intervals:
-                    self.sim.set_import_limit(interval.start, interval.end, interval.import_limit_kw)
-                self._windows[signal.event_id] = [(i.start, i.end) for i in signal.intervals]
+            self.sim.apply_signal(signal)
             applied += 1
 
     def close(self) -> None:

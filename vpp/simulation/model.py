@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vpp.domain.dr_events import DrSignal
 from vpp.simulation.ems import allowed_import_kw, dispatch
 from vpp.simulation.ev import EvFleet, EvPlan
 from vpp.simulation.load import is_off_day, load_factor
@@ -39,7 +40,8 @@ _SOC_MIN = 0.10
 _SOC_MAX = 0.95
 _SOC_RESERVE = 0.50  # below this the battery is kept for demand control; above it, for self-consumption
 _DEMAND_MARGIN = 0.98  # aim under the target: load noise arrives after the decision for the slot
-_PRECHARGE_LEAD_S = 6 * _HOUR_S  # fill the battery from the grid this long before a DR limit starts
+_FLOOR_MARGIN = 1.02  # and over a DR import floor, for the same reason
+_PRECHARGE_LEAD_S = 6 * _HOUR_S  # fill the battery this long before a DR limit starts (empty it before a floor)
 _GRID_CHARGE_FROM_H, _GRID_CHARGE_TO_H = 22.0, 6.0  # JST off-peak window for refilling the reserve
 
 # Non-EV load noise: multiplicative, a slow (weather, air conditioning) and a fast (machines) component.
@@ -112,7 +114,8 @@ class SiteSimulator:
         self._off_day = False
         self._pv_day = -1
         self._pv_table: list[float] = []
-        self._limits: list[tuple[float, float, float]] = []  # (start_s, end_s, limit_kw), disjoint, sorted
+        # DR windows (start_s, end_s, limit_kw, floor_kw), disjoint and sorted; None = no limit / no floor.
+        self._limits: list[tuple[float, float, float | None, float | None]] = []
         self._powers = (0.0, 0.0, 0.0, 0.0, 0.0)  # base, pv, ev, battery, grid: the last step's averages
         self._readings: dict[str, dict[str, object]] | None = None
         self._devices = {
@@ -133,6 +136,7 @@ class SiteSimulator:
         """A snapshot for tests and the status display (not part of the telemetry contract)."""
         base_kw, pv_kw, ev_kw, battery_kw, grid_kw = self._powers
         capacity_kwh = self.spec.battery_kwh
+        limit_kw, floor_kw = self._window_at(self._t_s)
         return SiteState(
             ts=self._ts,
             soc_pct=100.0 * self._stored_kwh / capacity_kwh if self._has_battery else 0.0,
@@ -153,31 +157,45 @@ class SiteSimulator:
             ev_needed_kwh=self._ev.needed_kwh if self._ev else 0.0,
             ev_unmet_kwh=self._ev.unmet_kwh if self._ev else 0.0,
             slot_import_kwh=self._slot_import_kwh,
-            import_limit_kw=self._limit_at(self._t_s),
+            import_limit_kw=limit_kw,
+            import_floor_kw=floor_kw,
             clear_sky_index=self._cloud.index(self._cloud_slow_z, self._cloud_fast_z),
         )
 
-    def set_import_limit(self, start: datetime, end: datetime, limit_kw: float | None) -> None:
-        """DR peak-cut signal: keep 30-min average grid import <= limit_kw during [start, end); None clears.
+    def set_import_limit(
+        self, start: datetime, end: datetime, limit_kw: float | None, floor_kw: float | None = None
+    ) -> None:
+        """DR signal interval: keep 30-min average grid import <= limit_kw (and >= floor_kw, an "increase"
+        event) during [start, end); both None clears.
 
         A new window replaces whatever overlapped it. The site's own demand target still applies, so the
-        effective target is the lower of the two. Windows are meant to be slot-aligned, as DR intervals
-        are: in a slot the window enters halfway, the energy imported before it still counts.
+        effective target is the lower of the two, and a floor never pushes import above it. Windows are
+        meant to be slot-aligned, as DR intervals are: in a slot the window enters halfway, the energy
+        imported before it still counts.
         """
         start_s, end_s = _require_aware(start, "start"), _require_aware(end, "end")
         if end_s <= start_s:
             raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
-        if limit_kw is not None and not (math.isfinite(limit_kw) and limit_kw >= 0):
-            raise ValueError(f"limit_kw must be a finite number >= 0 or None, got {limit_kw}")
-        kept: list[tuple[float, float, float]] = []
-        for window_start, window_end, window_kw in self._limits:
+        for name, value in (("limit_kw", limit_kw), ("floor_kw", floor_kw)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 or None, got {value}")
+        kept: list[tuple[float, float, float | None, float | None]] = []
+        for window_start, window_end, window_limit, window_floor in self._limits:
             if window_start < start_s:
-                kept.append((window_start, min(window_end, start_s), window_kw))
+                kept.append((window_start, min(window_end, start_s), window_limit, window_floor))
             if window_end > end_s:
-                kept.append((max(window_start, end_s), window_end, window_kw))
-        if limit_kw is not None:
-            kept.append((start_s, end_s, float(limit_kw)))
+                kept.append((max(window_start, end_s), window_end, window_limit, window_floor))
+        if limit_kw is not None or floor_kw is not None:
+            kept.append((start_s, end_s, limit_kw, floor_kw))
         self._limits = sorted(kept)
+
+    def apply_signal(self, signal: DrSignal) -> None:
+        """Obey a site's DR signal: it carries every interval in effect at the site (the v1 contract), so it
+        replaces all earlier windows; a cancellation (no intervals) clears them."""
+        self._limits = []
+        if signal.status == "active":
+            for interval in signal.intervals:
+                self.set_import_limit(interval.start, interval.end, interval.import_limit_kw, interval.import_floor_kw)
 
     def step(self, now: datetime) -> dict[str, dict[str, object]]:
         """Advance to `now` and return one MQTT telemetry v1 reading per device, keyed by device_id.
@@ -290,16 +308,25 @@ class SiteSimulator:
         else:
             plan = _NO_EV_PLAN
 
-        limit_kw = self._limit_at(t_s) if self._limits else None
+        limit_kw, floor_kw = self._window_at(t_s) if self._limits else (None, None)
         target_kw = spec.demand_target_kw if limit_kw is None else min(spec.demand_target_kw, limit_kw)
         remaining_h = ((t_s // _SLOT_S + 1) * _SLOT_S - t_s) / _HOUR_S
         allowed_kw = allowed_import_kw(_DEMAND_MARGIN * target_kw, self._slot_import_kwh, remaining_h)
+        required_kw = (
+            None
+            if floor_kw is None
+            else allowed_import_kw(_FLOOR_MARGIN * floor_kw, self._slot_import_kwh, remaining_h)
+        )
 
         if self._has_battery:
             rating_kw = spec.battery_power_kw
             stored_kwh = self._stored_kwh
-            precharge = limit_kw is None and self._limit_starts_soon(t_s)
-            reserve_kwh = self._soc_max_kwh if precharge else _SOC_RESERVE * spec.battery_kwh
+            coming = self._window_starts_soon(t_s) if limit_kw is None and floor_kw is None else None
+            # Before a limit the battery fills up to cover it; before a floor it empties to make room to absorb.
+            precharge, predrain = coming == "limit", coming == "floor"
+            reserve_kwh = (
+                self._soc_max_kwh if precharge else self._soc_min_kwh if predrain else _SOC_RESERVE * spec.battery_kwh
+            )
             discharge_max_kw = min(rating_kw, max(0.0, stored_kwh - self._soc_min_kwh) * _BATTERY_EFFICIENCY / dt_h)
             charge_max_kw = min(rating_kw, max(0.0, self._soc_max_kwh - stored_kwh) / _BATTERY_EFFICIENCY / dt_h)
             free_kw = 0.0 if precharge else min(discharge_max_kw, max(0.0, stored_kwh - reserve_kwh) / dt_h)
@@ -310,10 +337,11 @@ class SiteSimulator:
                 else 0.0
             )
             ev_kw, battery_kw = dispatch(
-                base_kw - pv_kw, plan, allowed_kw, discharge_max_kw, charge_max_kw, free_kw, grid_charge_kw
-            )
+                base_kw - pv_kw, plan, allowed_kw, discharge_max_kw, charge_max_kw, free_kw, grid_charge_kw,
+                required_kw,
+            )  # fmt: skip
         else:
-            ev_kw, battery_kw = dispatch(base_kw - pv_kw, plan, allowed_kw, 0.0, 0.0, 0.0, 0.0)
+            ev_kw, battery_kw = dispatch(base_kw - pv_kw, plan, allowed_kw, 0.0, 0.0, 0.0, 0.0, required_kw)
         return base_kw, pv_kw, plan, ev_kw, battery_kw
 
     def _pv_power_kw(self, mid_s: float) -> float:
@@ -350,14 +378,19 @@ class SiteSimulator:
         self._load_fast_z = d3 * self._load_fast_z + s3 * normals[at + 3]
         self._normal_at = at + 4
 
-    def _limit_at(self, t_s: float) -> float | None:
-        for start_s, end_s, limit_kw in self._limits:
+    def _window_at(self, t_s: float) -> tuple[float | None, float | None]:
+        """(limit_kw, floor_kw) in force at ``t_s``."""
+        for start_s, end_s, limit_kw, floor_kw in self._limits:
             if start_s <= t_s < end_s:
-                return limit_kw
-        return None
+                return limit_kw, floor_kw
+        return None, None
 
-    def _limit_starts_soon(self, t_s: float) -> bool:
-        return any(t_s < start_s <= t_s + _PRECHARGE_LEAD_S for start_s, _, _ in self._limits)
+    def _window_starts_soon(self, t_s: float) -> str | None:
+        """ "limit" or "floor" when the next DR window within the lead time has one (a limit first), else None."""
+        for start_s, _, limit_kw, _floor_kw in self._limits:
+            if t_s < start_s <= t_s + _PRECHARGE_LEAD_S:
+                return "limit" if limit_kw is not None else "floor"
+        return None
 
 
 _NO_EV_PLAN = EvPlan(0.0, 0.0, 0.0)

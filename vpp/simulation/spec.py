@@ -53,6 +53,7 @@ class SiteState:
     ev_unmet_kwh: float  # owed to vans that have already left, summed since start
     slot_import_kwh: float  # imported so far in the current 30-minute slot
     import_limit_kw: float | None  # DR limit in force at ts
+    import_floor_kw: float | None  # DR floor ("increase" event) in force at ts
     clear_sky_index: float
 
 

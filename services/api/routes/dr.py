@@ -33,9 +33,15 @@ _FINAL = {EventStatus.COMPLETED, EventStatus.CANCELLED}
 class EventIn(BaseModel):
     start_at: AwareDatetime
     end_at: AwareDatetime
-    requested_kw: float = Field(gt=0, le=1_000_000, description="Regional reduction asked for, kW")
+    requested_kw: float = Field(gt=0, le=1_000_000, description="Regional change asked for, kW (see direction)")
     incentive_jpy_per_kwh: float = Field(0.0, ge=0, le=10_000)
     kind: Literal["peak_cut"] = "peak_cut"
+    direction: Literal["reduce", "increase"] = Field(
+        "reduce",
+        description='"reduce": X kW less (each site gets an import limit); "increase": X kW more, e.g. to absorb a '
+        "PV surplus or negative prices (each site gets an import floor per slot). Verified against the same "
+        "baseline: the reduction, or the increase.",
+    )
     region_id: str | None = None
     site_ids: list[str] | None = Field(None, max_length=5000)
     event_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -84,7 +90,7 @@ async def create_event(conn: ConnDep, principal: OperatorDep, now: NowDep, body:
             conn, event_id=event_id, kind=body.kind, start_at=body.start_at, end_at=body.end_at,
             requested_kw=body.requested_kw, incentive_jpy_per_kwh=body.incentive_jpy_per_kwh,
             region_id=body.region_id, site_ids=body.site_ids, source=body.source,
-            actor=f"{principal.role}:{principal.client_id}", now=now,
+            actor=f"{principal.role}:{principal.client_id}", now=now, direction=body.direction,
         )  # fmt: skip
     except IntegrityError:  # event_id is unique; the database is the one place that can check it race-free
         await conn.rollback()

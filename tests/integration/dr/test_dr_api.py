@@ -168,3 +168,36 @@ def test_signals_of_a_cancelled_event_clear_the_site(db_url: str) -> None:
     assert [(s.status, s.revision) for s in sent] == [("active", 1), ("cancelled", 2)]
     assert sent[0].intervals[0].import_limit_kw == 7.5
     assert sent[1].intervals == ()
+
+
+def test_increase_events_are_requested_through_the_api_and_never_count_as_savings(
+    api: tuple[httpx.Client, dict[str, str]], db_url: str
+) -> None:
+    client, auth = api
+    start, end = _window()
+    body = {"start_at": start.isoformat(), "end_at": end.isoformat(), "requested_kw": 20, "event_id": "api-up-1",
+            "direction": "increase"}  # fmt: skip
+    assert client.post("/api/v1/dr/events", json=body, headers=auth).status_code == 202
+    assert client.get("/api/v1/dr/events/api-up-1", headers=auth).json()["direction"] == "increase"
+    sideways = client.post("/api/v1/dr/events", json={**body, "event_id": "x", "direction": "sideways"}, headers=auth)
+    assert sideways.status_code == 422
+    del body["direction"]
+    assert client.post("/api/v1/dr/events", json={**body, "event_id": "api-down-1"}, headers=auth).status_code == 202
+    assert client.get("/api/v1/dr/events/api-down-1", headers=auth).json()["direction"] == "reduce"
+
+    with psycopg.connect(db_url) as conn:
+        event = store.get_event(conn, "api-up-1")
+        assert event is not None
+        assert event.direction == "increase"
+        site_pk = conn.execute("SELECT id FROM sites WHERE site_id = 'depot-a'").fetchone()[0]  # type: ignore[index]
+        store.set_event_sites(conn, event.pk, [(site_pk, 20.0, None, None)], allocated_kw=20.0, shortfall_kw=0.0,
+                              floors_kw=[[21.0, 22.0]])  # fmt: skip
+        # 6 kWh more than the baseline over the hour: delivered, and settled, but no saving.
+        rows = [ReductionRow(start, 4.0, 8.0, 4.0), ReductionRow(start + timedelta(minutes=30), 4.0, 6.0, 2.0)]
+        save_reductions(conn, event.pk, site_pk, rows, "high4of5", start)
+        conn.commit()
+    (line,) = client.get("/api/v1/dr/settlement", params={"event_id": "api-up-1"}, headers=auth).json()["lines"]
+    assert line["delivered_kwh"] == pytest.approx(6.0)
+    assert asyncio.run(_savings(db_url, start)) == 0.0
+    sites = client.get("/api/v1/dr/events/api-up-1", headers=auth).json()["sites"]
+    assert sites[0]["import_floor_kw"] == [21.0, 22.0]

@@ -11,9 +11,11 @@ from vpp.domain.dr_events import (
     DrSignal,
     EventStatus,
     IllegalTransition,
+    SignalEvent,
     SignalInterval,
     ack_payload,
     check_transition,
+    delivered_kwh,
     parse_ack,
     parse_signal,
     settle,
@@ -106,3 +108,41 @@ def test_settlement_of_a_net_increase_is_zero_not_a_penalty() -> None:
 def test_settlement_refuses_a_negative_incentive() -> None:
     with pytest.raises(ValueError, match="incentive"):
         settle([1.0], -5.0)
+
+
+def test_import_floor_travels_beside_the_limit_and_an_old_message_still_parses() -> None:
+    interval = SignalInterval(T0, T0 + timedelta(minutes=30), 40.0, 12.0)
+    event = SignalEvent("ev-1", 2, "increase", T0, T0 + timedelta(minutes=30))
+    signal = DrSignal("ev-1", 2, "peak_cut", "active", T0, (interval,), (event,))
+    body = json.loads(signal_payload(signal))
+    assert body["intervals"][0]["payloads"] == [
+        {"type": "IMPORT_CAPACITY_LIMIT", "value_kw": 40.0},
+        {"type": "IMPORT_FLOOR", "value_kw": 12.0},
+    ]
+    assert body["events"][0]["direction"] == "increase"
+    assert parse_signal(signal_payload(signal)) == signal
+    # A message from before floors and events: a limit-only interval, no "events" key.
+    old = (
+        b'{"version":1,"event_id":"e","revision":1,"kind":"peak_cut","status":"active",'
+        b'"issued_at":"2026-11-20T05:00:00+00:00","intervals":[{"start":"2026-11-20T05:00:00+00:00",'
+        b'"end":"2026-11-20T05:30:00+00:00","payloads":[{"type":"IMPORT_CAPACITY_LIMIT","value_kw":9.5}]}]}'
+    )
+    parsed = parse_signal(old)
+    assert parsed.intervals == (SignalInterval(T0, T0 + timedelta(minutes=30), 9.5, None),)
+    assert parsed.events == ()
+
+
+def test_floor_above_the_limit_is_refused() -> None:
+    interval = SignalInterval(T0, T0 + timedelta(minutes=30), 10.0, 12.0)
+    with pytest.raises(ValueError, match="above the import limit"):
+        signal_payload(DrSignal("e", 1, "peak_cut", "active", T0, (interval,)))
+
+
+def test_delivery_is_the_reduction_or_the_increase() -> None:
+    reductions = [2.0, -3.0, math.nan]  # baseline − actual per slot
+    assert delivered_kwh(reductions, "reduce")[:2] == (2.0, -3.0)
+    increase = delivered_kwh(reductions, "increase")
+    assert increase[:2] == (-2.0, 3.0)
+    assert math.isnan(increase[2])
+    with pytest.raises(ValueError, match="sideways"):
+        delivered_kwh(reductions, "sideways")

@@ -48,6 +48,20 @@ def test_peak_shift_and_limitless_peak_cut_are_simple_levels() -> None:
         assert body["intervals"][0]["payloads"] == [{"type": "SIMPLE", "values": [2]}]
 
 
+def test_increase_event_is_a_dispatch_setpoint_per_slot() -> None:
+    call = SiteCall("dr-2", "peak_cut", "depot-a", START, START + timedelta(hours=1), None, 6.0, 1, (9.0, 11.5))
+    body = dr_event_body(call, "p")
+    assert body["payloadDescriptors"] == [
+        {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "DISPATCH_SETPOINT", "units": "KW"}
+    ]
+    assert [i["payloads"] for i in body["intervals"]] == [
+        [{"type": "DISPATCH_SETPOINT", "values": [9.0]}],
+        [{"type": "DISPATCH_SETPOINT", "values": [11.5]}],
+    ]
+    with pytest.raises(ValueError, match="1 import floors for 2 slots"):
+        dr_event_body(SiteCall("e", "peak_cut", "s", START, START + timedelta(hours=1), None, 1.0, 1, (1.0,)), "p")
+
+
 def test_bad_dr_events_are_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         dr_event_body(_call("raise_dr"), "p")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from vpp.domain.dr_events import DrSignal, SignalInterval
 from vpp.simulation.model import SiteSimulator, SiteSpec, SiteState, fleet_specs
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -232,6 +233,49 @@ def test_clearing_a_limit_removes_it() -> None:
     assert sim.state.import_limit_kw == 12.0
     sim.step(start + timedelta(hours=2, minutes=30))
     assert sim.state.import_limit_kw is None
+
+
+def test_import_floor_raises_slot_demand_by_charging_the_battery() -> None:
+    # A sunny June midday: the depot's PV covers its load, so it imports almost nothing on its own.
+    start = JUNE_MONDAY + timedelta(hours=6)
+    floor_from, floor_to = start + timedelta(hours=5), start + timedelta(hours=7)  # 11:00-13:00 JST
+    steps_s = [60.0] * (8 * 60)
+    free = run(SiteSimulator(DEPOT, start, seed=5), start, steps_s)
+    floored_sim = SiteSimulator(DEPOT, start, seed=5)
+    floored_sim.set_import_limit(floor_from, floor_to, None, 15.0)
+    floored = run(floored_sim, start, steps_s)
+
+    assert max(slot_demands_kw(free, floor_from, floor_to)) < 15.0 - 5.0
+    assert min(slot_demands_kw(floored, floor_from, floor_to)) >= 15.0 - 1e-6
+    during = [s.state for s in floored if floor_from <= s.now < floor_to]
+    assert all(state.import_floor_kw == 15.0 and state.import_limit_kw is None for state in during)
+    # Charging is what raised the import: never a discharge, and most of the 2 h at well over 5 kW (a
+    # sample's powers are its step's averages, so the window's steps end after its start).
+    window = [s.state.battery_kw for s in floored if floor_from < s.now <= floor_to]
+    assert max(window) <= 0.0
+    assert -sum(window) / 60.0 > 2 * 5.0
+    assert max(state.soc_pct for state in during) <= 95.0 + 1e-6
+
+    # Before the window the battery made room: it ran lower than without the coming floor.
+    def soc_pct_at_start(samples: list[Sample]) -> float:
+        return next(s.state.soc_pct for s in samples if s.now == floor_from)
+
+    assert soc_pct_at_start(floored) < soc_pct_at_start(free)
+
+
+def test_a_signal_replaces_every_earlier_window() -> None:
+    start = WINTER_WEDNESDAY + timedelta(hours=6)
+    sim = SiteSimulator(DEPOT, start)
+    sim.set_import_limit(start + timedelta(hours=1), start + timedelta(hours=2), 12.0)
+    window = SignalInterval(start + timedelta(hours=3), start + timedelta(hours=4), 30.0, 20.0)
+    sim.apply_signal(DrSignal("e", 2, "peak_cut", "active", start, (window,)))
+    sim.step(start + timedelta(hours=1, minutes=30))
+    assert (sim.state.import_limit_kw, sim.state.import_floor_kw) == (None, None)
+    sim.step(start + timedelta(hours=3, minutes=30))
+    assert (sim.state.import_limit_kw, sim.state.import_floor_kw) == (30.0, 20.0)
+    sim.apply_signal(DrSignal("e", 3, "peak_cut", "cancelled", start, ()))
+    sim.step(start + timedelta(hours=3, minutes=40))
+    assert (sim.state.import_limit_kw, sim.state.import_floor_kw) == (None, None)
 
 
 def test_fleet_specs_are_deterministic_and_varied() -> None:
