@@ -23,6 +23,15 @@ function jstInputValue(ms) {
   return new Date(ms + JST_MS).toISOString().slice(0, 16);
 }
 
+// The next whole slot at least 30 minutes away (time for the scheduler to plan and the sites to ack),
+// moved to the next JST midnight when `slots` would cross it: an event lies within one JST day, as
+// the baseline it is verified against does.
+function defaultStartMs(slots) {
+  const ms = Math.ceil((Date.now() + SLOT_MS) / SLOT_MS) * SLOT_MS;
+  const slotOfDay = Math.round(((ms + JST_MS) % (48 * SLOT_MS)) / SLOT_MS);
+  return slotOfDay + slots > 48 ? ms + (48 - slotOfDay) * SLOT_MS : ms;
+}
+
 function fromJstInput(value) {
   return new Date(`${value}:00+09:00`);
 }
@@ -38,8 +47,7 @@ function initDrForm(getRegion, onChange) {
   };
   fillDurations();
   const start = document.getElementById("dr-start");
-  // The next whole slot at least 30 minutes away: time for the scheduler to plan and the sites to ack.
-  start.value = jstInputValue(Math.ceil((Date.now() + SLOT_MS) / SLOT_MS) * SLOT_MS);
+  start.value = jstInputValue(defaultStartMs(Number(duration.value)));
   const message = document.getElementById("dr-message");
   document.getElementById("dr-form").addEventListener("submit", async (event) => {
     event.preventDefault();

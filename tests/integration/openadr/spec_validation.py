@@ -33,17 +33,7 @@ __all__ = ["SPEC_PATH", "assert_valid", "spec"]
 BASE_PATH = "/openadr3/3.1.0"
 
 
-def _spec_path() -> Path:
-    here = Path(__file__).resolve()
-    for root in here.parents:
-        for candidate in (root / "shared", root.parent / "shared"):
-            path = candidate / "specs" / "openadr3" / "openadr3-3.1.0.yaml"
-            if path.is_file():
-                return path
-    raise FileNotFoundError("specs/openadr3/openadr3-3.1.0.yaml not found beside the checkout")
-
-
-SPEC_PATH = _spec_path()
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openadr3-3.1.0.yaml"  # provenance: spec/SOURCES.txt
 
 
 # The YAML's only server is SwaggerHub's mock; match ours instead (path prefix kept).
