@@ -166,6 +166,7 @@ class Scheduler:
                 raise LookupError(f"no DR event {event_id!r}")
             if event.status not in {EventStatus.PLANNED, EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED}:
                 raise ValueError(f"a {event.status} event cannot be adjusted")
+            signalled = {s.site_pk: s.site_id for s in store.event_sites(self.conn, event.pk) if s.dispatched_revision}
             self._allocate(event, event.site_ids, requested_kw)
             self.conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event.pk))
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="adjusted")
@@ -175,7 +176,20 @@ class Scheduler:
             raise
         if event.status == EventStatus.PLANNED:
             return store.get_event(self.conn, event_id) or event
-        return self.dispatch(event_id, now=now, actor=actor)
+        adjusted = self.dispatch(event_id, now=now, actor=actor)
+        still_called = {s.site_pk for s in store.event_sites(self.conn, adjusted.pk)}
+        self.release(adjusted, {pk: sid for pk, sid in signalled.items() if pk not in still_called}, now)
+        return adjusted
+
+    def release(self, event: store.DrEventRow, sites: dict[int, str], now: datetime) -> None:
+        """Sites the re-allocation no longer calls get their merged state without this event: their retained
+        signal must not keep them cutting for it."""
+        trigger = SignalEvent(event.event_id, event.revision, event.direction, event.start_at, event.end_at)
+        for site_pk, site_id in sorted(sites.items()):
+            signal = site_signal(trigger, event.kind, store.parts_in_effect(self.conn, site_pk, now), now)
+            self.sink.publish(site_id, signal_payload(signal), signal.status)
+            log.info("DR event released a site", extra=kv(event_id=event.event_id, site_id=site_id))
+        self.conn.commit()
 
     def cancel(self, event_id: str, *, now: datetime, actor: str, reason: str = "") -> store.DrEventRow:
         """Cancel; sites that had a signal get a retained cancellation that replaces it."""

@@ -127,6 +127,18 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
             topic, signal = watcher.wait_for_event(event_id, lambda body: body["status"] == "cancelled")
             page.locator(f'#dr-table tr[data-event="{event_id}"] .chip.current.st-cancelled').wait_for(timeout=30_000)
 
+            # An "X kW more" event from the page: the sites get import floors to absorb, e.g. a PV surplus.
+            message.evaluate("node => { node.textContent = ''; }")
+            page.locator("#dr-direction").select_option("increase")
+            page.locator("#dr-kw").fill("3")
+            page.locator("#dr-create").click()
+            wait_for(message.inner_text, lambda text: "dr-" in text, timeout_s=10)
+            increase_id = next(word for word in message.inner_text().split() if word.startswith("dr-"))
+            page.locator(f'#dr-table tr[data-event="{increase_id}"] .chip.dir-increase').wait_for(timeout=15_000)
+            _topic, signal = watcher.wait_for_event(increase_id)
+            kinds = {p["type"] for i in signal["intervals"] for p in i["payloads"]}
+            assert "IMPORT_FLOOR" in kinds, signal
+
             page.locator("#lang-toggle").click()
             assert page.locator("#sites-title, [data-i18n=sites_title]").first.inner_text() == "Sites"
             page.wait_for_timeout(500)

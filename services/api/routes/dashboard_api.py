@@ -122,7 +122,8 @@ class TimelineEvent(BaseModel):
     dispatched_sites: int
     acked_sites: int
     verified_slots: int
-    verified_reduction_kwh: float | None
+    verified_reduction_kwh: float | None  # delivered in the direction asked: less import, or more
+    direction: Literal["reduce", "increase"]
 
 
 _FLOWS = text(
@@ -284,7 +285,7 @@ _TIMELINE = text(
               (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.dispatched_at IS NOT NULL),
               (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.ack_status = 'accepted'
                   AND es.acked_revision = e.revision),
-              v.slots, v.reduction_kwh
+              v.slots, v.reduction_kwh, e.direction
        FROM dr_events e
        LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE reduction_kwh IS NOT NULL) AS slots,
                                  sum(reduction_kwh) AS reduction_kwh
@@ -306,6 +307,6 @@ async def dr_timeline(
     params = {"since": now - timedelta(days=days_back), "until": now + timedelta(days=days_ahead), "limit": limit}
     fields = list(TimelineEvent.model_fields)
     return [
-        TimelineEvent(**dict(zip(fields, (*row[:17], int(row[17] or 0), row[18]), strict=True)))
+        TimelineEvent(**dict(zip(fields, (*row[:17], int(row[17] or 0), *row[18:]), strict=True)))
         for row in (await conn.execute(_TIMELINE, params)).all()
     ]

@@ -113,3 +113,40 @@ def test_overlapping_events_both_stay_in_force_at_the_site(db_url: str, broker: 
         dispatcher.stop()
         if ems is not None:
             ems.close()
+
+
+def test_a_site_the_reallocation_drops_is_released_and_keeps_its_other_events(
+    db_url: str, broker: EmbeddedBroker
+) -> None:
+    register_depot(db_url, SITE)
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = now.astimezone(JST).date() + timedelta(days=1)
+    metrics = SchedulerMetrics()
+    dispatcher = Dispatcher(BrokerAddress("127.0.0.1", broker.port), metrics, client_id="dr-release-test")
+    dispatcher.start()
+    sim = SiteSimulator(SiteSpec(site_id=SITE), now, seed=1)
+    ems = SiteEmsLink(sim, "127.0.0.1", broker.port)
+    try:
+        assert dispatcher.connected.wait(10)
+        assert ems.subscribed.wait(10)
+        with psycopg.connect(db_url) as conn:
+            scheduler = Scheduler(conn, dispatcher, metrics)
+            called_event(conn, "ev-keep", jst(day, 10), jst(day, 11), 25.0)
+            scheduler.dispatch("ev-keep", now=now, actor="operator:test")
+            called_event(conn, "ev-moved", jst(day, 14), jst(day, 15), 30.0)
+            moved = scheduler.dispatch("ev-moved", now=now, actor="operator:test")
+            wait_for(lambda: len(ems.received), lambda n: n == 2, timeout_s=10)
+
+            # The re-allocation called other sites only: this one must stop cutting for ev-moved.
+            store.set_event_sites(conn, moved.pk, [], allocated_kw=0.0, shortfall_kw=10.0)
+            conn.commit()
+            (site_pk,) = conn.execute("SELECT id FROM sites WHERE site_id = %s", (SITE,)).fetchone() or (None,)
+            scheduler.release(moved, {site_pk: SITE}, now)
+            wait_for(lambda: len(ems.received), lambda n: n == 3, timeout_s=10)
+            released = ems.received[-1]
+            assert (released.event_id, released.status) == ("ev-moved", "active")
+            assert [e.event_id for e in released.events] == ["ev-keep"]
+            assert released.intervals == (SignalInterval(jst(day, 10), jst(day, 11), 25.0),)
+    finally:
+        dispatcher.stop()
+        ems.close()
