@@ -138,7 +138,7 @@ def publisher_main(plan: PublisherPlan, counters: PublisherCounters, ready: Any)
             else:
                 credit(entry, now)
 
-    client = make_client("soak-publisher")
+    client = make_client("soak-publisher", max_inflight=0)  # _MAX_OUTSTANDING bounds what is outstanding
     client.on_publish = on_publish
     client.connect("127.0.0.1", plan.port, keepalive=30, clean_start=False, properties=session_properties())
     client.loop_start()

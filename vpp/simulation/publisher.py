@@ -38,7 +38,9 @@ class SimulationPublisher:
         self._pending = 0  # published in the current step/backfill, not yet counted in `published`
         self._acked = 0
         self._cond = threading.Condition()
-        self.client = make_client(client_id, mqtt5=broker.mqtt5, username=username, password=password, tls=broker.tls)
+        self.client = make_client(
+            client_id, mqtt5=broker.mqtt5, username=username, password=password, tls=broker.tls, max_inflight=0
+        )  # MAX_UNACKED bounds what is outstanding
         if len(self.simulators) == 1:
             site_id = self.simulators[0].spec.site_id
             self.client.will_set(status_topic(site_id), b"offline", qos=1, retain=True)
