@@ -7,16 +7,20 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 
 from vpp.domain.devices import DeviceRef
 from vpp.domain.telemetry import (
     Limits,
     Reading,
+    ReadingColumns,
     Rejection,
     RejectReason,
     TopicParts,
-    decode_payload,
+    decode_body,
+    load_json,
     parse_topic,
+    validate_columns,
     validate_reading,
 )
 from vpp.postgres.readings import DeadLetter, ReadingRow, StatusRow
@@ -89,25 +93,51 @@ def build_batch(
             continue
         device_pk, readings = outcome
         batch.accepted_messages += 1
-        batch.newest_ts.append(max(r.ts for r in readings))
-        batch.rows.extend(
-            (device_pk, r.ts, r.power_kw, r.energy_pos_kwh, r.energy_neg_kwh, r.soc_pct, r.vehicles) for r in readings
-        )
+        if isinstance(readings, ReadingColumns):
+            batch.newest_ts.append(readings.newest)
+            # Rows assembled by zip: no Python code runs per reading.
+            none = repeat(None)
+            batch.rows.extend(
+                zip(
+                    repeat(device_pk, len(readings.ts)),
+                    readings.ts,
+                    none if readings.power_kw is None else readings.power_kw,
+                    none if readings.energy_pos_kwh is None else readings.energy_pos_kwh,
+                    none if readings.energy_neg_kwh is None else readings.energy_neg_kwh,
+                    none if readings.soc_pct is None else readings.soc_pct,
+                    none if readings.vehicles is None else readings.vehicles,
+                    strict=False,  # repeat() is endless; the ts column sets the length
+                )
+            )
+        else:
+            batch.newest_ts.append(max(r.ts for r in readings))
+            batch.rows.extend(
+                (device_pk, r.ts, r.power_kw, r.energy_pos_kwh, r.energy_neg_kwh, r.soc_pct, r.vehicles)
+                for r in readings
+            )
     return batch
 
 
 def _telemetry(
     message: Inbound, lookup: Lookup, site_pks: Mapping[str, int], limits: Limits, max_payload_bytes: int
-) -> tuple[int, list[Reading]] | Rejection:
+) -> tuple[int, ReadingColumns | list[Reading]] | Rejection:
     topic = parse_topic(message.topic)
     if isinstance(topic, Rejection):
         return topic
-    raw_readings = decode_payload(
-        message.payload, received_at=message.received_at, max_bytes=max_payload_bytes, limits=limits
-    )
+    body = load_json(message.payload, max_bytes=max_payload_bytes)
+    if isinstance(body, Rejection):
+        return body
+    device = lookup(topic.site_id, topic.device_id)
+    if device is not None:
+        columns = validate_columns(
+            body, topic, device.kind, now=message.received_at, limits=limits, rated_power_kw=device.rated_power_kw
+        )
+        if columns is not None:
+            return device.device_pk, columns
+    # The reference path: one reading at a time, deciding and explaining every rejection.
+    raw_readings = decode_body(body, received_at=message.received_at, limits=limits)
     if isinstance(raw_readings, Rejection):
         return raw_readings
-    device = lookup(topic.site_id, topic.device_id)
     if device is None:
         known_site = topic.site_id in site_pks
         reason = RejectReason.UNKNOWN_DEVICE if known_site else RejectReason.UNKNOWN_SITE

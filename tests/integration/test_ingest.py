@@ -15,6 +15,7 @@ from tests.integration.ingest_fixtures import register_depot, running_ingest, sc
 from tests.support.mqtt_publisher import GatewayPublisher
 from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
+from vpp.postgres.readings import ReadingWriter, encode_rows
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +109,40 @@ def test_duplicate_reading_is_stored_once(depot: str, gateway: GatewayPublisher,
     assert scalar(depot, "SELECT count(*) FROM readings") == 1
     assert ingest.metrics.duplicates._value.get() == 3
     assert ingest.metrics.written._value.get() == 1
+
+
+@pytest.mark.parametrize("gap_s", [900, 2700])
+def test_writer_marks_the_slots_of_each_new_reading_and_its_gap_neighbours_and_skips_duplicates(
+    depot: str, gap_s: int
+) -> None:
+    meter = int(scalar(depot, "SELECT id FROM devices WHERE device_id = 'meter-1'"))  # type: ignore[call-overload]
+    t0 = _slot_anchor() - timedelta(hours=3)
+    # A dense run across slot boundaries, sparse readings, and one reading alone in its slot.
+    offsets_s = [*range(1500, 2200, 7), 4000, 6200, 9000, 12_600, 14_399, 14_400, 20_000]
+    first = [(meter, t0 + timedelta(seconds=s), 1.0, None, None, None, None) for s in offsets_s]
+
+    def slots_the_old_per_reading_rule_marks(new: list[datetime]) -> set[datetime]:
+        epoch = datetime(2000, 1, 1, tzinfo=UTC)
+        return {
+            epoch + ((ts + timedelta(seconds=shift) - epoch) // timedelta(minutes=30)) * timedelta(minutes=30)
+            for ts in new
+            for shift in (-gap_s, 0, gap_s)
+        }
+
+    def marked() -> set[datetime]:
+        with psycopg.connect(depot) as conn:
+            found = {ts for _pk, ts in conn.execute("SELECT device_pk, slot_start FROM energy_dirty").fetchall()}
+            conn.execute("DELETE FROM energy_dirty")
+            return found
+
+    with psycopg.connect(depot) as conn:
+        writer = ReadingWriter(conn, max_gap_s=gap_s)
+        assert writer.write(first).inserted == len(first)
+        assert marked() == slots_the_old_per_reading_rule_marks([row[1] for row in first])
+        again = [*first[:40], (meter, t0 + timedelta(seconds=30_000), 2.0, None, None, None, None)]
+        result = writer.write(encode_rows(again))
+        assert (result.inserted, result.duplicates) == (1, 40)
+        assert marked() == slots_the_old_per_reading_rule_marks([t0 + timedelta(seconds=30_000)])
 
 
 def _slot_import(db_url: str, slot: datetime) -> float | None:

@@ -9,6 +9,13 @@ Accepted bodies:
 - one reading: ``{"ts": "2026-11-23T14:00:05+09:00", "power_kw": 12.5, "import_kwh": 1043.2}``
 - a batch: ``{"readings": [ ... ]}``
 - SenML (RFC 8428) JSON: ``[{"bn": "meter-1/", "bt": 1.7e9, "n": "power", "u": "W", "v": 12500}, ...]``
+
+Two paths, one set of rules. `decode_body` + `validate_reading` are the reference: they check one
+reading at a time and explain every rejection. `validate_columns` is the fast path for the common
+shape (JSON readings that all carry the same fields and pass every check): it checks whole columns
+with C-level passes (min, max, sum, map) instead of Python code per reading, and gives up (None) on
+anything unusual or wrong, so the reference alone decides and explains rejections. Ingest spent most
+of its CPU in the per-reading path; the columnar one costs about a tenth of it.
 """
 
 from __future__ import annotations
@@ -19,20 +26,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
+
+from pydantic_core import from_json
 
 from vpp.domain.devices import KIND_FIELDS, DeviceKind
 from vpp.domain.units import ENERGY_UNITS, POWER_UNITS
 
 __all__ = [
+    "JsonBody",
     "Limits",
     "RawReading",
     "Reading",
+    "ReadingColumns",
     "RejectReason",
     "Rejection",
     "TopicParts",
+    "decode_body",
     "decode_payload",
+    "load_json",
     "parse_topic",
+    "validate_columns",
     "validate_reading",
 ]
 
@@ -130,7 +145,10 @@ def _number(value: Any, where: str) -> float:
     # bool is an int subclass in Python; a gateway sending `true` as power is a bug, not 1 kW.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal beyond the float range: infinite as a float
+        raise _InvalidError(RejectReason.NON_FINITE, f"{where}: integer beyond the float range") from None
     if not math.isfinite(number):
         raise _InvalidError(RejectReason.NON_FINITE, f"{where}: {value!r} is not a finite number")
     return number
@@ -257,34 +275,51 @@ def _senml_scaled(stem: str, value: float, unit: Any, where: str) -> float:
     return value * table[unit]
 
 
-def decode_payload(
-    payload: bytes, *, received_at: datetime, max_bytes: int, limits: Limits | None = None
-) -> list[RawReading] | Rejection:
-    """Decode an MQTT telemetry body into raw readings, or say precisely why it cannot be."""
-    limits = limits or Limits()
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    """A parsed message body (kept in a box so that it cannot be mistaken for a Rejection)."""
+
+    value: Any
+
+
+def load_json(payload: bytes, *, max_bytes: int) -> JsonBody | Rejection:
+    """Parse a message body, or reject it as oversized or malformed."""
     if len(payload) > max_bytes:
         return Rejection(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, limit {max_bytes}")
     try:
-        body = json.loads(payload)
+        # pydantic-core's parser (Rust) is 2-3x faster than json.loads. It accepts a subset of
+        # what json.loads accepts and builds equal values when both do; the rest (a UTF-8 BOM,
+        # UTF-16, lone surrogates, errors) is left to json.loads, which decides and explains.
+        return JsonBody(from_json(payload, allow_inf_nan=True))
+    except ValueError:
+        pass
+    try:
+        return JsonBody(json.loads(payload))
     except (UnicodeDecodeError, ValueError) as error:
         return Rejection(RejectReason.MALFORMED_JSON, f"not JSON: {error}"[:300])
     except RecursionError:
         # A few kilobytes of "[[[[…" exhaust the parser's stack; it is garbage, not a crash.
         return Rejection(RejectReason.MALFORMED_JSON, "JSON nested too deeply")
+
+
+def decode_body(body: JsonBody, *, received_at: datetime, limits: Limits | None = None) -> list[RawReading] | Rejection:
+    """Turn a parsed body into raw readings one by one, or say precisely why it cannot be (the reference path)."""
+    limits = limits or Limits()
+    value = body.value
     try:
-        if isinstance(body, list):
-            readings = _senml(body, received_at)
-        elif isinstance(body, dict) and "readings" in body:
-            items = body["readings"]
+        if isinstance(value, list):
+            readings = _senml(value, received_at)
+        elif isinstance(value, dict) and "readings" in value:
+            items = value["readings"]
             if not isinstance(items, list) or not items:
                 raise _InvalidError(RejectReason.INVALID_PAYLOAD, "readings: expected a non-empty list")
             readings = [_json_reading(item, f"readings[{i}]") for i, item in enumerate(items)]
-        elif isinstance(body, dict):
-            readings = [_json_reading(body, "reading")]
+        elif isinstance(value, dict):
+            readings = [_json_reading(value, "reading")]
         else:
             raise _InvalidError(
                 RejectReason.INVALID_PAYLOAD,
-                f"expected an object or a SenML array, got {type(body).__name__}",
+                f"expected an object or a SenML array, got {type(value).__name__}",
             )
     except _InvalidError as invalid:
         return Rejection(invalid.reason, invalid.detail)
@@ -293,6 +328,173 @@ def decode_payload(
     if len(readings) > limits.max_batch_readings:
         return Rejection(RejectReason.OVERSIZED, f"{len(readings)} readings, limit {limits.max_batch_readings}")
     return readings
+
+
+def decode_payload(
+    payload: bytes, *, received_at: datetime, max_bytes: int, limits: Limits | None = None
+) -> list[RawReading] | Rejection:
+    """Decode an MQTT telemetry body into raw readings, or say precisely why it cannot be."""
+    body = load_json(payload, max_bytes=max_bytes)
+    if isinstance(body, Rejection):
+        return body
+    return decode_body(body, received_at=received_at, limits=limits)
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds, once per message here
+class ReadingColumns:
+    """A message's validated readings column-wise, in stored units; a column is None when no reading has it."""
+
+    ts: list[datetime]
+    power_kw: list[float] | None
+    energy_pos_kwh: list[float] | None
+    energy_neg_kwh: list[float] | None
+    soc_pct: list[float] | None
+    vehicles: list[int] | None
+    newest: datetime
+
+
+class _NotCommonError(Exception):
+    """The fast path met something it leaves to the reference path."""
+
+
+def validate_columns(
+    body: JsonBody,
+    topic: TopicParts,
+    kind: DeviceKind,
+    *,
+    now: datetime,
+    limits: Limits,
+    rated_power_kw: float | None = None,
+) -> ReadingColumns | None:
+    """Validate a JSON body column-wise when every reading has the same fields and every check passes.
+
+    None means "not the common case or not valid": the caller must then run `decode_body` and
+    `validate_reading`, which decide and explain. This function accepts only what they accept and
+    yields the same values (tests/unit/domain/test_telemetry.py compares both paths).
+    """
+    value = body.value
+    if type(value) is not dict:
+        return None  # SenML and anything odd
+    items = value.get("readings")
+    # Its fixed cost per message (about twice the reference path's for one reading) pays off from
+    # three readings on: single readings take the reference path, which is the cheaper one for them.
+    if type(items) is not list or not _COLUMNS_MIN_READINGS <= len(items) <= limits.max_batch_readings:
+        return None
+    try:
+        return _columns(items, topic, kind, now, limits, rated_power_kw)
+    except (_NotCommonError, KeyError, TypeError, ValueError, OverflowError):
+        # KeyError: a reading lacks a field the first one has; TypeError: a non-object reading, a
+        # non-string ts, naive timestamps; ValueError: a ts that is not ISO 8601; OverflowError: a
+        # huge integer. The reference path finds and names the problem.
+        return None
+
+
+def _columns(
+    items: list[Any],
+    topic: TopicParts,
+    kind: DeviceKind,
+    now: datetime,
+    limits: Limits,
+    rated_power_kw: float | None,
+) -> ReadingColumns | None:
+    first = items[0]
+    if type(first) is not dict or "ts" not in first or set(map(type, items)) != {dict}:
+        return None
+    keys = list(first)
+    # Same length and every key of the first reading present in each (itemgetter raises KeyError
+    # otherwise) means the same key set: a field only some readings carry goes the reference way.
+    if len(keys) < 2 or set(map(len, items)) != {len(keys)}:
+        return None
+    table = dict(zip(keys, zip(*map(itemgetter(*keys), items), strict=True), strict=True))  # column-wise
+
+    allowed = KIND_FIELDS[kind]
+    power_kw: list[float] | None = None
+    stored: dict[str, list[float]] = {}
+    for key, column in table.items():
+        if key in _IDENTITY_KEYS:
+            expected = topic.site_id if key == "site_id" else topic.device_id
+            if column.count(expected) != len(column):
+                return None  # another site or device named, or an identity that is not a string
+            continue
+        field = _FIELDS.get(key)
+        if field is None:
+            continue  # unknown fields are ignored, as in the reference path
+        stem, scale = field
+        values = _finite_floats(column, scale)
+        if stem == "power":
+            if power_kw is not None:
+                return None  # power given twice (kW and W)
+            power_kw = values
+            continue
+        name = allowed.get(stem)
+        if name is None or name in stored:
+            return None  # not a quantity of this kind, or given twice
+        stored[name] = values
+    if power_kw is None and not stored:
+        return None
+
+    ts = list(map(datetime.fromisoformat, table["ts"]))
+    newest = max(ts)  # naive timestamps raise TypeError against the aware clock below
+    if newest > now + limits.future_tolerance or min(ts) < now - limits.max_age:
+        return None
+    if power_kw is not None and not _power_plausible(kind, power_kw, limits, rated_power_kw):
+        return None
+    for name in ("energy_pos_kwh", "energy_neg_kwh"):
+        counter = stored.get(name)
+        if counter is not None and not (min(counter) >= 0.0 and max(counter) <= limits.max_counter_kwh):
+            return None
+    soc = stored.get("soc_pct")
+    if soc is not None and not (min(soc) >= 0.0 and max(soc) <= 100.0):
+        return None
+    vehicles: list[int] | None = None
+    if "vehicles" in stored:
+        counts = stored["vehicles"]
+        vehicles = list(map(int, counts))
+        if vehicles != counts or min(vehicles) < 0 or max(vehicles) > limits.max_vehicles:
+            return None
+    return ReadingColumns(
+        ts=ts,
+        power_kw=power_kw,
+        energy_pos_kwh=stored.get("energy_pos_kwh"),
+        energy_neg_kwh=stored.get("energy_neg_kwh"),
+        soc_pct=stored.get("soc_pct"),
+        vehicles=vehicles,
+        newest=newest,
+    )
+
+
+_COLUMNS_MIN_READINGS = 3
+_IDENTITY_KEYS = frozenset({"site_id", "device_id"})
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _finite_floats(column: tuple[Any, ...], scale: float) -> list[float]:
+    """The column as floats in the stored unit, or _NotCommonError if any value is not a finite number."""
+    types = set(map(type, column))
+    if types == {float}:
+        values = list(column)
+    elif types <= _NUMBER_TYPES:  # bool is its own type here, so `true` is not a number
+        values = list(map(float, column))  # OverflowError for an integer beyond float range
+    else:
+        raise _NotCommonError
+    # Any NaN or infinity makes the sum non-finite (so can an overflowing sum: the reference decides).
+    if not math.isfinite(sum(values)):
+        raise _NotCommonError
+    if scale != 1.0:
+        values = [v * scale for v in values]
+    return values
+
+
+def _power_plausible(kind: DeviceKind, power_kw: list[float], limits: Limits, rated_power_kw: float | None) -> bool:
+    highest, lowest = max(power_kw), min(power_kw)
+    if highest > limits.max_abs_power_kw or lowest < -limits.max_abs_power_kw:
+        return False
+    if rated_power_kw is not None:
+        bound = rated_power_kw * limits.rated_power_factor + 1.0
+        if highest > bound or lowest < -bound:
+            return False
+    # `is`, not `in (…)`: comparing StrEnum members by equality is slow enough to show per message.
+    return not (lowest < -1.0 and (kind is DeviceKind.PV or kind is DeviceKind.EV_CHARGER))
 
 
 def validate_reading(

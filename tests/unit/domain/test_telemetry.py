@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from vpp.domain.devices import DeviceKind
 from vpp.domain.telemetry import (
+    JsonBody,
     Limits,
     RawReading,
     Reading,
     Rejection,
     RejectReason,
     TopicParts,
+    decode_body,
     decode_payload,
+    load_json,
     parse_topic,
+    validate_columns,
     validate_reading,
 )
 
@@ -176,3 +181,181 @@ def test_unknown_extra_fields_are_ignored_but_recorded_identity_is_kept() -> Non
     assert isinstance(raws, list)
     assert raws[0].values == {"power": 1.0}
     assert (raws[0].site_id, raws[0].device_id) == ("depot", "meter-1")
+
+
+# -- the columnar fast path must agree with the reference path ----------------------------------
+
+KIND_BODIES: dict[DeviceKind, dict[str, object]] = {
+    DeviceKind.METER: {"power_kw": 12.5, "import_kwh": 1043.2, "export_kwh": 210.0},
+    DeviceKind.PV: {"power_w": 30_500, "energy_kwh": 88.0},
+    DeviceKind.BATTERY: {"power_kw": -4.0, "charge_wh": 10_000, "discharge_kwh": 8, "soc_pct": 55.5},
+    DeviceKind.EV_CHARGER: {"power_kw": 22.0, "energy_kwh": 301.5, "vehicles": 3},
+}
+TOPIC = TopicParts("depot", "dev-1")
+
+
+def _batch(kind: DeviceKind, n: int = 50) -> list[dict[str, object]]:
+    return [{"ts": (NOW - timedelta(seconds=60 * (n - k))).isoformat(), **KIND_BODIES[kind]} for k in range(n)]
+
+
+def _reference(
+    payload: bytes, kind: DeviceKind, rated: float | None, limits: Limits
+) -> list[tuple[object, ...]] | None:
+    """Rows from decode_body + validate_reading, or None if the reference rejects the message."""
+    body = load_json(payload, max_bytes=1 << 20)
+    raws = body if isinstance(body, Rejection) else decode_body(body, received_at=NOW, limits=limits)
+    if isinstance(raws, Rejection):
+        return None
+    rows: list[tuple[object, ...]] = []
+    for raw in raws:
+        if (raw.site_id not in (None, TOPIC.site_id)) or (raw.device_id not in (None, TOPIC.device_id)):
+            return None
+        checked = validate_reading(raw, kind, now=NOW, limits=limits, rated_power_kw=rated)
+        if isinstance(checked, Rejection):
+            return None
+        rows.append(
+            (
+                checked.ts,
+                checked.power_kw,
+                checked.energy_pos_kwh,
+                checked.energy_neg_kwh,
+                checked.soc_pct,
+                checked.vehicles,
+            )
+        )
+    return rows
+
+
+def _fast(payload: bytes, kind: DeviceKind, rated: float | None, limits: Limits) -> list[tuple[object, ...]] | None:
+    body = load_json(payload, max_bytes=1 << 20)
+    assert not isinstance(body, Rejection)
+    columns = validate_columns(body, TOPIC, kind, now=NOW, limits=limits, rated_power_kw=rated)
+    if columns is None:
+        return None
+    n = len(columns.ts)
+    none = [None] * n
+    return list(
+        zip(
+            columns.ts,
+            columns.power_kw or none,
+            columns.energy_pos_kwh or none,
+            columns.energy_neg_kwh or none,
+            columns.soc_pct or none,
+            columns.vehicles or none,
+            strict=True,
+        )
+    )
+
+
+_ODD_VALUES: list[object] = [
+    True,
+    "12",
+    None,
+    [1.0],
+    {"v": 1},
+    -1.0,
+    -1.5,
+    0,
+    -0.0,
+    101,
+    2.5,
+    10**400,
+    1e308,
+    150_000.0,
+    3,
+    70.0,
+    "NaN",
+]
+_ODD_TS: list[object] = [
+    "2026-11-23T05:00:00",
+    "yesterday",
+    1_700_000_000,
+    "2026-11-23T05:05:01Z",
+    "2024-01-01T00:00:00Z",
+    "2026-11-23T14:04:59+09:00",
+    "2026-11-23T04:00:00.123456Z",
+    "2026-11-23 04:00:00+00:00",
+]
+
+
+def _variants(kind: DeviceKind, rng: random.Random) -> list[bytes]:
+    """A clean batch, then the same batch with one thing changed in one reading (or in all of them)."""
+    out: list[bytes] = [json.dumps({"readings": _batch(kind)}).encode()]
+    fields = [*KIND_BODIES[kind], "ts"]
+    other_fields = [
+        "power_w",
+        "power_kw",
+        "import_kwh",
+        "export_wh",
+        "energy_kwh",
+        "soc_pct",
+        "vehicles",
+        "charge_kwh",
+        "discharge_wh",
+        "rssi_dbm",
+        "site_id",
+        "device_id",
+        "readings",
+    ]
+    for _ in range(150):
+        batch = _batch(kind, rng.choice([3, 4, 50]))
+        targets = batch if rng.random() < 0.3 else [rng.choice(batch)]
+        change = rng.randrange(5)
+        for reading in targets:
+            if change == 0:
+                reading[rng.choice(fields)] = rng.choice(_ODD_VALUES)
+            elif change == 1:
+                reading["ts"] = rng.choice(_ODD_TS)
+            elif change == 2:
+                del reading[rng.choice(fields)]
+            elif change == 3:
+                key = rng.choice(other_fields)
+                reading[key] = rng.choice([*_ODD_VALUES, "depot", "dev-1", "elsewhere", 5.0, 5])
+            else:
+                reading.pop(rng.choice(fields), None)
+                reading[rng.choice(other_fields)] = rng.choice([1.0, 2, "depot"])
+        out.append(json.dumps({"readings": batch}).encode())
+    text = json.dumps({"readings": _batch(kind)})
+    out.append(text.replace("12.5", "NaN", 1).replace("30500", "Infinity", 1).replace("-4.0", "-Infinity", 1).encode())
+    return out
+
+
+@pytest.mark.parametrize("kind", list(DeviceKind))
+@pytest.mark.parametrize("rated", [None, 25.0])
+def test_columnar_fast_path_accepts_only_what_the_reference_accepts_with_equal_rows(
+    kind: DeviceKind, rated: float | None
+) -> None:
+    rng = random.Random(f"{kind}-{rated}")
+    limits = Limits()
+    fast_accepted = 0
+    for payload in _variants(kind, rng):
+        reference, fast = _reference(payload, kind, rated, limits), _fast(payload, kind, rated, limits)
+        if fast is not None:
+            fast_accepted += 1
+            assert reference is not None, payload[:300]
+            # Same values and the same Python types (the COPY dumpers care about int versus float).
+            assert [[(type(v), v) for v in row] for row in fast] == [[(type(v), v) for v in row] for row in reference]
+    assert fast_accepted >= 1  # the clean batch at least
+
+
+def test_columnar_fast_path_leaves_single_readings_senml_and_mixed_fields_to_the_reference() -> None:
+    limits = Limits()
+
+    def fast(body: object) -> object:
+        parsed = load_json(json.dumps(body).encode(), max_bytes=1 << 20)
+        assert not isinstance(parsed, Rejection)
+        return validate_columns(parsed, TOPIC, DeviceKind.METER, now=NOW, limits=limits)
+
+    assert fast({"ts": TS, "power_kw": 1.0}) is None
+    assert fast([{"n": "power", "u": "W", "v": 1000}]) is None
+    mixed = _batch(DeviceKind.METER, 5)
+    mixed[2] = {"ts": mixed[2]["ts"], "power_kw": 1.0, "soc_pct": 50.0, "rssi": 1}  # same width, other keys
+    assert fast({"readings": mixed}) is None
+    assert fast({"readings": _batch(DeviceKind.METER, 5)}) is not None
+
+
+def test_json_parser_fallback_keeps_what_json_loads_accepts() -> None:
+    # pydantic-core refuses a UTF-8 BOM and lone surrogates; json.loads accepts them, and so do we.
+    assert isinstance(load_json(b'\xef\xbb\xbf{"ts": "x"}', max_bytes=100), JsonBody)
+    assert isinstance(load_json(b'{"note": "\\ud800"}', max_bytes=100), JsonBody)
+    assert reason(load_json(b'{"a": 1,}', max_bytes=100)) is RejectReason.MALFORMED_JSON

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+
+import pytest
 
 from services.ingest.batcher import Inbound, build_batch
 from vpp.domain.devices import DeviceKind, DeviceRef
@@ -63,3 +66,55 @@ def test_status_messages() -> None:
     )
     assert [(s.site_pk, s.online) for s in result.statuses] == [(3, True), (3, False)]
     assert [d.reason for d in result.dead_letters] == ["invalid_payload"]
+
+
+BATTERY = {("depot", "battery-1"): DeviceRef(8, 3, DeviceKind.BATTERY, rated_power_kw=50.0)}
+
+
+def _fifty(**bad: object) -> bytes:
+    """A 50-reading battery batch (the columnar fast path's shape) with `bad` merged into readings[37]."""
+    readings: list[dict[str, object]] = [
+        {"ts": f"2026-11-23T04:{k:02d}:00Z", "power_kw": -4.0, "charge_kwh": 10.0 + k, "soc_pct": 50.0}
+        for k in range(50)
+    ]
+    readings[37] = {**readings[37], **bad}
+    return json.dumps({"readings": readings}).encode()
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ({"power_kw": float("nan")}, "non_finite"),
+        ({"power_kw": 10**400}, "non_finite"),
+        ({"power_kw": True}, "invalid_payload"),
+        ({"power_kw": "12"}, "invalid_payload"),
+        ({"ts": "2026-11-23T04:37:00"}, "invalid_payload"),
+        ({"ts": "yesterday"}, "invalid_payload"),
+        ({"energy_kwh": 1.0}, "invalid_payload"),
+        ({"power_w": 1.0}, "invalid_payload"),
+        ({"soc_pct": 150.0}, "impossible_value"),
+        ({"charge_kwh": -1.0}, "impossible_value"),
+        ({"power_kw": 80.0}, "impossible_value"),
+        ({"ts": "2026-11-23T06:00:00Z"}, "future_timestamp"),
+        ({"ts": "2024-01-01T00:00:00Z"}, "too_old"),
+        ({"site_id": "depot-b"}, "topic_mismatch"),
+    ],
+)
+def test_one_bad_reading_in_a_large_batch_rejects_the_message_with_its_reason_and_index(
+    bad: dict[str, object], expected: str
+) -> None:
+    topic = "vpp/v1/depot/battery-1/telemetry"
+    result = batch((topic, _fifty(**bad)), (topic, _fifty()), lookup=lambda s, d: {**DEVICES, **BATTERY}.get((s, d)))
+    assert [d.reason for d in result.dead_letters] == [expected]
+    assert "readings[37]" in result.dead_letters[0].detail
+    assert len(result.rows) == 50  # the clean message only
+    assert result.accepted_messages == 1
+
+
+def test_large_batch_rows_are_the_same_as_single_readings_give() -> None:
+    topic = "vpp/v1/depot/battery-1/telemetry"
+    lookup = lambda s, d: {**DEVICES, **BATTERY}.get((s, d))  # noqa: E731
+    whole = batch((topic, _fifty()), lookup=lookup)
+    singles = batch(*[(topic, json.dumps(r).encode()) for r in json.loads(_fifty())["readings"]], lookup=lookup)
+    assert whole.rows == singles.rows
+    assert whole.newest_ts == [max(singles.newest_ts)]
