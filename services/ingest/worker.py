@@ -260,9 +260,17 @@ class IngestWorker:
                 self.metrics.written.inc(result.inserted)
                 self.metrics.duplicates.inc(result.duplicates)
                 return True
-            except psycopg.OperationalError as error:
+            except psycopg.Error as error:
+                # Connection loss is the usual case. Anything else (a constraint a concurrent registry
+                # change broke, say) must not end the writer thread either: ingest would stop with
+                # nothing acked and nothing said. Retry, with back-off, on a fresh connection.
                 self.metrics.db_errors.inc()
-                log.warning("batch write failed; retrying", extra={"error": str(error).strip()[:200]})
+                transient = isinstance(error, psycopg.OperationalError)
+                log.log(
+                    logging.WARNING if transient else logging.ERROR,
+                    "batch write failed; retrying",
+                    extra={"error": str(error).strip()[:200], "error_type": type(error).__name__},
+                )
                 self._drop_writer()
             if give_up_at is not None and time.monotonic() > give_up_at:
                 return False
