@@ -4,7 +4,7 @@ baseline verifies the *increase* (actual − baseline), settled like a reduction
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -12,9 +12,9 @@ import pytest
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
+from tests.integration.dr.depot_history import EVENT_DAY, SITE, STEP_S, jst, rolled_up_to, slot_imports_kwh
 from tests.integration.ingest_fixtures import register_depot, running_ingest
 from tests.support.waiting import wait_for
-from vpp.domain.slots import JST
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import BrokerAddress
 from vpp.postgres import dr_events as store
@@ -24,28 +24,6 @@ from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.publisher import SimulationPublisher
 
 pytestmark = pytest.mark.integration
-
-SITE = "depot-a"
-EVENT_DAY = date(2026, 11, 20)  # a Friday: six complete weekdays of history before it
-STEP_S = 300
-
-
-def jst(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), JST)
-
-
-def slot_imports_kwh(db_url: str, start: datetime, end: datetime) -> list[float]:
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            """SELECT e.import_kwh FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk
-               WHERE s.site_id = %s AND e.slot_start >= %s AND e.slot_start < %s ORDER BY e.slot_start""",
-            (SITE, start, end),
-        ).fetchall()
-    return [float(row[0]) for row in rows]
-
-
-def rolled_up_to(db_url: str, slot: datetime) -> bool:
-    return len(slot_imports_kwh(db_url, slot, slot + timedelta(minutes=30))) == 1
 
 
 def test_increase_event_raises_import_and_verifies_the_increase(db_url: str, broker: EmbeddedBroker) -> None:

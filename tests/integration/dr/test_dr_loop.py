@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -11,9 +11,9 @@ import pytest
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
+from tests.integration.dr.depot_history import EVENT_DAY, SITE, STEP_S, jst, rolled_up_to, slot_imports_kwh
 from tests.integration.ingest_fixtures import register_depot, running_ingest
 from tests.support.waiting import wait_for
-from vpp.domain.slots import JST
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import BrokerAddress
 from vpp.postgres import dr_events as store
@@ -23,28 +23,6 @@ from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.publisher import SimulationPublisher
 
 pytestmark = pytest.mark.integration
-
-SITE = "depot-a"
-EVENT_DAY = date(2026, 11, 20)  # a Friday: six complete weekdays of history before it
-STEP_S = 300
-
-
-def jst(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), JST)
-
-
-def _slot_imports_kwh(db_url: str, start: datetime, end: datetime) -> list[float]:
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            """SELECT e.import_kwh FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk
-               WHERE s.site_id = %s AND e.slot_start >= %s AND e.slot_start < %s ORDER BY e.slot_start""",
-            (SITE, start, end),
-        ).fetchall()
-    return [float(row[0]) for row in rows]
-
-
-def _rolled_up_to(db_url: str, slot: datetime) -> bool:
-    return len(_slot_imports_kwh(db_url, slot, slot + timedelta(minutes=30))) == 1
 
 
 def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBroker) -> None:
@@ -65,7 +43,7 @@ def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBro
             assert ems.subscribed.wait(10)
             publisher.backfill(history_start, morning, STEP_S, per_message=48)
             assert publisher.wait_acked(30)
-            wait_for(lambda: _rolled_up_to(db_url, morning - timedelta(minutes=30)), bool, timeout_s=30)
+            wait_for(lambda: rolled_up_to(db_url, morning - timedelta(minutes=30)), bool, timeout_s=30)
 
             scheduler = Scheduler(conn, dispatcher, metrics)
             event = scheduler.create_event(
@@ -87,10 +65,10 @@ def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBro
 
             publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
             assert publisher.wait_acked(30)
-            wait_for(lambda: _rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
+            wait_for(lambda: rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
 
             # The telemetry shows the cut: every event slot's demand (kWh × 2) within the signalled limit.
-            event_kwh = _slot_imports_kwh(db_url, event_start, event_end)
+            event_kwh = slot_imports_kwh(db_url, event_start, event_end)
             assert len(event_kwh) == 4
             assert max(event_kwh) * 2 <= limit_kw + 0.5
 
