@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     ingest_future_tolerance_s: int = Field(300, ge=0)
     ingest_max_age_days: int = Field(400, ge=1)
     ingest_rollup_interval_s: float = Field(2.0, gt=0)
+    ingest_rollup_delay_s: float = Field(20.0, ge=0, le=600)
     ingest_max_gap_s: int = Field(900, ge=60, le=1800)
     ingest_metrics_port: int = Field(9101, ge=0, le=65535)  # 0 disables the metrics server
     ingest_receive_maximum: int = Field(20_000, ge=1, le=65535)

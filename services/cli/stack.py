@@ -96,9 +96,9 @@ class PlatformStack:
             thread.join(30)
 
         self._exit.callback(_stop)
-        if not worker.subscriber.connected.wait(15):
+        if not worker.subscriber.subscribed.wait(15):
             raise StartupError(
-                f"ingest could not connect to the broker at {self.endpoints.broker.host}:{self.endpoints.broker.port}"
+                f"ingest could not connect and subscribe to the broker at {self.endpoints.broker.host}:{self.endpoints.broker.port}"
             )
         self.ingest = worker
         return worker

@@ -38,6 +38,7 @@ def config_from_settings(settings: Settings, database_url: str, broker: BrokerAd
             max_age=timedelta(days=settings.ingest_max_age_days),
         ),
         rollup_interval_s=settings.ingest_rollup_interval_s,
+        rollup_delay_s=settings.ingest_rollup_delay_s,
         max_gap_s=settings.ingest_max_gap_s,
         receive_maximum=settings.ingest_receive_maximum,
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
+from typing import NamedTuple
 
 from vpp.domain.devices import DeviceRef
 from vpp.domain.telemetry import (
@@ -30,9 +31,12 @@ __all__ = ["Batch", "Inbound", "build_batch"]
 log = logging.getLogger("vpp.ingest.batcher")
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """A message as the subscriber hands it over; `mid`/`generation` are what acking needs."""
+class Inbound(NamedTuple):
+    """A message as the subscriber hands it over; `mid`/`generation` are what acking needs.
+
+    A named tuple rather than a frozen dataclass: one is built per message on the MQTT network
+    thread, the busiest thread of ingest, and a tuple is built in C (a quarter of the cost).
+    """
 
     topic: str
     payload: bytes

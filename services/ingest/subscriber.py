@@ -38,7 +38,7 @@ class Subscriber:
         username: str | None,
         password: str | None,
         receive_maximum: int,
-        inbox: queue.Queue[Inbound],
+        inbox: queue.SimpleQueue[Inbound],
         on_received: Callable[[], None] = lambda: None,
         on_connection_change: Callable[[bool], None] = lambda _connected: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -53,6 +53,9 @@ class Subscriber:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        # Set once the broker has granted the subscriptions (SUBACK). A publisher that starts before
+        # this can lose messages: a QoS 1 message that matches no subscription yet is acked and dropped.
+        self.subscribed = threading.Event()
         self.client = make_client(
             client_id,
             mqtt5=broker.mqtt5,
@@ -68,6 +71,7 @@ class Subscriber:
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_message = self._handle_message
+        self.client.on_subscribe = self._handle_subscribe
 
     @property
     def telemetry_filter(self) -> str:
@@ -121,8 +125,17 @@ class Subscriber:
         with self._lock:
             self._generation += 1
         self.connected.clear()
+        self.subscribed.clear()
         self._on_connection_change(False)
         log.warning("disconnected from broker", extra={"reason": str(reason)})
+
+    def _handle_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            # An ACL that does not grant the ingest account its filters: nothing will arrive, say why.
+            log.error("broker refused the subscription", extra={"reasons": refused})
+            return
+        self.subscribed.set()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(

@@ -50,11 +50,12 @@ def running_ingest(
         client_id=client_id,
         batch_max_wait_s=0.05,
         rollup_interval_s=0.2,
+        rollup_delay_s=0.0,
         **overrides,  # type: ignore[arg-type]
     )
     worker = IngestWorker(config)
     thread = worker.start_in_thread()
-    if not worker.subscriber.connected.wait(10):
+    if not worker.subscriber.subscribed.wait(10):
         worker.stop()
         raise AssertionError("ingest did not connect to the broker")
     try:

@@ -15,7 +15,9 @@ from tests.integration.ingest_fixtures import register_depot, running_ingest, sc
 from tests.support.mqtt_publisher import GatewayPublisher
 from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
-from vpp.postgres.readings import ReadingWriter, encode_rows
+from vpp.postgres.readings import ReadingRow, ReadingWriter, encode_rows
+from vpp.postgres.registry import registry_fingerprint
+from vpp.postgres.rollup import run_rollup
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +145,47 @@ def test_writer_marks_the_slots_of_each_new_reading_and_its_gap_neighbours_and_s
         result = writer.write(encode_rows(again))
         assert (result.inserted, result.duplicates) == (1, 40)
         assert marked() == slots_the_old_per_reading_rule_marks([t0 + timedelta(seconds=30_000)])
+
+
+def test_rollup_lets_a_dirty_slot_settle_for_the_delay_and_a_new_reading_does_not_restart_it(depot: str) -> None:
+    meter = int(scalar(depot, "SELECT id FROM devices WHERE device_id = 'meter-1'"))  # type: ignore[call-overload]
+    slot = _slot_anchor()
+
+    def reading(minute: int, import_kwh: float) -> ReadingRow:
+        return (meter, slot + timedelta(minutes=minute), None, import_kwh, None, None, None)
+
+    with psycopg.connect(depot) as conn:
+        writer = ReadingWriter(conn)
+        writer.write([reading(5, 100.0), reading(10, 101.0)])
+        first_marked = scalar(depot, "SELECT min(dirty_since) FROM energy_dirty")
+        writer.write([reading(15, 103.0)])  # the same slot again: keeps its first mark
+        assert scalar(depot, "SELECT max(dirty_since) FROM energy_dirty WHERE slot_start = %s", slot) == first_marked
+
+        assert run_rollup(conn, delay_s=3600).device_slots == 0  # not settled: nothing taken, nothing lost
+        assert _slot_import(depot, slot) is None
+        assert scalar(depot, "SELECT count(*) FROM energy_dirty") == 3
+
+        conn.execute("UPDATE energy_dirty SET dirty_since = dirty_since - interval '2 hours'")
+        conn.commit()
+        assert run_rollup(conn, delay_s=3600).device_slots == 3
+        assert _slot_import(depot, slot) == pytest.approx(3.0)
+        assert scalar(depot, "SELECT count(*) FROM energy_dirty") == 0
+
+
+def test_registry_fingerprint_changes_exactly_when_what_ingest_loads_changes(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        empty = registry_fingerprint(conn)
+        register_depot(db_url)
+        depot = registry_fingerprint(conn)
+        assert depot != empty
+        assert registry_fingerprint(conn) == depot  # nothing changed: no reload
+        conn.execute("UPDATE sites SET name = 'renamed' WHERE site_id = 'depot-a'")  # ingest does not load names
+        assert registry_fingerprint(conn) == depot
+        conn.execute("UPDATE devices SET rated_power_kw = 99 WHERE device_id = 'pv-1'")
+        rated = registry_fingerprint(conn)
+        assert rated != depot
+        register_depot(db_url, "depot-b")
+        assert registry_fingerprint(conn) not in {empty, depot, rated}
 
 
 def _slot_import(db_url: str, slot: datetime) -> float | None:

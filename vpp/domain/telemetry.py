@@ -555,7 +555,7 @@ def _impossible(
             return f"power {power_kw:.1f} kW exceeds {limits.rated_power_factor}x the device rating {rated_power_kw} kW"
         # PV inverters draw a few hundred watts at night; more than 1 kW of "negative generation"
         # is a wiring or sign error.
-        if kind in (DeviceKind.PV, DeviceKind.EV_CHARGER) and power_kw < -1.0:
+        if power_kw < -1.0 and (kind is DeviceKind.PV or kind is DeviceKind.EV_CHARGER):
             return f"power {power_kw:.1f} kW is negative for a {kind} device"
     for column in ("energy_pos_kwh", "energy_neg_kwh"):
         counter = columns.get(column)

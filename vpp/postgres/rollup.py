@@ -7,6 +7,11 @@ the counter delta when both ends carry a counter (and it did not reset), otherwi
 of power. Intervals longer than the gap bound are not integrated (the device was offline: the
 slot's `coverage` shows it). An interval straddling a slot boundary is split pro rata.
 
+A pair waits `delay_s` after it was first marked before it is recomputed: telemetry arrives every
+few seconds, and recomputing an open slot after each report rewrote its rows several times a minute
+for every device (row versions, WAL and vacuum work that competed with ingest itself). The table is
+then current to within the delay instead of the rollup interval.
+
 One rollup runs at a time (a session advisory lock): several ingest workers may call it, and whoever
 holds the lock does the work. Dirty pairs are claimed in their own short transaction: ingest writers
 insert into `energy_dirty` with ON CONFLICT, and a long computation holding deleted-but-uncommitted
@@ -29,6 +34,7 @@ _CLAIM = """
 DELETE FROM energy_dirty
 WHERE (device_pk, slot_start) IN (
     SELECT device_pk, slot_start FROM energy_dirty
+    WHERE dirty_since <= now() - %(delay)s * interval '1 second'
     ORDER BY device_pk, slot_start LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING device_pk, slot_start
 """
@@ -133,14 +139,16 @@ class RollupResult:
     ran: bool
 
 
-def run_rollup(conn: psycopg.Connection, *, max_gap_s: int = 900, limit: int = 5_000) -> RollupResult:
-    """Recompute up to `limit` dirty device-slots and their sites' rows. Commits."""
+def run_rollup(
+    conn: psycopg.Connection, *, max_gap_s: int = 900, limit: int = 5_000, delay_s: float = 0.0
+) -> RollupResult:
+    """Recompute up to `limit` device-slots dirty for at least `delay_s`, and their sites' rows. Commits."""
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
     conn.commit()
     if not locked or not locked[0]:
         return RollupResult(0, ran=False)
     try:
-        claimed = conn.execute(_CLAIM, {"limit": limit}).fetchall()
+        claimed = conn.execute(_CLAIM, {"limit": limit, "delay": delay_s}).fetchall()
         conn.commit()
         if not claimed:
             return RollupResult(0, ran=True)
