@@ -274,9 +274,10 @@ class Scheduler:
         # Late data is retried for a week; after that `vpp dr verify` re-runs an event by hand.
         rows = self.conn.execute(
             """SELECT e.event_id FROM dr_events e WHERE e.status = 'completed' AND e.end_at > %s
+                 AND e.end_at <= %s
                  AND NOT EXISTS (SELECT 1 FROM dr_verified_reductions v
                                  WHERE v.event_pk = e.id AND v.actual_kwh IS NOT NULL)""",
-            (now - VERIFY_RETRY,),
+            (now - VERIFY_RETRY, now - self.verification.settle),
         ).fetchall()
         self.conn.commit()
         for (event_id,) in rows:

@@ -45,6 +45,11 @@ log = logging.getLogger("vpp.dr_scheduler.verification")
 class VerificationConfig:
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
     min_coverage: float = 0.9
+    # Verify only this long after an event ends. Gateways send readings in batches (up to a few
+    # minutes late) and the rollup lets a slot settle before recomputing it (ingest_rollup_delay_s);
+    # verifying at once would read the last slot before all of it is in, and a verified slot with
+    # coverage above `min_coverage` is not verified again.
+    settle: timedelta = timedelta(minutes=5)
 
 
 def _dr_days(conn: psycopg.Connection, site_pk: int, before: date, event_pk: int) -> set[date]:
