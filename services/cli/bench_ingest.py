@@ -112,7 +112,7 @@ def _publisher_main(port: int, payload_file: str, ready: Any, go: Any, done: Any
     # paho's own inflight cap walks every queued message on each PUBACK (O(n) per ack; see
     # vpp.mqtt.make_client): with tens of thousands queued, that capped (a) at a few thousand
     # messages per second and made the reference measure paho instead of the broker.
-    client = make_client("bench-publisher", max_inflight=0)
+    client = make_client("bench-publisher", max_inflight=0, buffered=True)
     client.on_publish = on_publish
     client.connect("127.0.0.1", port, clean_start=True)
     client.loop_start()
@@ -171,7 +171,7 @@ def _broker_rate(
         with lock:
             received += 1
 
-    client = make_client("bench-counter")
+    client = make_client("bench-counter", buffered=True)  # the same socket handling as ingest
     client.on_message = on_message
     subscribed = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()

@@ -67,6 +67,7 @@ class Subscriber:
             # broker restart, messages match nobody until ingest resubscribes. Reconnecting within
             # 100 ms (sites back off for a second or more) closes that window in practice.
             reconnect_min_s=0.1,
+            buffered=True,
         )
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
