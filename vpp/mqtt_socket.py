@@ -16,9 +16,12 @@ building paho's `Properties` object, which alone took a sixth of the network thr
 fills two dictionaries of 27 entries, and decoding clears every one of them again.
 
 This leans on private paho methods (`_create_socket`, `_handle_publish`, `_handle_on_message`,
-`_send_puback`, the `pending()` probe meant for TLS sockets), so pyproject pins paho below the
-next minor version; `tests/unit/test_mqtt_socket.py` and the ingest integration tests fail if a paho upgrade
-moves them.
+`_send_puback`, the `pending()` probe meant for TLS sockets), so pyproject pins paho to 2.2.x;
+`tests/integration/test_mqtt_buffered_client.py` checks the overrides are still reached, and fails
+if a paho upgrade moves them.
+
+Use it with `loop_start()`: the write buffer is not locked, so only paho's network thread may write,
+which is what paho's threaded mode guarantees.
 """
 
 from __future__ import annotations
