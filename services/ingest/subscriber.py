@@ -52,7 +52,6 @@ class Subscriber:
         self._clock = clock
         self._generation = 0
         self._lock = threading.Lock()
-        self.connected = threading.Event()
         # Set once the broker has granted the subscriptions (SUBACK). A publisher that starts before
         # this can lose messages: a QoS 1 message that matches no subscription yet is acked and dropped.
         self.subscribed = threading.Event()
@@ -118,14 +117,12 @@ class Subscriber:
             client.subscribe([(self.telemetry_filter, options), (STATUS_FILTER, SubscribeOptions(qos=1))])
         else:
             client.subscribe([(self.telemetry_filter, 1), (STATUS_FILTER, 1)])
-        self.connected.set()
         self._on_connection_change(True)
         log.info("connected to broker", extra={"host": self.broker.host, "port": self.broker.port})
 
     def _handle_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _p: Any) -> None:
         with self._lock:
             self._generation += 1
-        self.connected.clear()
         self.subscribed.clear()
         self._on_connection_change(False)
         log.warning("disconnected from broker", extra={"reason": str(reason)})

@@ -107,7 +107,7 @@ class IngestWorker:
         self._site_pks: dict[str, int] = {}
         self._registry_lock = threading.Lock()
         self._registry_fingerprint = ""
-        self._registry_loaded_at = 0.0
+        self._registry_verified_at = 0.0  # last successful fingerprint check (reload or not)
         self._registry_checked_at = 0.0
         self.subscriber = Subscriber(
             config.broker,
@@ -140,11 +140,14 @@ class IngestWorker:
         writer_thread = threading.Thread(target=self._write_loop, name=f"{self.config.client_id}-writer", daemon=True)
         writer_thread.start()
         # The rollup runs beside the write path, never in it: a slow rollup must not delay commits and acks.
-        rollup_stop = threading.Event()
-        rollup_thread = threading.Thread(
-            target=self._housekeeping_loop, args=(rollup_stop,), name=f"{self.config.client_id}-rollup", daemon=True
+        housekeeping_stop = threading.Event()
+        housekeeping_thread = threading.Thread(
+            target=self._housekeeping_loop,
+            args=(housekeeping_stop,),
+            name=f"{self.config.client_id}-housekeeping",
+            daemon=True,
         )
-        rollup_thread.start()
+        housekeeping_thread.start()
         self.subscriber.start()
         try:
             while not self.stopping.is_set():
@@ -155,8 +158,8 @@ class IngestWorker:
         finally:
             self._validated.put(None)
             writer_thread.join(self.config.stop_flush_timeout_s + 10)
-            rollup_stop.set()
-            rollup_thread.join(self.config.stop_flush_timeout_s + 10)
+            housekeeping_stop.set()
+            housekeeping_thread.join(self.config.stop_flush_timeout_s + 10)
             self.subscriber.stop()
             for conn in (self._writer.conn if self._writer else None, self._rollup_conn, self._registry_conn):
                 if conn is not None and not conn.closed:
@@ -345,7 +348,7 @@ class IngestWorker:
                     self._registry_conn.close()
                 self._registry_conn = None
                 return
-            self._registry_loaded_at = time.monotonic()
+            self._registry_verified_at = time.monotonic()
 
     def _lookup(self, site_id: str, device_id: str) -> DeviceRef | None:
         device = self._devices.get((site_id, device_id))
@@ -358,7 +361,7 @@ class IngestWorker:
         """Beside the write path, never in it: the 30-minute rollup, and noticing registry changes."""
         while not stop.wait(self.config.rollup_interval_s):
             self._maybe_rollup()
-            if time.monotonic() - self._registry_loaded_at > self.config.registry_refresh_s:
+            if time.monotonic() - self._registry_verified_at > self.config.registry_refresh_s:
                 self._reload_registry_if_changed()
         self._maybe_rollup()
 
