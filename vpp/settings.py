@@ -6,22 +6,34 @@ so tests build settings explicitly instead of patching globals.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEV_SECRETS", "Settings", "load_settings"]
+__all__ = ["DEV_SECRETS", "MissingSecretError", "Settings", "load_settings", "settings_or_exit"]
 
-# Placeholder secrets that make a fresh checkout run. They are refused outside development.
-DEV_SECRETS = frozenset({"dev-ingest-password", "dev-scheduler-password", "dev-api-signing-key-change-me"})
+# Placeholder secrets that make a fresh checkout run: filled in for unset secrets in development only,
+# and refused outside development.
+_DEV_PLACEHOLDERS = {
+    "mqtt_ingest_password": "dev-ingest-password",
+    "mqtt_scheduler_password": "dev-scheduler-password",
+    "api_signing_key": "dev-api-signing-key-change-me",
+}
+DEV_SECRETS = frozenset(_DEV_PLACEHOLDERS.values())
+
+
+class MissingSecretError(RuntimeError):
+    """A secret a service needs is not set (outside development there are no defaults)."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VPP_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Production unless said otherwise: `vpp up` says development explicitly, a deployment need not.
+    environment: Literal["development", "test", "production"] = "production"
     data_dir: Path = Path(".vpp-data")
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -31,10 +43,13 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None  # mqtt://host:port
 
     mqtt_ingest_username: str = "ingest"
-    mqtt_ingest_password: SecretStr = SecretStr("dev-ingest-password")
+    # Further ingest workers' broker usernames, comma-separated (`vpp broker-config` gives each the
+    # ingest password and role; a worker connects with VPP_MQTT_INGEST_USERNAME set to its own).
+    mqtt_ingest_accounts: str = ""
+    mqtt_ingest_password: SecretStr | None = None
     mqtt_scheduler_username: str = "scheduler"
-    mqtt_scheduler_password: SecretStr = SecretStr("dev-scheduler-password")
-    api_signing_key: SecretStr = SecretStr("dev-api-signing-key-change-me")
+    mqtt_scheduler_password: SecretStr | None = None
+    api_signing_key: SecretStr | None = None
     # REST API (services/api). The CO2 factor is unverified (DOMAIN.md: 0.42-0.46 kg-CO2/kWh).
     api_token_ttl_s: int = Field(900, ge=60, le=86_400)
     api_city_min_private_sites: int = Field(3, ge=1, le=1000)  # k: fewer private sites and city sees nothing
@@ -46,6 +61,17 @@ class Settings(BaseSettings):
     api_db_pool_size: int = Field(10, ge=1, le=200)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
+    # Request guard (services/api/request_guard.py): larger bodies get 413, deeper JSON 400.
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+    api_max_json_depth: int = Field(32, ge=2, le=1000)
+    # Failed token requests allowed per minute, per client id and per source address (then 429).
+    api_token_failures_per_client_per_min: int = Field(10, ge=1, le=100_000)
+    api_token_failures_per_address_per_min: int = Field(30, ge=1, le=100_000)
+    # The API's /metrics answers loopback clients, and others presenting this bearer token.
+    api_metrics_token: SecretStr | None = None
+
+    # Where the ingest and scheduler metrics servers listen; 0.0.0.0 exposes them (docs/runbook.md).
+    metrics_host: str = "127.0.0.1"
 
     ingest_client_id: str = "ingest-1"
     ingest_share_group: str = "ingest"
@@ -67,19 +93,47 @@ class Settings(BaseSettings):
     timescale_compress_after_days: int = Field(7, ge=1)
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_outside_development(self) -> Self:
-        if self.environment == "development":
-            return self
-        for name in ("mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key"):
-            value: SecretStr = getattr(self, name)
-            if value.get_secret_value() in DEV_SECRETS:
+    def _development_placeholders_only_in_development(self) -> Self:
+        for name, placeholder in _DEV_PLACEHOLDERS.items():
+            value: SecretStr | None = getattr(self, name)
+            if self.environment == "development":
+                if value is None:
+                    setattr(self, name, SecretStr(placeholder))
+            elif value is not None and value.get_secret_value() in DEV_SECRETS:
                 raise ValueError(
                     f"VPP_{name.upper()} still has its development placeholder; set a real secret "
                     f"when VPP_ENVIRONMENT={self.environment}"
                 )
         return self
 
+    def secret(self, name: Literal["mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key"]) -> str:
+        """The secret's value; `MissingSecretError` (one line saying what to set) when it is unset."""
+        value: SecretStr | None = getattr(self, name)
+        if value is None or not value.get_secret_value():
+            raise MissingSecretError(
+                f"VPP_{name.upper()} is not set: set it (a long random value, e.g. `openssl rand -base64 32`), "
+                f"or VPP_ENVIRONMENT=development for a local trial (VPP_ENVIRONMENT is {self.environment})"
+            )
+        return value.get_secret_value()
+
+    @property
+    def ingest_accounts(self) -> list[str]:
+        """Every ingest worker's broker username: the configured one first."""
+        extra = [name.strip() for name in self.mqtt_ingest_accounts.split(",") if name.strip()]
+        return list(dict.fromkeys([self.mqtt_ingest_username, *extra]))
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment; keyword overrides win (used by the CLI and tests)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """`load_settings` for a process's `main()`: a bad or missing setting ends it with one clear line."""
+    try:
+        return load_settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = str(first.get("msg", error)).removeprefix("Value error, ")
+        sys.exit(f"vpp: invalid setting{' VPP_' + where.upper() if where else ''}: {message}")

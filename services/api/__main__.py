@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from services.api.main import create_app
 from vpp.embedded.resolve import ensure_database
 from vpp.log import configure_logging
-from vpp.settings import load_settings
+from vpp.settings import MissingSecretError, settings_or_exit
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = settings_or_exit()
+    try:
+        settings.secret("api_signing_key")
+    except MissingSecretError as error:
+        sys.exit(f"vpp: {error}")
     configure_logging(settings.log_level, settings.log_format)
     url, _server = ensure_database(settings)
     uvicorn.run(create_app(settings, database_url=url), host=settings.api_host, port=settings.api_port, log_config=None)

@@ -34,7 +34,7 @@ DEV_CLIENTS: dict[str, tuple[str, Role]] = {
 def _signing_key(settings: Settings) -> bytes:
     # Domain separation: the configured secret may be reused elsewhere, tokens get their own key.
     # Hashing also gives HS256 its full 32-byte key whatever the secret's length.
-    return hashlib.sha256(b"vpp-api-token-v1:" + settings.api_signing_key.get_secret_value().encode()).digest()
+    return hashlib.sha256(b"vpp-api-token-v1:" + settings.secret("api_signing_key").encode()).digest()
 
 
 class TokenError(Exception):

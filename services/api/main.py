@@ -67,6 +67,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.secret("api_signing_key")  # no key, no start: one line says what to set
         engine = create_async_engine(
             asyncpg_url(url),
             pool_size=settings.api_db_pool_size,

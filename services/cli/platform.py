@@ -27,7 +27,7 @@ from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress, parse_broker_url
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
-from vpp.settings import Settings, load_settings
+from vpp.settings import Settings, load_settings, settings_or_exit
 from vpp.simulation.model import SiteSimulator, fleet_specs
 from vpp.simulation.publisher import SimulationPublisher
 
@@ -70,7 +70,8 @@ def up(
 ) -> None:
     """Start everything on embedded defaults: database, broker, ingest, DR scheduler, API with the
     dashboard, and simulated sites (the Yamato depot first) whose EMS obeys DR signals."""
-    settings = load_settings()
+    # The development platform, said explicitly: everywhere else production is the default.
+    settings = settings_or_exit(environment="development")
     log_path = _log_to_file(settings)
     stop = _stop_event()
     db_server: EmbeddedPostgres | None = None

@@ -58,15 +58,15 @@ class Endpoints:
     scheduler_metrics_url: str | None = None
 
 
-def _metrics_server(port: int, registry: Any, what: str) -> str | None:
+def _metrics_server(host: str, port: int, registry: Any, what: str) -> str | None:
     if not port:
         return None
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as error:
         log.warning("metrics port unavailable", extra=kv(service=what, port=port, error=str(error)))
         return None
-    return f"http://127.0.0.1:{port}/metrics"
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/metrics"
 
 
 class PlatformStack:
@@ -84,7 +84,7 @@ class PlatformStack:
     def start_ingest(self) -> IngestWorker:
         metrics = IngestMetrics()
         self.endpoints.ingest_metrics_url = _metrics_server(
-            self.settings.ingest_metrics_port, metrics.registry, "ingest"
+            self.settings.metrics_host, self.settings.ingest_metrics_port, metrics.registry, "ingest"
         )
         worker = IngestWorker(
             config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker), metrics
@@ -106,7 +106,7 @@ class PlatformStack:
     def start_scheduler(self) -> None:
         metrics = SchedulerMetrics()
         self.endpoints.scheduler_metrics_url = _metrics_server(
-            self.settings.scheduler_metrics_port, metrics.registry, "dr-scheduler"
+            self.settings.metrics_host, self.settings.scheduler_metrics_port, metrics.registry, "dr-scheduler"
         )
         dispatcher = dispatcher_from_settings(self.settings, self.endpoints.broker, metrics)
         dispatcher.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
 from vpp.postgres.dr_events import list_events
 from vpp.postgres.migrate import upgrade
-from vpp.settings import Settings, load_settings
+from vpp.settings import MissingSecretError, Settings, settings_or_exit
 
 from .dispatch import Dispatcher
 from .live_control import check_live_demand
@@ -72,12 +73,12 @@ def dispatcher_from_settings(settings: Settings, broker: BrokerAddress, metrics:
     return Dispatcher(
         broker, metrics,
         username=settings.mqtt_scheduler_username if authenticated else None,
-        password=settings.mqtt_scheduler_password.get_secret_value() if authenticated else None,
+        password=settings.secret("mqtt_scheduler_password") if authenticated else None,
     )  # fmt: skip
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     database_url, _db = ensure_database(settings)
     if _db is not None:
@@ -85,8 +86,11 @@ def main() -> None:
     broker, _broker = ensure_broker(settings)
     metrics = SchedulerMetrics()
     if settings.scheduler_metrics_port:
-        start_http_server(settings.scheduler_metrics_port, registry=metrics.registry)
-    dispatcher = dispatcher_from_settings(settings, broker, metrics)
+        start_http_server(settings.scheduler_metrics_port, addr=settings.metrics_host, registry=metrics.registry)
+    try:
+        dispatcher = dispatcher_from_settings(settings, broker, metrics)
+    except MissingSecretError as error:
+        sys.exit(f"vpp: {error}")
     dispatcher.start()
     stopping = threading.Event()
 

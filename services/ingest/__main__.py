@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from datetime import timedelta
 from types import FrameType
 
@@ -13,7 +14,7 @@ from vpp.embedded.resolve import ensure_broker, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.migrate import upgrade
-from vpp.settings import Settings, load_settings
+from vpp.settings import MissingSecretError, Settings, settings_or_exit
 
 from .metrics import IngestMetrics
 from .worker import IngestConfig, IngestWorker
@@ -29,7 +30,7 @@ def config_from_settings(settings: Settings, database_url: str, broker: BrokerAd
         client_id=settings.ingest_client_id,
         share_group=settings.ingest_share_group,
         username=settings.mqtt_ingest_username if authenticated else None,
-        password=settings.mqtt_ingest_password.get_secret_value() if authenticated else None,
+        password=settings.secret("mqtt_ingest_password") if authenticated else None,
         batch_max_messages=settings.ingest_batch_max_readings,
         batch_max_wait_s=settings.ingest_batch_max_wait_ms / 1000,
         max_payload_bytes=settings.ingest_max_payload_bytes,
@@ -45,16 +46,19 @@ def config_from_settings(settings: Settings, database_url: str, broker: BrokerAd
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     database_url, _db = ensure_database(settings)
     if _db is not None:
         upgrade(database_url)
     broker, _broker = ensure_broker(settings)
-    config = config_from_settings(settings, database_url, broker)
+    try:
+        config = config_from_settings(settings, database_url, broker)
+    except MissingSecretError as error:
+        sys.exit(f"vpp: {error}")
     metrics = IngestMetrics()
     if settings.ingest_metrics_port:
-        start_http_server(settings.ingest_metrics_port, registry=metrics.registry)
+        start_http_server(settings.ingest_metrics_port, addr=settings.metrics_host, registry=metrics.registry)
     worker = IngestWorker(config, metrics)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:

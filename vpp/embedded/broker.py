@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpp.broker_roles import MAX_PACKET_BYTES, broker_security_lines, dynamic_security_plugin
 from vpp.embedded.postgres import free_port
 from vpp.embedded.privileges import hand_over
 
@@ -55,6 +56,7 @@ def mosquitto_config(
     *,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    dynamic_security_file: Path | None = None,
 ) -> str:
     """Mosquitto settings for ingest's at-least-once path.
 
@@ -62,6 +64,9 @@ def mosquitto_config(
     legitimately in flight per ingest client; the default of 20 would throttle it to a crawl. The
     queue bound protects the broker while ingest is down; the persistence file lets queued
     messages and sessions survive a broker restart.
+
+    With `dynamic_security_file` (written by `vpp broker-config`) the broker enforces the platform's
+    roles exactly as production does (vpp/broker_roles.py); the packet size limit applies always.
     """
     lines = [
         f"listener {port} 127.0.0.1",
@@ -76,6 +81,12 @@ def mosquitto_config(
         "log_type warning",
         f"log_dest file {data_dir}/mosquitto.log",
     ]
+    if dynamic_security_file:
+        plugin = dynamic_security_plugin()
+        if plugin is None:
+            raise RuntimeError("this Mosquitto has no dynamic-security plugin (mosquitto_dynamic_security.so)")
+        return "\n".join(lines + broker_security_lines(plugin, str(dynamic_security_file))) + "\n"
+    lines += [f"max_packet_size {MAX_PACKET_BYTES}", f"message_size_limit {MAX_PACKET_BYTES}"]
     if password_file:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
     else:
@@ -92,6 +103,7 @@ class EmbeddedBroker:
     prefer_mosquitto: bool = True
     password_file: Path | None = None
     acl_file: Path | None = None
+    dynamic_security_file: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -125,7 +137,13 @@ class EmbeddedBroker:
             # As root, Mosquitto drops to its own user and could not write its persistence file here.
             hand_over(self.data_dir, ("mosquitto",))
             conf.write_text(
-                mosquitto_config(self.port, self.data_dir, password_file=self.password_file, acl_file=self.acl_file)
+                mosquitto_config(
+                    self.port,
+                    self.data_dir,
+                    password_file=self.password_file,
+                    acl_file=self.acl_file,
+                    dynamic_security_file=self.dynamic_security_file,
+                )
             )
             self._process = subprocess.Popen(
                 [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

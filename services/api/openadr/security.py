@@ -31,7 +31,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def _key(settings: Settings) -> bytes:
-    return hashlib.sha256(b"vpp-openadr-token-v1:" + settings.api_signing_key.get_secret_value().encode()).digest()
+    return hashlib.sha256(b"vpp-openadr-token-v1:" + settings.secret("api_signing_key").encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ def test_development_credentials_only_in_development(filled_db: str) -> None:
         assert client.get("/api/v1/regions", headers=bearer(token)).status_code == 200
     # The same development token is worthless once the environment is not development.
     dev_token = issue_token(settings, Principal("dev-operator", "operator", dev=True))[0]
-    prod_like = api_settings(api_signing_key=settings.api_signing_key.get_secret_value() + "-not-dev")
+    prod_like = api_settings(api_signing_key=settings.secret("api_signing_key") + "-not-dev")
     with other_app(filled_db, prod_like) as client:
         assert client.get("/api/v1/regions", headers=bearer(dev_token)).status_code == 401
 
