@@ -46,6 +46,8 @@ class Probe:
         username: str | None,
         password: str | None,
         will: tuple[str, bytes] | None = None,
+        *,
+        mqtt5: bool = True,
     ) -> None:
         self.connack: queue.Queue[ReasonCode] = queue.Queue()
         self.subacks: queue.Queue[list[ReasonCode]] = queue.Queue()
@@ -53,7 +55,7 @@ class Probe:
         self.disconnected = threading.Event()
         self._pubacks: dict[int, ReasonCode] = {}
         self._cond = threading.Condition()
-        self.client = make_client(client_id, username=username, password=password)
+        self.client = make_client(client_id, username=username, password=password, mqtt5=mqtt5)
         self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(rc)
         self.client.on_subscribe = lambda _c, _u, _mid, rcs, _p: self.subacks.put(list(rcs))
         self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
@@ -98,9 +100,15 @@ class SecuredBroker:
     probes: list[Probe]
 
     def probe(
-        self, client_id: str, username: str | None, password: str | None, will: tuple[str, bytes] | None = None
+        self,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        will: tuple[str, bytes] | None = None,
+        *,
+        mqtt5: bool = True,
     ) -> Probe:
-        p = Probe(self.broker.port, client_id, username, password, will)
+        p = Probe(self.broker.port, client_id, username, password, will, mqtt5=mqtt5)
         self.probes.append(p)
         return p
 
@@ -154,6 +162,8 @@ def secured(db_url: str, broker_dir: Path, tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("VPP_ENVIRONMENT", "test")
     monkeypatch.setenv("VPP_DATABASE_URL", db_url)
     monkeypatch.setenv("VPP_MQTT_INGEST_PASSWORD", INGEST_PASSWORD)
+    # Further ingest-role accounts: a second worker, and a watcher the tests read the broker through.
+    monkeypatch.setenv("VPP_MQTT_INGEST_ACCOUNTS", "ingest-2,watcher")
     monkeypatch.setenv("VPP_MQTT_SCHEDULER_PASSWORD", SCHEDULER_PASSWORD)
     monkeypatch.setenv("VPP_API_SIGNING_KEY", "api-signing-key-for-tests")
     auth_dir = broker_dir / "auth"
