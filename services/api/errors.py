@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -120,6 +120,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             503, "the database is unavailable or overloaded; retry shortly", headers={"Retry-After": "1"}
         )
 
+    async def on_refused_input(request: Request, exc: Exception) -> JSONResponse:
+        # SQLSTATE class 22 (data exception): PostgreSQL refused a value this request carried (a NUL
+        # in text, a number out of range): the request's fault, not the server's.
+        _log.info("database refused input", extra={"path": request.url.path, "error": repr(exc)[:300]})
+        return problem_response(
+            400, "a value in the request is not acceptable to the database", slug="bad-request-input"
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(500, "an unexpected error occurred; it has been logged")
@@ -127,6 +135,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DataError, on_refused_input)
     for db_error in (SATimeoutError, OperationalError, InterfaceError, OSError):
         app.add_exception_handler(db_error, on_database)
     app.add_exception_handler(Exception, on_unexpected)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.api.cache import ReportCache
 from services.api.client_status import ClientStatus
 from services.api.errors import install_problem_handlers
+from services.api.login_throttle import LoginThrottle
 from services.api.metrics import ApiMetrics
 from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
@@ -23,6 +24,7 @@ from services.api.openadr import shutdown as openadr_shutdown
 from services.api.openapi import install_openapi
 from services.api.ratelimit import RateLimiter
 from services.api.region_versions import RegionVersions
+from services.api.request_guard import RequestGuard
 from services.api.routes import (
     capacity,
     dashboard,
@@ -82,6 +84,9 @@ def create_app(
             engine=engine,
             cache=ReportCache(settings.api_cache_max_entries),
             city_limiter=RateLimiter(settings.api_city_rate_limit_per_min),
+            login_throttle=LoginThrottle(
+                settings.api_token_failures_per_client_per_min, settings.api_token_failures_per_address_per_min
+            ),
             client_status=ClientStatus(),
             region_versions=versions,
             metrics=metrics,
@@ -116,6 +121,9 @@ def create_app(
     ):
         app.include_router(module.router)
     app.include_router(build_openadr_router())
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_openapi(app)
     return app

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.cache import ReportCache
 from services.api.client_status import ClientStatus
+from services.api.login_throttle import LoginThrottle
 from services.api.metrics import ApiMetrics
 from services.api.ratelimit import RateLimiter
 from services.api.region_versions import RegionVersions
@@ -30,3 +31,4 @@ class AppState:
     tokens: TokenCache = field(default_factory=TokenCache)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(10, 30))

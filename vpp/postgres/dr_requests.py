@@ -21,6 +21,7 @@ __all__ = [
     "record_request",
     "request_action",
     "settlement_rows",
+    "unknown_site_ids",
     "verified_savings_kwh",
 ]
 
@@ -37,6 +38,15 @@ async def _audit(conn: AsyncConnection, event_pk: int, at: datetime, actor: str,
         ),
         {"pk": event_pk, "at": at, "actor": actor, "action": action, "status": status},
     )
+
+
+async def unknown_site_ids(conn: AsyncConnection, site_ids: Sequence[str]) -> list[str]:
+    """The ids in `site_ids` that name no registered site, in the order given."""
+    rows = await conn.execute(
+        text("SELECT site_id FROM sites WHERE site_id = ANY(CAST(:ids AS text[]))"), {"ids": list(site_ids)}
+    )
+    known = {str(row[0]) for row in rows}
+    return [site_id for site_id in dict.fromkeys(site_ids) if site_id not in known]
 
 
 async def record_request(

@@ -7,7 +7,6 @@ not hold is ``invalid_scope``. Errors are the spec's `problem` with RFC 6749's `
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from urllib.parse import parse_qs
@@ -15,18 +14,19 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from services.api.login_throttle import verify_or_waste
 from services.api.openadr.problems import OpenAdrError, problem
 from services.api.openadr.security import Caller, CallerDep, issue_token
+from services.api.ratelimit import RateLimiter
 from services.api.state import AppState
-from vpp.postgres.api_clients import verify_secret
 from vpp.postgres.openadr import fetch_client
 
 __all__ = ["add_auth_routes"]
 
 
 class _OAuthError(OpenAdrError):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(status, detail, headers={"WWW-Authenticate": "Basic"} if status == 401 else None)
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, detail, headers=headers or ({"WWW-Authenticate": "Basic"} if status == 401 else None))
         self.error = error
 
 
@@ -62,10 +62,16 @@ async def _grant(request: Request) -> JSONResponse:
     if not client_id or not secret:
         raise _OAuthError(401, "invalid_client", "send client_id and client_secret in the form or as HTTP Basic")
     state: AppState = request.app.state.vpp
+    address = request.client.host if request.client else "unknown"
+    wait_s = state.login_throttle.wait_s(client_id, address)
+    if wait_s > 0:
+        retry = {"Retry-After": RateLimiter.retry_after_header(wait_s)}
+        raise _OAuthError(429, "invalid_client", "too many failed attempts; retry later", retry)
     async with state.engine.connect() as conn:
         record = await fetch_client(conn, client_id)
-    # scrypt takes tens of milliseconds: off the event loop.
-    if record is None or not await asyncio.to_thread(verify_secret, secret, record.secret_hash):
+    # Unknown client ids cost the same scrypt work as known ones (services/api/login_throttle.py).
+    if not await verify_or_waste(secret, record.secret_hash if record is not None else None) or record is None:
+        state.login_throttle.failed(client_id, address)
         raise _OAuthError(401, "invalid_client", "unknown client or wrong secret")
     scopes = frozenset(record.scopes)
     asked = set(form.get("scope", "").split())

@@ -20,7 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from services.api.deps import ConnDep, NowDep, OperatorDep
 from services.api.errors import ProblemError
 from vpp.domain.dr_events import EventStatus, event_window_slots
-from vpp.postgres.dr_requests import event_detail, list_event_rows, record_request, request_action, settlement_rows
+from vpp.postgres.dr_requests import (
+    event_detail,
+    list_event_rows,
+    record_request,
+    request_action,
+    settlement_rows,
+    unknown_site_ids,
+)
 
 __all__ = ["router"]
 
@@ -84,6 +91,17 @@ async def create_event(conn: ConnDep, principal: OperatorDep, now: NowDep, body:
         raise ProblemError(422, str(error)) from None
     if body.end_at <= now:
         raise ProblemError(422, "the event window has already ended")
+    if body.site_ids:
+        unknown = await unknown_site_ids(conn, body.site_ids)
+        if unknown:
+            # Refused here rather than planned for nobody: an event naming no real site would be
+            # "dispatched" while no site received anything.
+            raise ProblemError(
+                422,
+                f"no such site: {', '.join(unknown[:20])}{' …' if len(unknown) > 20 else ''}",
+                slug="unknown-sites",
+                extra={"unknown_site_ids": unknown},
+            )
     event_id = body.event_id or f"dr-{uuid.uuid4().hex[:12]}"
     try:
         await record_request(

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.api.deps import StateDep
+from services.api.errors import ProblemError
 from services.api.schemas import Health
 
 router = APIRouter(tags=["operations"])
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
@@ -42,5 +46,18 @@ async def readyz(state: StateDep) -> Health | JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}},
     summary="Prometheus metrics",
 )
-async def metrics(state: StateDep) -> Response:
+async def metrics(state: StateDep, request: Request) -> Response:
+    # Without a token configured, loopback only (a Prometheus or an agent on the same host); with one,
+    # every scraper presents it, loopback included (a reverse proxy on this host makes every client
+    # look local).
+    token = state.settings.api_metrics_token
+    if token is None:
+        if (request.client.host if request.client else "") not in _LOOPBACK:
+            raise ProblemError(403, "/metrics answers loopback clients only unless VPP_API_METRICS_TOKEN is set")
+    else:
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(presented, token.get_secret_value().encode()):
+            raise ProblemError(
+                401, "send the metrics token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+            )
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header
+from fastapi import APIRouter, Form, Header, Request
 from sqlalchemy import text
 
 from services.api.auth import Principal, dev_client, issue_token
 from services.api.deps import ConnDep, StateDep
 from services.api.errors import ProblemError
+from services.api.login_throttle import verify_or_waste
+from services.api.ratelimit import RateLimiter
 from services.api.schemas import TokenOut
-from vpp.postgres.api_clients import verify_secret
 
 router = APIRouter(tags=["auth"])
 
@@ -45,6 +45,7 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 
 @router.post("/api/v1/oauth/token", response_model=TokenOut, summary="Issue an access token")
 async def token(
+    request: Request,
     state: StateDep,
     conn: ConnDep,
     grant_type: Annotated[str, Form(max_length=64)],
@@ -64,7 +65,21 @@ async def token(
         client_id, client_secret = basic
     if not client_id or client_secret is None:
         raise _invalid_client("send client_id and client_secret in the form or as HTTP Basic credentials")
-    principal = await _authenticate(state, conn, client_id, client_secret)
+    address = request.client.host if request.client else "unknown"
+    wait_s = state.login_throttle.wait_s(client_id, address)
+    if wait_s > 0:
+        raise ProblemError(
+            429,
+            "too many failed attempts for this client or from this address; retry later",
+            slug="too-many-failed-attempts",
+            headers={"Retry-After": RateLimiter.retry_after_header(wait_s)},
+            extra={"error": "invalid_client"},
+        )
+    try:
+        principal = await _authenticate(state, conn, client_id, client_secret)
+    except ProblemError:
+        state.login_throttle.failed(client_id, address)
+        raise
     access_token, ttl_s = issue_token(state.settings, principal)
     scope = principal.role if principal.site_id is None else f"{principal.role}:{principal.site_id}"
     return TokenOut(access_token=access_token, expires_in=ttl_s, scope=scope)
@@ -79,7 +94,7 @@ async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: 
             )
         return dev
     row = (await conn.execute(_CLIENT, {"client_id": client_id})).first()
-    # scrypt takes tens of milliseconds: keep it off the event loop.
-    if row is None or not await asyncio.to_thread(verify_secret, secret, str(row[0])):
+    # An unknown client id costs the same scrypt work as a known one: timing does not tell them apart.
+    if not await verify_or_waste(secret, str(row[0]) if row is not None else None) or row is None:
         raise _invalid_client("unknown client or wrong secret")
     return Principal(client_id, row[1], row[2])
