@@ -237,7 +237,8 @@ def run_bench_api(
                 f"loaded {slots:,} site-slots for {sites:,} sites in {load_s:.0f} s ({slots / load_s:,.0f}/s)"
             )
             port = free_port()
-            env = {**os.environ, _URL_ENV: url, "VPP_LOG_LEVEL": "WARNING"}
+            # A private, throw-away server: the development signing key is fine here.
+            env = {**os.environ, _URL_ENV: url, "VPP_LOG_LEVEL": "WARNING", "VPP_ENVIRONMENT": "development"}
             api = subprocess.Popen(
                 [
                     sys.executable,

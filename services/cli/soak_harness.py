@@ -72,6 +72,8 @@ class Harness:
             "VPP_INGEST_METRICS_PORT": str(self.ports[index]),
             "VPP_DATA_DIR": str(self.workdir / "ingest-data"),
             "VPP_LOG_LEVEL": "WARNING",
+            # Private, anonymous servers: the development placeholders stand in for the secrets.
+            "VPP_ENVIRONMENT": "development",
             **self.ingest_env,
         }
         with open(self.workdir / f"ingest-{index + 1}.log", "ab") as log:

@@ -77,6 +77,7 @@ def _ingest_process(db_url: str, port: int) -> subprocess.Popen[bytes]:
         "VPP_DATABASE_URL": db_url,
         "VPP_MQTT_URL": f"mqtt://127.0.0.1:{port}",
         "VPP_INGEST_CLIENT_ID": "ingest-crash",
+        "VPP_ENVIRONMENT": "development",  # a private anonymous broker: no real ingest password to give
         "VPP_INGEST_METRICS_PORT": "0",
         "VPP_INGEST_BATCH_MAX_WAIT_MS": "50",
         "VPP_INGEST_ROLLUP_INTERVAL_S": "0.5",
