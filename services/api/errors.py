@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -120,9 +120,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             503, "the database is unavailable or overloaded; retry shortly", headers={"Retry-After": "1"}
         )
 
-    async def on_refused_input(request: Request, exc: Exception) -> JSONResponse:
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         # SQLSTATE class 22 (data exception): PostgreSQL refused a value this request carried (a NUL
-        # in text, a number out of range): the request's fault, not the server's.
+        # in text, a number out of range): the request's fault, not the server's. (asyncpg's errors
+        # reach SQLAlchemy as plain DBAPIError, so the class is read from the SQLSTATE, not the type.)
+        sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+        if not sqlstate.startswith("22"):
+            return await on_unexpected(request, exc)
         _log.info("database refused input", extra={"path": request.url.path, "error": repr(exc)[:300]})
         return problem_response(
             400, "a value in the request is not acceptable to the database", slug="bad-request-input"
@@ -135,7 +139,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(DataError, on_refused_input)
+    app.add_exception_handler(DBAPIError, on_database_error)
     for db_error in (SATimeoutError, OperationalError, InterfaceError, OSError):
         app.add_exception_handler(db_error, on_database)
     app.add_exception_handler(Exception, on_unexpected)

@@ -6,7 +6,8 @@ Every route, REST and OpenADR alike, sits behind it:
 - a body larger than ``api_max_body_bytes``: 413, whether announced by Content-Length or not (the
   body is read up to the limit, never further);
 - JSON nested deeper than ``api_max_json_depth``: 400 (Python's parser recurses, and a 100,000-level
-  body would otherwise end in a RecursionError), and JSON holding an escaped NUL (``\\u0000``): 400.
+  body would otherwise end in a RecursionError), and JSON holding an escaped NUL (``\\u0000``): 400;
+- a NUL in a form body (the token endpoints): 400.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class RequestGuard:
             if _ESCAPED_NUL.search(body):
                 await self._refuse(scope, receive, send, 400, "NUL characters (\\u0000) are not accepted in text")
                 return
+        if b"x-www-form-urlencoded" in headers.get(b"content-type", b"") and b"\x00" in unquote_to_bytes(body):
+            await self._refuse(scope, receive, send, 400, "NUL characters are not accepted in form fields")
+            return
         await self.app(scope, _replay(body, receive), send)
 
     def _too_large_detail(self) -> str:

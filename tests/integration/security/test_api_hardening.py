@@ -87,6 +87,12 @@ def test_nul_in_a_json_string_is_a_400_and_stores_nothing(api: httpx.Client, ope
     assert api.get("/api/v1/regions/nul-test", headers=operator).status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/api/v1/oauth/token", f"{OPENADR}/auth/token"])
+def test_nul_in_a_token_form_is_a_400(api: httpx.Client, path: str) -> None:
+    form = {"grant_type": "client_credentials", "client_id": "ops\u00001", "client_secret": "x"}
+    assert_problem(api.post(path, data=form), 400)
+
+
 def test_bodies_over_the_limit_are_a_413_announced_or_not(api: httpx.Client, operator: dict[str, str]) -> None:
     huge = {"programName": "p", "eventName": "x" * (2 * 1024 * 1024)}
     assert_problem(api.post(f"{OPENADR}/events", json=huge, headers=operator), 413)
