@@ -106,7 +106,8 @@ def fuzz(schema: Any, headers: dict[str, str], checks: list[Any], min_operations
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # nothing to negate: the operation takes no input
             except Exception as exc:  # collect every operation's failure, then report them together
-                failures.append(f"{operation.label} [{mode.value}]: {exc}"[:2000])
+                inner = "; ".join(str(e)[:600] for e in getattr(exc, "exceptions", ()))  # a flaky failure's causes
+                failures.append(f"{operation.label} [{mode.value}]: {exc} {inner}"[:2000])
     assert not failures, "\n\n".join(failures)
 
 
