@@ -45,7 +45,13 @@ class IngestConfig:
     database_url: str
     broker: BrokerAddress
     client_id: str = "ingest-1"
-    share_group: str = "ingest"
+    # Empty: a plain subscription in a persistent session, which Mosquitto restores on a restart;
+    # several workers then split sites by `partition` of `partitions` (see subscriber.py).
+    share_group: str = ""
+    partition: int = 0
+    partitions: int = 1
+    # Publish what each batch stored on the sites' `stored` topics (the end-to-end confirmation).
+    confirm: bool = True
     username: str | None = None
     password: str | None = None
     batch_max_messages: int = 5000
@@ -120,6 +126,8 @@ class IngestWorker:
             on_received=self.metrics.received.inc,
             on_connection_change=lambda up: self.metrics.connected.set(1 if up else 0),
             clock=clock,
+            partition=config.partition,
+            partitions=config.partitions,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,6 +239,7 @@ class IngestWorker:
             limits=self.config.limits,
             max_payload_bytes=self.config.max_payload_bytes,
             client_id=self.config.client_id,
+            confirm=self.config.confirm,
         )
         return _Validated(messages, batch, encode_rows(batch.rows), started)
 
@@ -247,6 +256,8 @@ class IngestWorker:
             if not self._write_with_retry(item, give_up_at):
                 continue  # stopping with the database down: leave unacked; the broker redelivers
             committed_at = self.clock()
+            if item.batch.stored:  # durable now: tell the sites, then let the broker forget
+                self.subscriber.confirm(item.batch.stored)
             self.subscriber.ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
