@@ -383,7 +383,11 @@ class IngestWorker:
                 self._rollup_conn = connect(self.config.database_url, application_name="vpp-rollup")
             while True:
                 result = run_rollup(
-                    self._rollup_conn, max_gap_s=self.config.max_gap_s, delay_s=self.config.rollup_delay_s
+                    self._rollup_conn,
+                    max_gap_s=self.config.max_gap_s,
+                    delay_s=self.config.rollup_delay_s,
+                    rated_power_factor=self.config.limits.rated_power_factor,
+                    max_power_kw=self.config.limits.max_abs_power_kw,
                 )
                 self.metrics.rollup_slots.inc(result.device_slots)
                 if not result.ran or result.device_slots < 5_000:
