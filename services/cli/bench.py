@@ -23,6 +23,17 @@ def ingest(
     run_bench_ingest(tuple(int(m) for m in modes.split(",")), messages=messages, naive_messages=naive_messages)
 
 
+@app.command("fuzz")
+def fuzz(
+    examples: int = typer.Option(100_000, help="Generated messages to run through ingest's decoders"),
+    seed: int | None = typer.Option(None, help="Hypothesis seed (default: derandomized, the same every run)"),
+) -> None:
+    """Fuzz ingest's decoders with generated payloads; no input may end as processing_error."""
+    from services.cli.bench_fuzz import run_bench_fuzz
+
+    run_bench_fuzz(examples, seed)
+
+
 @app.command("api")
 def api(
     sites: int = typer.Option(1050, help="Sites with a fiscal year of 30-minute data"),

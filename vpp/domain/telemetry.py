@@ -243,7 +243,10 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
             base_time = _number(record["bt"], f"{where}.bt")
         if "bu" in record:
             base_unit = record["bu"] if isinstance(record["bu"], str) else None
-        name = base_name + (record.get("n") or "")
+        n = record.get("n")
+        if n is not None and not isinstance(n, str):
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.n: expected a string")
+        name = base_name + (n or "")
         # Gateways prefix names with device URNs or paths; the quantity is the last segment.
         stem = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
         if "v" not in record:
