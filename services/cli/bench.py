@@ -34,6 +34,19 @@ def fuzz(
     run_bench_fuzz(examples, seed)
 
 
+@app.command("faults")
+def faults(
+    rounds: int = typer.Option(10, help="Rounds, each with two faults at random moments"),
+    seed: int | None = typer.Option(None, help="Seed of the fault schedule (printed; random by default)"),
+    readings_per_device: int = typer.Option(150, help="Numbered readings per device per round (20 devices)"),
+) -> None:
+    """Randomized faults (ingest/rollup SIGKILL, broker graceful/SIGKILL, PostgreSQL SIGKILL) against
+    independent gateways: published, PUBACKed, confirmed, stored, lost, duplicates, recovery."""
+    from services.cli.bench_faults import run_bench_faults
+
+    run_bench_faults(rounds, seed, readings_per_device)
+
+
 @app.command("api")
 def api(
     sites: int = typer.Option(1050, help="Sites with a fiscal year of 30-minute data"),
