@@ -70,9 +70,7 @@ class ConfirmationBacklog:
             body = json.loads(payload)
             stored = body["stored"]
             keys = [
-                (site_id, str(device), datetime.fromisoformat(ts))
-                for device, stamps in stored.items()
-                for ts in stamps
+                (site_id, str(device), datetime.fromisoformat(ts)) for device, stamps in stored.items() for ts in stamps
             ]
         except (ValueError, TypeError, KeyError, AttributeError):
             return 0

@@ -25,6 +25,7 @@ Recovery is the time from a fault until a reading published after it is stored.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -316,7 +317,7 @@ def _expected_slots(readings: list[tuple[int, datetime, float]]) -> dict[tuple[i
         by_device.setdefault(device, []).append((ts, counter))
     for device, points in by_device.items():
         points.sort()
-        for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
+        for (t0, c0), (t1, c1) in itertools.pairwise(points):
             dt = (t1 - t0).total_seconds()
             if dt > GAP_S:
                 continue
@@ -552,7 +553,7 @@ def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int) -> None:

@@ -221,7 +221,7 @@ def _status(
             reject(RejectReason.MALFORMED_JSON, "status must be 'online', 'offline' or a JSON object")
             return
         state = body.get("state") if isinstance(body, dict) else None
-        if state != "online" and state != "offline":  # noqa: PLR1714 -- `in {…}` raises on a list
+        if state != "online" and state != "offline":
             reject(RejectReason.INVALID_PAYLOAD, "status.state must be 'online' or 'offline'")
             return
         online = state == "online"

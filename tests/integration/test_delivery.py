@@ -70,7 +70,8 @@ def test_simulated_gateway_keeps_readings_until_confirmed_and_resends_after_reco
         for i in range(1, 4):
             publisher.step(start + timedelta(seconds=10 * i))
         publisher.wait_acked(10)
-        assert len(publisher.backlog) > 0 and scalar(db_url, "SELECT count(*) FROM readings") == 0
+        assert len(publisher.backlog) > 0
+        assert scalar(db_url, "SELECT count(*) FROM readings") == 0
         kept = len(publisher.backlog)
         with running_ingest(db_url, broker.port):
             broker.restart()  # the gateway reconnects and resends everything unconfirmed
@@ -79,7 +80,9 @@ def test_simulated_gateway_keeps_readings_until_confirmed_and_resends_after_reco
             wait_for(lambda: len(publisher.backlog), lambda n: n == 0)
         stored = scalar(db_url, "SELECT count(*) FROM readings")
         # Every reading was confirmed once it was stored, including the ones the broker had dropped.
-        assert publisher.backlog.confirmed == stored and stored >= kept and publisher.resent > 0
+        assert publisher.backlog.confirmed == stored
+        assert stored >= kept
+        assert publisher.resent > 0
     finally:
         publisher.close()
 
@@ -124,7 +127,9 @@ def test_rollup_killed_after_its_claim_is_finished_by_the_next_rollup(db_url: st
     register_depot(db_url)
     meter, slot = _meter(db_url), _hour_ago()
     with psycopg.connect(db_url) as conn:
-        ReadingWriter(conn).write([(meter, slot + timedelta(minutes=m), None, 100.0 + m, None, None, None) for m in (1, 11)])
+        ReadingWriter(conn).write(
+            [(meter, slot + timedelta(minutes=m), None, 100.0 + m, None, None, None) for m in (1, 11)]
+        )
     # A rollup that claimed and then died (its connection gone before the recompute committed).
     crashed = psycopg.connect(db_url)
     crashed.execute(_CLAIM, {"limit": 5000, "delay": 0})

@@ -29,7 +29,8 @@ def test_confirmation_in_utc_releases_readings_sent_with_an_offset() -> None:
     confirmation = {"v": 1, "stored": {"meter-1": ["2026-12-04T09:00:00Z", "2026-12-04T09:00:02Z"]}}
     assert backlog.confirm("depot", json.dumps(confirmation).encode()) == 2
     assert backlog.confirm("other-site", json.dumps(confirmation).encode()) == 0  # another site's readings stay
-    assert len(backlog) == 2 and backlog.confirmed == 2
+    assert len(backlog) == 2
+    assert backlog.confirmed == 2
 
 
 @pytest.mark.parametrize("payload", [b"", b"[]", b'{"stored": 1}', b'{"stored": {"m": [1]}}', b"\xff"])
@@ -44,7 +45,8 @@ def test_backlog_is_bounded_and_counts_what_it_gave_up() -> None:
     backlog = ConfirmationBacklog(max_readings=2)
     for s in range(5):
         backlog.add("depot", "m", reading(s))
-    assert len(backlog) == 2 and backlog.given_up == 3
+    assert len(backlog) == 2
+    assert backlog.given_up == 3
     assert [r["ts"] for p in backlog.due() for r in p.readings] == [reading(3)["ts"], reading(4)["ts"]]
 
 

@@ -358,8 +358,7 @@ def _conflict(readings: list[RawReading]) -> str | None:
         first = seen.setdefault(reading.ts, index)
         if first != index and readings[first].values != reading.values:
             return (
-                f"readings[{first}] and readings[{index}] are both for {reading.ts.isoformat()}"
-                " with different values"
+                f"readings[{first}] and readings[{index}] are both for {reading.ts.isoformat()} with different values"
             )
     return None
 

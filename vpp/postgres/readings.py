@@ -27,8 +27,15 @@ import psycopg
 
 __all__ = [
     "DEAD_LETTER_PREFIX_BYTES",
+    "DeadLetter",
+    "EncodedRows",
+    "ReadingRow",
+    "ReadingWriter",
+    "StatusRow",
+    "WriteResult",
     "dead_letter_row",
-    "DeadLetter", "EncodedRows", "ReadingRow", "ReadingWriter", "StatusRow", "WriteResult", "encode_rows"]
+    "encode_rows",
+]
 
 # (device_pk, ts, power_kw, energy_pos_kwh, energy_neg_kwh, soc_pct, vehicles)
 ReadingRow = tuple[int, datetime, float | None, float | None, float | None, float | None, int | None]
@@ -122,6 +129,8 @@ def dead_letter_row(d: DeadLetter, prefix_bytes: int = DEAD_LETTER_PREFIX_BYTES)
         len(d.payload),
         hashlib.sha256(d.payload).digest(),
     )
+
+
 _STATUS = """
 INSERT INTO site_status (site_pk, online, detail, updated_at) VALUES (%s, %s, %s::jsonb, %s)
 ON CONFLICT (site_pk) DO UPDATE SET online = EXCLUDED.online, detail = EXCLUDED.detail,

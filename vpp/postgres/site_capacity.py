@@ -26,7 +26,9 @@ FROM sites s WHERE s.id = %(site_pk)s
 
 
 def site_capacity(conn: psycopg.Connection, site_pk: int, now: datetime, history_days: int = 28) -> SiteCapacity:
-    row = conn.execute(_CAPACITY, {"site_pk": site_pk, "now": now, "since": now - timedelta(days=history_days)}).fetchone()
+    row = conn.execute(
+        _CAPACITY, {"site_pk": site_pk, "now": now, "since": now - timedelta(days=history_days)}
+    ).fetchone()
     if row is None:
         raise LookupError(f"no site with id {site_pk}")
     site_id, rated, p95, slots = row

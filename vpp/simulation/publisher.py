@@ -105,7 +105,9 @@ class SimulationPublisher:
         self._resend_due.clear()
         sent = 0
         for pending in self.backlog.due(older_than_s=0.0 if everything else self.resend_after_s):
-            self._publish(telemetry_topic(pending.site_id, pending.device_id), json.dumps({"readings": pending.readings}))
+            self._publish(
+                telemetry_topic(pending.site_id, pending.device_id), json.dumps({"readings": pending.readings})
+            )
             sent += 1
         with self._cond:
             self._pending -= sent

@@ -47,7 +47,9 @@ def test_implausible_limit_is_refused_with_its_reason_and_the_plausible_site_sti
             trail = store.audit_trail(conn, event.pk)
     finally:
         dispatcher.stop()
-    assert dispatched["normal"] and not dispatched["small"]
+    assert dispatched["normal"]
+    assert not dispatched["small"]
     refused = [a for a in trail if a["action"] == "limit_refused"]
-    assert len(refused) == 1 and "above its rated import 60.0 kW" in refused[0]["detail"]["reason"]
+    assert len(refused) == 1
+    assert "above its rated import 60.0 kW" in refused[0]["detail"]["reason"]
     assert metrics.implausible_limits._value.get() == 1

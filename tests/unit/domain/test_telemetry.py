@@ -127,7 +127,8 @@ def test_conflicting_readings_for_one_instant_are_refused_and_exact_repeats_kept
     assert reason(conflicting) is RejectReason.CONFLICTING_READINGS
     assert "readings[0] and readings[1]" in conflicting.detail  # type: ignore[union-attr]
     repeated = decode({"readings": [one, dict(one), {"ts": TS, "power_kw": 1.0}]})
-    assert isinstance(repeated, list) and len({r.ts for r in repeated}) == 1
+    assert isinstance(repeated, list)
+    assert len({r.ts for r in repeated}) == 1
     senml = decode(
         [
             {"bt": NOW.timestamp(), "n": "power", "u": "W", "v": 1},
