@@ -81,6 +81,7 @@ class RoundReport:
     slot_mismatches: int = 0
     leftover_claims: int = 0
     problems: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -355,6 +356,7 @@ def _run_round(
             time.sleep(max(0.0, began + at_s - time.monotonic()))
             hit, marker = time.monotonic(), newest_published[0]
             try:
+                report.timeline.append(f"{kind} at reading {int((marker - t0).total_seconds())}")
                 _inject(kind, platform, rng)
             except Exception as error:  # a harness failure must fail the round, not vanish with the thread
                 report.problems.append(f"injecting {kind} failed: {type(error).__name__}: {error}")
@@ -459,7 +461,12 @@ def _verify(
         1 for key, kwh in expected.items() if abs(actual.get(key, float("nan")) - kwh) > 1e-6 or key not in actual
     )
     if report.lost:
-        report.problems.append(f"{report.lost} readings lost")
+        missing = sorted(must_be_stored - stored.keys(), key=lambda k: k[2])
+        sites = sorted({k[0] for k in missing})
+        report.problems.append(
+            f"{report.lost} readings lost (sites {sites}, from reading {int((missing[0][2] - t0).total_seconds())}"
+            f" to {int((missing[-1][2] - t0).total_seconds())})"
+        )
     if report.duplicates:
         report.problems.append(f"{report.duplicates} duplicate or altered rows")
     if report.slot_mismatches:
@@ -530,11 +537,13 @@ def run_fault_rounds(
     rate_per_device: float = 30.0,
     settle_s: float = 60.0,
     workdir: Path | None = None,
+    plan: list[list[str]] | None = None,
 ) -> FaultRun:
+    """`plan` replaces the seeded choice of faults per round (the moments still come from the seed)."""
     rng = random.Random(seed)
     reports: list[RoundReport] = []
     with tempfile.TemporaryDirectory(prefix="vpp-faults-", dir=workdir) as tmp, _platform(Path(tmp)) as platform:
-        for round_no, faults in enumerate(schedule(seed, rounds)):
+        for round_no, faults in enumerate(plan or schedule(seed, rounds)):
             reports.append(
                 _run_round(
                     round_no,
@@ -581,7 +590,7 @@ def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int) ->
     console.print(" gateways do not resend, published and not stored where they do, or confirmed and not stored)")
     for r in run.rounds:
         if r.problems:
-            console.print(f"[red]round {r.round_no} {r.faults}: {'; '.join(r.problems)}[/red]")
+            console.print(f"[red]round {r.round_no} {r.timeline}: {'; '.join(r.problems)}[/red]")
     mean_recovery = statistics.fmean([v for r in run.rounds for v in r.recovery_s.values()] or [float("nan")])
     console.print(f"mean recovery {mean_recovery:.2f} s")
     if not run.ok:

@@ -23,7 +23,7 @@ def test_three_rounds_of_random_faults_lose_nothing_double_nothing_and_keep_slot
     assert set(FAULT_KINDS) <= {kind for faults in schedule(seed, 3) for kind in faults}
     run = run_fault_rounds(3, seed, readings_per_device=120, workdir=tmp_path)
     report = [
-        f"round {r.round_no} {r.faults} resend={r.resend}: published {r.published}, PUBACKed {r.pubacked}, "
+        f"round {r.round_no} {r.timeline} resend={r.resend}: published {r.published}, PUBACKed {r.pubacked}, "
         f"confirmed {r.confirmed}, stored {r.stored}, lost {r.lost}, duplicates {r.duplicates}; {r.problems}"
         for r in run.rounds
     ]

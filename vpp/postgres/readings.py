@@ -104,7 +104,12 @@ WITH inserted AS (
          LATERAL (VALUES (p.lo - %(gap)s * interval '1 second'), (p.hi - %(gap)s * interval '1 second'), (p.lo),
                          (p.lo + %(gap)s * interval '1 second'), (p.hi + %(gap)s * interval '1 second')) AS e(t)
     ORDER BY 1, 2
-    ON CONFLICT DO NOTHING
+    -- Not DO NOTHING: an already-dirty pair must be locked (WHERE false locks it without writing a
+    -- row version) until this transaction commits. Otherwise the rollup could claim the pair and
+    -- recompute the slot without these uncommitted readings, and nothing would mark it dirty again:
+    -- the slot would stay stale for good (found by `vpp bench faults`). The rollup's claim skips
+    -- locked pairs and takes them once this commit has made the readings visible.
+    ON CONFLICT (device_pk, slot_start) DO UPDATE SET dirty_since = energy_dirty.dirty_since WHERE false
 )
 SELECT count(*) FROM inserted
 """

@@ -25,9 +25,10 @@ claims, so a claim found by a new lock holder is always a leftover.
 
 Physically impossible energy is not counted: an interval whose counter went backwards (a reset, or
 two gateways interleaving one device's counters) or advanced by more than the device can deliver
-in that time (its rating x `rated_power_factor`, plus a 1 kWh allowance for coarse counters) falls
-back to the trapezoid of its power readings, which ingest has checked against the rating, or to
-nothing. Such intervals are counted in `device_energy_30min.anomalies`. A meter without a rating is
+in that time (its rating x `rated_power_factor`, plus a 1 kWh allowance for coarse counters) is
+counted in `device_energy_30min.anomalies`, and the whole slot of such an interval is integrated
+from the trapezoid of its power readings (which ingest has checked against the rating), or is
+nothing where there is no power. A meter without a rating is
 bounded by its site: four times its contract demand or demand target plus the ratings of the site's
 other devices; a device with neither by `max_power_kw`.
 """
@@ -92,28 +93,32 @@ WITH claimed AS (
            b.max_kw * extract(epoch FROM p.ts - p.p_ts)::float8 / 3600 + 1.0 AS cap_kwh
     FROM pts p JOIN bounds b USING (device_pk)
     WHERE p.p_ts IS NOT NULL AND p.ts - p.p_ts <= %(gap)s * interval '1 second'
+), flagged AS (
+    SELECT d.*, date_bin('30 minutes', d.t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS s0,
+           coalesce(d.d_pos < 0 OR d.d_pos > d.cap_kwh, false)
+               OR coalesce(d.d_neg < 0 OR d.d_neg > d.cap_kwh, false) AS bad
+    FROM deltas d
 ), intervals AS (
-    SELECT device_pk, t0, t1, dt_s,
-        CASE WHEN d_pos >= 0 AND d_pos <= cap_kwh THEN d_pos
+    -- A counter that misbehaved anywhere in a slot is trusted nowhere in it: two gateways interleaving
+    -- one device's counters go back once per pair and forward by the offset between them, and each
+    -- forward step alone can be small enough to pass the rating check.
+    SELECT *, bool_or(bad) OVER (PARTITION BY device_pk, s0) AS tainted FROM flagged
+), placed AS (
+    SELECT device_pk, t0, dt_s, s0, bad::int AS anomaly,
+        CASE WHEN NOT tainted AND d_pos IS NOT NULL THEN d_pos
              WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
                  THEN greatest((power_kw + p_power) / 2, 0) * dt_s / 3600
              ELSE 0 END AS pos,
-        CASE WHEN d_neg >= 0 AND d_neg <= cap_kwh THEN d_neg
+        CASE WHEN NOT tainted AND d_neg IS NOT NULL THEN d_neg
              WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
                  THEN greatest(-(power_kw + p_power) / 2, 0) * dt_s / 3600
              ELSE 0 END AS neg,
-        (coalesce(d_pos < 0 OR d_pos > cap_kwh, false) OR coalesce(d_neg < 0 OR d_neg > cap_kwh, false))::int
-            AS anomaly
-    FROM deltas
-), placed AS (
-    SELECT i.*, b.s0,
-           least(1.0, extract(epoch FROM b.s0 + interval '30 minutes' - i.t0)::float8 / i.dt_s) AS f0
-    FROM intervals i
-    CROSS JOIN LATERAL (SELECT date_bin('30 minutes', i.t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS s0) b
+        least(1.0, extract(epoch FROM s0 + interval '30 minutes' - t0)::float8 / dt_s) AS f0
+    FROM intervals
 ), split AS (
     SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, dt_s * f0 AS cov, anomaly FROM placed
     UNION ALL
-    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), dt_s * (1 - f0), anomaly
+    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), dt_s * (1 - f0), 0
     FROM placed WHERE f0 < 1
 ), agg AS (
     SELECT s.device_pk, s.slot_start, sum(s.pos) AS pos, sum(s.neg) AS neg, sum(s.cov) AS cov,
