@@ -39,12 +39,15 @@ def faults(
     rounds: int = typer.Option(10, help="Rounds, each with two faults at random moments"),
     seed: int | None = typer.Option(None, help="Seed of the fault schedule (printed; random by default)"),
     readings_per_device: int = typer.Option(150, help="Numbered readings per device per round (20 devices)"),
+    resend_always: bool = typer.Option(
+        False, help="Gateways resend unconfirmed readings in every round (default: only in broker-SIGKILL rounds)"
+    ),
 ) -> None:
     """Randomized faults (ingest/rollup SIGKILL, broker graceful/SIGKILL, PostgreSQL SIGKILL) against
     independent gateways: published, PUBACKed, confirmed, stored, lost, duplicates, recovery."""
     from services.cli.bench_faults import run_bench_faults
 
-    run_bench_faults(rounds, seed, readings_per_device)
+    run_bench_faults(rounds, seed, readings_per_device, resend_always)
 
 
 @app.command("api")

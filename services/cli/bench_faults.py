@@ -339,8 +339,9 @@ def _run_round(
     readings_per_device: int,
     rate_per_device: float,
     settle_s: float,
+    resend_always: bool,
 ) -> RoundReport:
-    resend = "broker_sigkill" in faults
+    resend = resend_always or "broker_sigkill" in faults
     report = RoundReport(round_no, list(faults), resend)
     # Each round writes its own window of history (a day apart), so rounds cannot mask each other.
     t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2 + round_no)
@@ -538,8 +539,10 @@ def run_fault_rounds(
     settle_s: float = 60.0,
     workdir: Path | None = None,
     plan: list[list[str]] | None = None,
+    resend_always: bool = False,
 ) -> FaultRun:
-    """`plan` replaces the seeded choice of faults per round (the moments still come from the seed)."""
+    """`plan` replaces the seeded choice of faults per round (the moments still come from the seed).
+    `resend_always`: gateways use the confirmation in every round, not only in broker-SIGKILL rounds."""
     rng = random.Random(seed)
     reports: list[RoundReport] = []
     with tempfile.TemporaryDirectory(prefix="vpp-faults-", dir=workdir) as tmp, _platform(Path(tmp)) as platform:
@@ -553,6 +556,7 @@ def run_fault_rounds(
                     readings_per_device=readings_per_device,
                     rate_per_device=rate_per_device,
                     settle_s=settle_s,
+                    resend_always=resend_always,
                 )
             )
     return FaultRun(seed, reports)
@@ -565,14 +569,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int) -> None:
+def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int, resend_always: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     console.print(f"seed {seed} (rerun with --seed {seed})")
-    run = run_fault_rounds(rounds, seed, readings_per_device=readings_per_device)
+    run = run_fault_rounds(rounds, seed, readings_per_device=readings_per_device, resend_always=resend_always)
     table = Table(title=f"fault rounds: {rounds}, seed {seed}", title_justify="left")
     for column in ("fault", "rounds", "published", "PUBACKed", "confirmed", "stored", "lost", "duplicates",
                    "recovery p50 s", "recovery p95 s"):  # fmt: skip
