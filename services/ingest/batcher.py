@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import NamedTuple
 
@@ -54,9 +54,9 @@ class Batch:
     statuses: list[StatusRow] = field(default_factory=list)
     accepted_messages: int = 0
     newest_ts: list[datetime] = field(default_factory=list)  # per accepted telemetry message
-    # site_id -> device_id -> timestamps of accepted readings: the end-to-end confirmation to send
-    # once the batch is committed (filled only when `build_batch(confirm=True)`).
-    stored: dict[str, dict[str, list[datetime]]] = field(default_factory=dict)
+    # site_id -> device_id -> RFC 3339 timestamps of accepted readings: the end-to-end confirmation to
+    # send once the batch is committed (filled only when `build_batch(confirm=True)`).
+    stored: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def rejections_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -105,7 +105,9 @@ def build_batch(
         device_pk, readings = outcome
         batch.accepted_messages += 1
         if confirm:
-            stamps = readings.ts if isinstance(readings, ReadingColumns) else [r.ts for r in readings]
+            # As sent where we have the text (the columnar path), else formatted; gateways compare
+            # instants, so "+09:00" and "Z" forms of one instant are the same reading.
+            stamps = readings.ts_text if isinstance(readings, ReadingColumns) else [_rfc3339(r.ts) for r in readings]
             _site, _sep, rest = message.topic[7:].partition("/")  # vpp/v1/{site}/{device}/telemetry
             batch.stored.setdefault(_site, {}).setdefault(rest.partition("/")[0], []).extend(stamps)
         if isinstance(readings, ReadingColumns):
@@ -234,3 +236,7 @@ def _status(
             reject(RejectReason.INVALID_PAYLOAD, "status object holds NaN, a NUL or a lone surrogate")
             return
     batch.statuses.append(StatusRow(site_pk, online, detail, message.received_at))
+
+
+def _rfc3339(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -45,7 +45,7 @@ from vpp.mqtt import (
 
 from .batcher import Inbound
 
-__all__ = ["Subscriber"]
+__all__ = ["Subscriber", "confirmation_messages"]
 
 log = logging.getLogger("vpp.ingest.subscriber")
 
@@ -172,17 +172,16 @@ class Subscriber:
             log.warning("broker refused the catch-all subscriptions for misfit topics", extra={"reasons": refused})
         self.subscribed.set()
 
-    def confirm(self, stored: Mapping[str, Mapping[str, Sequence[datetime]]]) -> int:
-        """Tell each site which of its readings are now durably stored; returns messages published.
+    def confirm(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """Publish the confirmations `confirmation_messages` built; returns messages published.
 
-        Call only after the commit. QoS 1 so that a gateway's persistent session gets it after a
-        short disconnect; a confirmation that is lost anyway only makes the gateway resend, and
-        storage ignores the repeat.
+        Call only after the commit. QoS 0: a confirmation that is lost (the gateway offline, a broker
+        restart) only makes the gateway resend, and storage ignores the repeat; QoS 1 would add a
+        PUBACK per site and batch to ingest's busiest thread.
         """
-        for site_id, devices in stored.items():
-            body = {"v": 1, "stored": {device: [_rfc3339(ts) for ts in stamps] for device, stamps in devices.items()}}
-            self.client.publish(stored_topic(site_id), json.dumps(body, separators=(",", ":")), qos=1)
-        return len(stored)
+        for topic, payload in messages:
+            self.client.publish(topic, payload, qos=0)
+        return len(messages)
 
     def _handle_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self.partitions > 1 and site_partition(message.topic, self.partitions) != self.partition:
@@ -196,5 +195,9 @@ class Subscriber:
         self._on_received()
 
 
-def _rfc3339(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def confirmation_messages(stored: Mapping[str, Mapping[str, Sequence[str]]]) -> list[tuple[str, bytes]]:
+    """One `vpp/v1/{site}/stored` message per site: what a committed batch stored (DESIGN 3.4)."""
+    return [
+        (stored_topic(site_id), json.dumps({"v": 1, "stored": devices}, separators=(",", ":")).encode())
+        for site_id, devices in stored.items()
+    ]

@@ -33,7 +33,7 @@ from vpp.postgres.rollup import run_rollup
 
 from .batcher import Batch, Inbound, build_batch
 from .metrics import IngestMetrics
-from .subscriber import Subscriber
+from .subscriber import Subscriber, confirmation_messages
 
 __all__ = ["IngestConfig", "IngestWorker"]
 
@@ -87,6 +87,7 @@ class _Validated:
     batch: Batch
     rows: EncodedRows  # the batch's rows, already in COPY format: the writer thread only streams them
     started: float
+    confirmations: list[tuple[str, bytes]]  # encoded here too, published by the writer after the commit
 
 
 class IngestWorker:
@@ -241,7 +242,7 @@ class IngestWorker:
             client_id=self.config.client_id,
             confirm=self.config.confirm,
         )
-        return _Validated(messages, batch, encode_rows(batch.rows), started)
+        return _Validated(messages, batch, encode_rows(batch.rows), started, confirmation_messages(batch.stored))
 
     def _write_loop(self) -> None:
         give_up_at: float | None = None
@@ -256,8 +257,8 @@ class IngestWorker:
             if not self._write_with_retry(item, give_up_at):
                 continue  # stopping with the database down: leave unacked; the broker redelivers
             committed_at = self.clock()
-            if item.batch.stored:  # durable now: tell the sites, then let the broker forget
-                self.subscriber.confirm(item.batch.stored)
+            if item.confirmations:  # durable now: tell the sites, then let the broker forget
+                self.subscriber.confirm(item.confirmations)
             self.subscriber.ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
