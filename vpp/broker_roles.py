@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vpp.broker_security import PasswordHash, ServiceAccounts, check_site_ids
+from vpp.mqtt import MISFIT_FILTERS, STORED_TOPIC
 
 __all__ = [
     "MAX_PACKET_BYTES",
@@ -43,7 +44,7 @@ __all__ = [
 
 # Topic patterns below a site's own prefix `vpp/v1/{site_id}/`. Adding a platform → site topic is one line.
 SITE_TO_PLATFORM: tuple[str, ...] = ("+/telemetry", "status", "dr/ack")
-PLATFORM_TO_SITE: tuple[str, ...] = ("dr/signal",)
+PLATFORM_TO_SITE: tuple[str, ...] = ("dr/signal", "stored")  # stored: end-to-end confirmation (vpp.mqtt)
 
 # Largest MQTT packet the broker accepts: ingest's own payload limit (256 KiB, dead-lettered as
 # `oversized` above it) plus room for the topic and properties, so an oversized reading still reaches
@@ -115,7 +116,13 @@ def dynamic_security_config(
         {
             "rolename": "ingest",
             # Mosquitto 2.0.11 checks a shared subscription's deliveries against the plain topic.
-            "acls": [_acl("subscribePattern", f"$share/{group}/{telemetry}"), *_reads(telemetry, status)],
+            "acls": [
+                *([_acl("subscribePattern", f"$share/{group}/{telemetry}")] if group else []),
+                *_reads(telemetry, status),
+                # misfit topics are kept as dead letters; the confirmation goes to every site
+                *_reads(*MISFIT_FILTERS),
+                *_writes(STORED_TOPIC.format(site_id="+")),
+            ],
         },
         {
             "rolename": "dr-scheduler",

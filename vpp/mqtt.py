@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -20,16 +21,40 @@ __all__ = [
     "make_client",
     "parse_broker_url",
     "session_properties",
+    "site_partition",
     "status_topic",
+    "stored_topic",
     "telemetry_topic",
 ]
 
 TELEMETRY_FILTER = "vpp/v1/+/+/telemetry"
 STATUS_FILTER = "vpp/v1/+/status"
+# Topics under vpp/v1/ that fit no part of the contract (too few or too many levels, a device
+# level missing), so that ingest sees them and keeps them as dead letters instead of the broker
+# dropping them unseen. None of them overlaps a valid topic: Mosquitto would deliver a message once
+# per matching subscription. A five-level topic with a wrong last level is not caught, because
+# `vpp/v1/+/+/+` would also match the DR topics.
+MISFIT_FILTERS = ("vpp/v1", "vpp/v1/+", "vpp/v1/+/telemetry", "vpp/v1/+/+/+/+/#")
+# Platform -> site: what the platform has durably stored of the site's telemetry (DESIGN.md 3.4).
+# The one place this topic is spelled; the ACL grants each site read access to its own.
+STORED_TOPIC = "vpp/v1/{site_id}/stored"
 
 
 def telemetry_topic(site_id: str, device_id: str) -> str:
     return f"vpp/v1/{site_id}/{device_id}/telemetry"
+
+
+def stored_topic(site_id: str) -> str:
+    return STORED_TOPIC.format(site_id=site_id)
+
+
+def site_partition(topic: str, partitions: int) -> int:
+    """Which of `partitions` ingest workers owns the topic's site (CRC-32: the same in every process)."""
+    if partitions <= 1:
+        return 0
+    parts = topic.split("/", 3)
+    site = parts[2] if len(parts) > 2 else ""
+    return zlib.crc32(site.encode("utf-8", "surrogatepass")) % partitions
 
 
 def status_topic(site_id: str) -> str:

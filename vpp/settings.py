@@ -74,7 +74,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
 
     ingest_client_id: str = "ingest-1"
-    ingest_share_group: str = "ingest"
+    # Empty (default): every worker holds a plain subscription that Mosquitto restores on a restart
+    # and keeps the sites of its partition. A group name uses `$share/<group>/…` instead, for brokers
+    # that restore shared subscriptions (Mosquitto 2.0 does not: a window on every broker restart).
+    ingest_share_group: str = ""
+    ingest_partition: int = Field(0, ge=0)
+    ingest_partitions: int = Field(1, ge=1, le=64)
+    # Publish the end-to-end confirmation (`vpp/v1/{site}/stored`) after each commit.
+    ingest_confirm: bool = True
     ingest_batch_max_readings: int = Field(5000, ge=1, le=100_000)
     ingest_batch_max_wait_ms: int = Field(200, ge=1, le=60_000)
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1024)
@@ -91,6 +98,14 @@ class Settings(BaseSettings):
 
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _partition_in_range(self) -> Self:
+        if self.ingest_partition >= self.ingest_partitions:
+            raise ValueError(
+                f"VPP_INGEST_PARTITION={self.ingest_partition} must be below VPP_INGEST_PARTITIONS={self.ingest_partitions}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _development_placeholders_only_in_development(self) -> Self:

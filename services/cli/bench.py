@@ -23,6 +23,33 @@ def ingest(
     run_bench_ingest(tuple(int(m) for m in modes.split(",")), messages=messages, naive_messages=naive_messages)
 
 
+@app.command("fuzz")
+def fuzz(
+    examples: int = typer.Option(100_000, help="Generated messages to run through ingest's decoders"),
+    seed: int | None = typer.Option(None, help="Hypothesis seed (default: derandomized, the same every run)"),
+) -> None:
+    """Fuzz ingest's decoders with generated payloads; no input may end as processing_error."""
+    from services.cli.bench_fuzz import run_bench_fuzz
+
+    run_bench_fuzz(examples, seed)
+
+
+@app.command("faults")
+def faults(
+    rounds: int = typer.Option(10, help="Rounds, each with two faults at random moments"),
+    seed: int | None = typer.Option(None, help="Seed of the fault schedule (printed; random by default)"),
+    readings_per_device: int = typer.Option(150, help="Numbered readings per device per round (20 devices)"),
+    resend_always: bool = typer.Option(
+        False, help="Gateways resend unconfirmed readings in every round (default: only in broker-SIGKILL rounds)"
+    ),
+) -> None:
+    """Randomized faults (ingest/rollup SIGKILL, broker graceful/SIGKILL, PostgreSQL SIGKILL) against
+    independent gateways: published, PUBACKed, confirmed, stored, lost, duplicates, recovery."""
+    from services.cli.bench_faults import run_bench_faults
+
+    run_bench_faults(rounds, seed, readings_per_device, resend_always)
+
+
 @app.command("api")
 def api(
     sites: int = typer.Option(1050, help="Sites with a fiscal year of 30-minute data"),

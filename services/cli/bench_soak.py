@@ -1,7 +1,7 @@
 """`vpp bench soak`: a bounded fault-injection load test of ingest on loopback (issue 7).
 
 A private PostgreSQL and Mosquitto in a temporary folder; N simulated sites registered in one COPY;
-`workers` ingest processes (`python -m services.ingest`) on the shared subscription; the fleet
+`workers` ingest processes (`python -m services.ingest`), each keeping its partition of the sites; the fleet
 publisher in its own process (message shape: see `services.cli.soak_publisher` — one 4-reading
 batch per site per interval, so 20,000 sites at 10 s are ≈2,000 messages/s and ≈8,000 readings/s).
 At fixed fractions of the run it SIGKILLs ingest worker 1 (restarted after `worker_down_s`),

@@ -215,7 +215,8 @@ def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: Sim
         f"messages published {publisher.published:,} · acked by broker {publisher.acked:,} · readings written "
         f"{m.written._value.get():,.0f} · duplicates {m.duplicates._value.get():,.0f} · dead letters "
         f"{sum(s.value for metric in m.rejected.collect() for s in metric.samples if s.name.endswith('_total')):,.0f}"
-        f" · queue {worker.inbox.qsize()}"
+        f" · queue {worker.inbox.qsize()} · confirmed stored {publisher.backlog.confirmed:,}"
+        f" · awaiting confirmation {len(publisher.backlog):,}"
     )
     return table
 

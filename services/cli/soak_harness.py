@@ -69,6 +69,9 @@ class Harness:
             "VPP_DATABASE_URL": self.db_url,
             "VPP_MQTT_URL": f"mqtt://127.0.0.1:{self.broker.port}",
             "VPP_INGEST_CLIENT_ID": f"soak-ingest-{index + 1}",
+            # Each worker keeps its partition of the sites (plain subscriptions, as deployed).
+            "VPP_INGEST_PARTITION": str(index),
+            "VPP_INGEST_PARTITIONS": str(len(self.procs)),
             "VPP_INGEST_METRICS_PORT": str(self.ports[index]),
             "VPP_DATA_DIR": str(self.workdir / "ingest-data"),
             "VPP_LOG_LEVEL": "WARNING",
@@ -165,7 +168,7 @@ def wait_until(probe: Callable[[], bool], timeout_s: float, what: str, every_s: 
 
 
 def wait_ingest_ready(h: Harness, probe_pk: int) -> None:
-    """Both workers connected, the shared subscription routing (PUBACK says so) and a probe reading stored."""
+    """Both workers connected, the subscriptions routing (PUBACK says so) and a probe reading stored."""
     wait_until(lambda: h.sample()[2] == len(h.procs), 90, "ingest workers did not connect")
     routed = threading.Event()
     client = make_client("soak-probe")

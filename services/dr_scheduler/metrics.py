@@ -25,6 +25,9 @@ class SchedulerMetrics:
         self.acks = Counter("vpp_dr_acks_received", "Acknowledgements received", ["result"], registry=r)
         self.transitions = Counter("vpp_dr_event_transitions", "Event lifecycle changes", ["to_status"], registry=r)
         self.alarms = Counter("vpp_dr_demand_alarms", "Live demand alarms raised", ["level"], registry=r)
+        self.implausible_limits = Counter(
+            "vpp_dr_implausible_limits_refused", "Import limits refused as implausible for the site", registry=r
+        )
         self.verified_kwh = Counter("vpp_dr_verified_reduction_kwh", "Verified reductions, kWh", registry=r)
         self.tick_seconds = Histogram("vpp_dr_tick_seconds", "Duration of one scheduler tick", registry=r)
         self.connected = Gauge("vpp_dr_broker_connected", "1 while connected to the broker", registry=r)

@@ -21,12 +21,14 @@ from typing import Protocol
 
 import psycopg
 
-from vpp.domain.dr_events import Direction, EventStatus, SignalEvent, parse_ack, signal_payload
+from vpp.domain.dr_events import Direction, DrSignal, EventStatus, SignalEvent, parse_ack, signal_payload
+from vpp.domain.limit_plausibility import implausible_limit
 from vpp.domain.site_signal import site_signal
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import load_dr_sites, region_site_ids
 from vpp.postgres.openadr_dr import publish_dr_event
+from vpp.postgres.site_capacity import site_capacity
 
 from .event_planning import event_slots, plan_document, plan_event_sites
 from .metrics import SchedulerMetrics
@@ -136,9 +138,27 @@ class Scheduler:
         published: list[int] = []
         for site in store.event_sites(self.conn, event.pk):
             signal = site_signal(trigger, event.kind, store.parts_in_effect(self.conn, site.site_pk, now), now)
+            if self._refused(event, site.site_pk, signal, now):
+                continue
             self.sink.publish(site.site_id, signal_payload(signal), signal.status)
             published.append(site.site_pk)
         return published
+
+    def _refused(self, event: store.DrEventRow, site_pk: int, signal: DrSignal, now: datetime) -> bool:
+        """The plausibility guard at the point of publishing: a limit the site could never mean (above its
+        rated import, or far above its history) is not sent. It raises an alarm (metric and error log)
+        and records why in the event's audit trail; the site is left out of this dispatch."""
+        limits = [i.import_limit_kw for i in signal.intervals if i.import_limit_kw is not None]
+        if not limits:
+            return False
+        why = implausible_limit(max(limits), site_capacity(self.conn, site_pk, now))
+        if why is None:
+            return False
+        self.metrics.implausible_limits.inc()
+        log.error("refused to publish an implausible import limit", extra=kv(event_id=event.event_id, reason=why))
+        store.add_audit(self.conn, event.pk, now, "scheduler", "limit_refused", event.status, event.status,
+                        {"site_pk": site_pk, "reason": why})  # fmt: skip
+        return True
 
     def dispatch(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
         """Publish the event's signals to every called site and mark it dispatched."""
@@ -187,6 +207,8 @@ class Scheduler:
         trigger = SignalEvent(event.event_id, event.revision, event.direction, event.start_at, event.end_at)
         for site_pk, site_id in sorted(sites.items()):
             signal = site_signal(trigger, event.kind, store.parts_in_effect(self.conn, site_pk, now), now)
+            if self._refused(event, site_pk, signal, now):
+                continue
             self.sink.publish(site_id, signal_payload(signal), signal.status)
             log.info("DR event released a site", extra=kv(event_id=event.event_id, site_id=site_id))
         self.conn.commit()

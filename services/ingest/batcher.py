@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import NamedTuple
 
@@ -53,6 +54,9 @@ class Batch:
     statuses: list[StatusRow] = field(default_factory=list)
     accepted_messages: int = 0
     newest_ts: list[datetime] = field(default_factory=list)  # per accepted telemetry message
+    # site_id -> device_id -> RFC 3339 timestamps of accepted readings: the end-to-end confirmation to
+    # send once the batch is committed (filled only when `build_batch(confirm=True)`).
+    stored: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def rejections_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -63,6 +67,8 @@ class Batch:
 
 Lookup = Callable[[str, str], DeviceRef | None]
 
+_JSONB_UNSAFE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
+
 
 def build_batch(
     messages: Sequence[Inbound],
@@ -72,11 +78,12 @@ def build_batch(
     limits: Limits,
     max_payload_bytes: int,
     client_id: str | None = None,
+    confirm: bool = False,
 ) -> Batch:
     batch = Batch()
     for message in messages:
         if message.topic.endswith("/status"):
-            _status(message, site_pks, batch, client_id)
+            _status(message, site_pks, batch, client_id, max_payload_bytes)
             continue
         try:
             outcome = _telemetry(message, lookup, site_pks, limits, max_payload_bytes)
@@ -97,6 +104,12 @@ def build_batch(
             continue
         device_pk, readings = outcome
         batch.accepted_messages += 1
+        if confirm:
+            # As sent where we have the text (the columnar path), else formatted; gateways compare
+            # instants, so "+09:00" and "Z" forms of one instant are the same reading.
+            stamps = readings.ts_text if isinstance(readings, ReadingColumns) else [_rfc3339(r.ts) for r in readings]
+            _site, _sep, rest = message.topic[7:].partition("/")  # vpp/v1/{site}/{device}/telemetry
+            batch.stored.setdefault(_site, {}).setdefault(rest.partition("/")[0], []).extend(stamps)
         if isinstance(readings, ReadingColumns):
             batch.newest_ts.append(readings.newest)
             # Rows assembled by zip: no Python code runs per reading.
@@ -177,15 +190,23 @@ def _claims_mismatch(topic: TopicParts, site_id: str | None, device_id: str | No
     return None
 
 
-def _status(message: Inbound, site_pks: Mapping[str, int], batch: Batch, client_id: str | None) -> None:
+def _status(
+    message: Inbound, site_pks: Mapping[str, int], batch: Batch, client_id: str | None, max_payload_bytes: int
+) -> None:
     parts = message.topic.split("/")
-    site_pk = site_pks.get(parts[2]) if len(parts) == 4 and parts[3] == "status" else None
 
     def reject(reason: RejectReason, detail: str) -> None:
         batch.dead_letters.append(
             DeadLetter(message.received_at, message.topic, message.payload, str(reason), detail, client_id)
         )
 
+    if len(parts) != 4 or parts[:2] != ["vpp", "v1"]:
+        reject(RejectReason.BAD_TOPIC, f"expected vpp/v1/{{site}}/status, got {message.topic[:200]!r}")
+        return
+    if len(message.payload) > max_payload_bytes:
+        reject(RejectReason.OVERSIZED, f"payload is {len(message.payload)} bytes, limit {max_payload_bytes}")
+        return
+    site_pk = site_pks.get(parts[2])
     if site_pk is None:
         reject(RejectReason.UNKNOWN_SITE, f"status for unregistered site {message.topic!r}")
         return
@@ -198,13 +219,24 @@ def _status(message: Inbound, site_pks: Mapping[str, int], batch: Batch, client_
     else:
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             reject(RejectReason.MALFORMED_JSON, "status must be 'online', 'offline' or a JSON object")
             return
         state = body.get("state") if isinstance(body, dict) else None
-        if state not in {"online", "offline"}:
+        if state != "online" and state != "offline":
             reject(RejectReason.INVALID_PAYLOAD, "status.state must be 'online' or 'offline'")
             return
         online = state == "online"
-        detail = json.dumps(body)
+        try:
+            detail = json.dumps(body, allow_nan=False)
+        except (ValueError, RecursionError):
+            detail = None
+        if detail is None or _JSONB_UNSAFE.search(detail):
+            # jsonb refuses NaN, \u0000 and lone surrogates: the batch would fail on every retry.
+            reject(RejectReason.INVALID_PAYLOAD, "status object holds NaN, a NUL or a lone surrogate")
+            return
     batch.statuses.append(StatusRow(site_pk, online, detail, message.received_at))
+
+
+def _rfc3339(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -5,25 +5,47 @@ committed; if the process dies first, the broker redelivers to the same session 
 A reconnect invalidates packet ids, so acks are tagged with the connection generation they belong
 to and stale ones are dropped (the broker redelivers those messages, and the duplicate insert is
 ignored).
+
+Several workers, no window: by default every worker holds a plain (non-shared) subscription in its
+own persistent session and keeps only the sites hashed to its partition (`site_partition`),
+acknowledging the others at once. Mosquitto restores plain subscriptions of persistent sessions
+from its persistence file on a restart, so the subscription is in place the moment the broker
+accepts publishers again, and it queues for a worker that is down. Mosquitto 2.0 does not restore
+`$share` subscriptions: with a share group (optional, for brokers that do, such as EMQX) messages
+published after a broker restart and before ingest resubscribes match nobody and are dropped.
+
+After each commit the worker publishes what it stored on the site's `stored` topic (`confirm`):
+the end-to-end confirmation that lets a gateway forget a reading (DESIGN.md section 3.4).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from vpp.mqtt import STATUS_FILTER, TELEMETRY_FILTER, BrokerAddress, close_client, make_client, session_properties
+from vpp.mqtt import (
+    MISFIT_FILTERS,
+    STATUS_FILTER,
+    TELEMETRY_FILTER,
+    BrokerAddress,
+    close_client,
+    make_client,
+    session_properties,
+    site_partition,
+    stored_topic,
+)
 
 from .batcher import Inbound
 
-__all__ = ["Subscriber"]
+__all__ = ["Subscriber", "confirmation_messages"]
 
 log = logging.getLogger("vpp.ingest.subscriber")
 
@@ -42,9 +64,16 @@ class Subscriber:
         on_received: Callable[[], None] = lambda: None,
         on_connection_change: Callable[[bool], None] = lambda _connected: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        partition: int = 0,
+        partitions: int = 1,
     ) -> None:
+        if not 0 <= partition < partitions:
+            raise ValueError(f"ingest partition {partition} is not in 0..{partitions - 1}")
         self.broker = broker
         self.share_group = share_group
+        self.partition = partition
+        # A shared subscription already splits the stream; partitions split a plain one.
+        self.partitions = 1 if self.shared else partitions
         self.receive_maximum = receive_maximum
         self.inbox = inbox
         self._on_received = on_received
@@ -62,9 +91,8 @@ class Subscriber:
             password=password,
             manual_ack=True,
             tls=broker.tls,
-            # Mosquitto 2.0 does not restore shared subscriptions from its persistence file: after a
-            # broker restart, messages match nobody until ingest resubscribes. Reconnecting within
-            # 100 ms (sites back off for a second or more) closes that window in practice.
+            # Back within 100 ms of a broker restart: the broker queues for the session meanwhile, but
+            # the sooner ingest drains that queue the sooner sites see their readings confirmed.
             reconnect_min_s=0.1,
             buffered=True,
         )
@@ -74,12 +102,19 @@ class Subscriber:
         self.client.on_subscribe = self._handle_subscribe
 
     @property
+    def shared(self) -> bool:
+        # A 3.1.1-only broker has no shared subscriptions.
+        return bool(self.broker.mqtt5 and self.share_group)
+
+    @property
     def telemetry_filter(self) -> str:
-        # Shared subscriptions split the stream across workers; a 3.1.1-only broker has none, and an
-        # empty group gives a single worker a plain subscription that the broker persists fully.
-        if self.broker.mqtt5 and self.share_group:
-            return f"$share/{self.share_group}/{TELEMETRY_FILTER}"
-        return TELEMETRY_FILTER
+        return f"$share/{self.share_group}/{TELEMETRY_FILTER}" if self.shared else TELEMETRY_FILTER
+
+    @property
+    def filters(self) -> list[str]:
+        """Telemetry and status first (required), then the catch-alls for misfit topics (optional)."""
+        misfits = [f"$share/{self.share_group}/{f}" if self.shared else f for f in MISFIT_FILTERS]
+        return [self.telemetry_filter, STATUS_FILTER, *misfits]
 
     def start(self) -> None:
         if self.broker.mqtt5:
@@ -112,11 +147,11 @@ class Subscriber:
         if reason.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason)})
             return
+        # Subscribing again on every connect is harmless when the broker restored the session.
         if self.broker.mqtt5:
-            options = SubscribeOptions(qos=1)
-            client.subscribe([(self.telemetry_filter, options), (STATUS_FILTER, SubscribeOptions(qos=1))])
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
         else:
-            client.subscribe([(self.telemetry_filter, 1), (STATUS_FILTER, 1)])
+            client.subscribe([(f, 1) for f in self.filters])
         self._on_connection_change(True)
         log.info("connected to broker", extra={"host": self.broker.host, "port": self.broker.port})
 
@@ -128,15 +163,41 @@ class Subscriber:
         log.warning("disconnected from broker", extra={"reason": str(reason)})
 
     def _handle_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
+        refused = [(f, str(r)) for f, r in zip(self.filters, reasons, strict=False) if r.is_failure]
+        if any(f in (self.telemetry_filter, STATUS_FILTER) for f, _r in refused):
             # An ACL that does not grant the ingest account its filters: nothing will arrive, say why.
             log.error("broker refused the subscription", extra={"reasons": refused})
             return
+        if refused:  # misfit topics then vanish at the broker, as they did before
+            log.warning("broker refused the catch-all subscriptions for misfit topics", extra={"reasons": refused})
         self.subscribed.set()
 
-    def _handle_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def confirm(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """Publish the confirmations `confirmation_messages` built; returns messages published.
+
+        Call only after the commit. QoS 0: a confirmation that is lost (the gateway offline, a broker
+        restart) only makes the gateway resend, and storage ignores the repeat; QoS 1 would add a
+        PUBACK per site and batch to ingest's busiest thread.
+        """
+        for topic, payload in messages:
+            self.client.publish(topic, payload, qos=0)
+        return len(messages)
+
+    def _handle_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.partitions > 1 and site_partition(message.topic, self.partitions) != self.partition:
+            # Another worker's site: its own session got the same message. Drop it here at once.
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+            return
         self.inbox.put(
             Inbound(message.topic, bytes(message.payload), self._clock(), message.mid, message.qos, self._generation)
         )
         self._on_received()
+
+
+def confirmation_messages(stored: Mapping[str, Mapping[str, Sequence[str]]]) -> list[tuple[str, bytes]]:
+    """One `vpp/v1/{site}/stored` message per site: what a committed batch stored (DESIGN 3.4)."""
+    return [
+        (stored_topic(site_id), json.dumps({"v": 1, "stored": devices}, separators=(",", ":")).encode())
+        for site_id, devices in stored.items()
+    ]

@@ -33,7 +33,7 @@ from vpp.postgres.rollup import run_rollup
 
 from .batcher import Batch, Inbound, build_batch
 from .metrics import IngestMetrics
-from .subscriber import Subscriber
+from .subscriber import Subscriber, confirmation_messages
 
 __all__ = ["IngestConfig", "IngestWorker"]
 
@@ -45,7 +45,13 @@ class IngestConfig:
     database_url: str
     broker: BrokerAddress
     client_id: str = "ingest-1"
-    share_group: str = "ingest"
+    # Empty: a plain subscription in a persistent session, which Mosquitto restores on a restart;
+    # several workers then split sites by `partition` of `partitions` (see subscriber.py).
+    share_group: str = ""
+    partition: int = 0
+    partitions: int = 1
+    # Publish what each batch stored on the sites' `stored` topics (the end-to-end confirmation).
+    confirm: bool = True
     username: str | None = None
     password: str | None = None
     batch_max_messages: int = 5000
@@ -81,6 +87,7 @@ class _Validated:
     batch: Batch
     rows: EncodedRows  # the batch's rows, already in COPY format: the writer thread only streams them
     started: float
+    confirmations: list[tuple[str, bytes]]  # encoded here too, published by the writer after the commit
 
 
 class IngestWorker:
@@ -120,6 +127,8 @@ class IngestWorker:
             on_received=self.metrics.received.inc,
             on_connection_change=lambda up: self.metrics.connected.set(1 if up else 0),
             clock=clock,
+            partition=config.partition,
+            partitions=config.partitions,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,8 +240,9 @@ class IngestWorker:
             limits=self.config.limits,
             max_payload_bytes=self.config.max_payload_bytes,
             client_id=self.config.client_id,
+            confirm=self.config.confirm,
         )
-        return _Validated(messages, batch, encode_rows(batch.rows), started)
+        return _Validated(messages, batch, encode_rows(batch.rows), started, confirmation_messages(batch.stored))
 
     def _write_loop(self) -> None:
         give_up_at: float | None = None
@@ -247,6 +257,8 @@ class IngestWorker:
             if not self._write_with_retry(item, give_up_at):
                 continue  # stopping with the database down: leave unacked; the broker redelivers
             committed_at = self.clock()
+            if item.confirmations:  # durable now: tell the sites, then let the broker forget
+                self.subscriber.confirm(item.confirmations)
             self.subscriber.ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
@@ -372,7 +384,11 @@ class IngestWorker:
                 self._rollup_conn = connect(self.config.database_url, application_name="vpp-rollup")
             while True:
                 result = run_rollup(
-                    self._rollup_conn, max_gap_s=self.config.max_gap_s, delay_s=self.config.rollup_delay_s
+                    self._rollup_conn,
+                    max_gap_s=self.config.max_gap_s,
+                    delay_s=self.config.rollup_delay_s,
+                    rated_power_factor=self.config.limits.rated_power_factor,
+                    max_power_kw=self.config.limits.max_abs_power_kw,
                 )
                 self.metrics.rollup_slots.inc(result.device_slots)
                 if not result.ran or result.device_slots < 5_000:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from tests.integration.ingest_fixtures import register_depot, running_ingest, sc
 from tests.support.mqtt_publisher import GatewayPublisher
 from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
-from vpp.postgres.readings import ReadingRow, ReadingWriter, encode_rows
+from vpp.postgres.readings import DEAD_LETTER_PREFIX_BYTES, ReadingRow, ReadingWriter, encode_rows
 from vpp.postgres.registry import registry_fingerprint
 from vpp.postgres.rollup import run_rollup
 
@@ -248,7 +249,17 @@ BAD_INPUTS = [
     ("invalid_payload", "pv-1", b'{"ts": "__TS__", "soc_pct": 50}'),
     ("invalid_payload", "meter-1", b'"just a string"'),
     ("oversized", "meter-1", b'{"ts": "__TS__", "power_kw": 1.0, "pad": "' + b"x" * 300_000 + b'"}'),
+    (
+        "conflicting_readings",
+        "meter-1",
+        b'{"readings": [{"ts": "__TS__", "power_kw": 1.0}, {"ts": "__TS__", "power_kw": 9.0}]}',
+    ),
+    ("invalid_payload", "meter-1", b'[{"n": "power", "u": "W", "v": 1000, "t": -30}]'),  # relative SenML time
+    ("invalid_payload", "meter-1", b'[{"bt": 1e20, "n": "power", "u": "W", "v": 1}]'),
+    ("invalid_payload", "meter-1", b'[{"bt": 1.8e9, "n": "power", "u": ["W"], "v": 1}]'),
 ]
+# Topics under vpp/v1/ that fit no part of the contract: kept as dead letters, not dropped unseen.
+MISFIT_TOPICS = ["vpp/v1/depot-a", "vpp/v1/depot-a/telemetry", "vpp/v1/depot-a/meter-1/x/telemetry", "vpp/v1"]
 
 
 def test_every_bad_input_class_lands_in_dead_letters_and_ingest_keeps_going(
@@ -262,19 +273,28 @@ def test_every_bad_input_class_lands_in_dead_letters_and_ingest_keeps_going(
         topic = "vpp/v1/nowhere/meter-1/telemetry" if device is None else T.format(device)
         gateway.publish(topic, payload)
         sent.append((reason, topic, payload))
+    for topic in MISFIT_TOPICS:
+        payload = b'{"misfit": "%s"}' % topic.encode()
+        gateway.publish(topic, payload)
+        sent.append(("bad_topic", topic, payload))
     gateway.publish("vpp/v1/nowhere/status", b"online")
     good = {"ts": ts.decode(), "power_kw": 2.0}
     gateway.publish(T.format("meter-1"), good)
     gateway.wait_acked()
     wait_for(lambda: scalar(depot, "SELECT count(*) FROM readings"), lambda n: n == 1)
     wait_for(lambda: scalar(depot, "SELECT count(*) FROM dead_letters"), lambda n: n == len(sent) + 1)
-    stored = rows(depot, "SELECT reason, topic, payload, detail FROM dead_letters ORDER BY id")
-    by_payload = {(bytes(p), t): (r, d) for r, t, p, d in stored}
+    stored = rows(
+        depot, "SELECT reason, topic, payload, detail, payload_bytes, payload_sha256 FROM dead_letters ORDER BY id"
+    )
+    by_hash = {(bytes(h), t): (r, d, bytes(p), n) for r, t, p, d, n, h in stored}
     for reason, topic, payload in sent:
-        got_reason, detail = by_payload[(payload, topic)]
+        got_reason, detail, prefix, size = by_hash[(hashlib.sha256(payload).digest(), topic)]
         assert got_reason == reason, (payload[:80], detail)
         assert detail
-    assert ("unknown_site", "vpp/v1/nowhere/status") in {(r, t) for r, t, _p, _d in stored}
+        # A bounded prefix of the payload, with the whole payload's size and hash beside it.
+        assert (prefix, size) == (payload[:DEAD_LETTER_PREFIX_BYTES], len(payload))
+    assert max(len(bytes(p)) for _r, _t, p, _d, _n, _h in stored) == DEAD_LETTER_PREFIX_BYTES
+    assert ("unknown_site", "vpp/v1/nowhere/status") in {(r, t) for r, t, *_rest in stored}
 
 
 def test_status_topic_records_online_and_last_will(depot: str, gateway: GatewayPublisher) -> None:

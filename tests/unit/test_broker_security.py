@@ -88,6 +88,7 @@ def test_each_site_may_write_only_under_its_own_prefix_and_read_only_its_own_sig
         "write vpp/v1/site-a/status",
         "write vpp/v1/site-a/dr/ack",
         "read vpp/v1/site-a/dr/signal",
+        "read vpp/v1/site-a/stored",  # the end-to-end confirmation of its own readings only
     ]
     for site, grants in blocks.items():
         if site in SERVICES.usernames:
@@ -102,14 +103,25 @@ def test_service_accounts_get_what_their_roles_need() -> None:
         "read $share/workers/vpp/v1/+/+/telemetry",
         "read vpp/v1/+/+/telemetry",
         "read vpp/v1/+/status",
+        "read vpp/v1",
+        "read vpp/v1/+",
+        "read vpp/v1/+/telemetry",
+        "read vpp/v1/+/+/+/+/#",
+        "write vpp/v1/+/stored",
     ]
+    # Without a share group (the default) ingest holds plain subscriptions only.
+    plain = _acl_blocks(acl_file([], ServiceAccounts("ingest-svc", "sched-svc", "")))["ingest-svc"]
+    assert not any("$share" in g for g in plain)
+    assert "read vpp/v1/+/+/telemetry" in plain
     assert blocks["sched-svc"] == [
         "write vpp/v1/+/dr/signal",
         "read vpp/v1/+/dr/ack",
         "read vpp/v1/+/+/telemetry",
         "read vpp/v1/+/status",
     ]
-    assert not any(g.startswith(("write", "readwrite")) for g in blocks["ingest-svc"])
+    # Ingest writes nothing but the confirmation.
+    writes = [g for g in blocks["ingest-svc"] if g.startswith(("write", "readwrite"))]
+    assert writes == ["write vpp/v1/+/stored"]
 
 
 @pytest.mark.parametrize("site_id", ["ingest", "scheduler"])

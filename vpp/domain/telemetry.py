@@ -65,6 +65,7 @@ class RejectReason(StrEnum):
     IMPOSSIBLE_VALUE = "impossible_value"
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
+    CONFLICTING_READINGS = "conflicting_readings"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -217,6 +218,10 @@ _FIELDS = _field_table()
 
 # SenML: RFC 8428 section 4.5.3 — times below 2**28 are relative to the time of reception.
 _SENML_RELATIVE_LIMIT = 2**28
+# Absolute SenML times (seconds since 1970) that a datetime can hold; beyond them a time is garbage.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SENML_MIN_TIME = float(_SENML_RELATIVE_LIMIT)
+_SENML_MAX_TIME = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()
 _SENML_NAMES = frozenset({"power", "soc", "vehicles"} | _ENERGY_STEMS)
 _SENML_SOC_UNITS = {"%EL": 1.0, "%": 1.0, "/": 100.0}
 
@@ -238,7 +243,10 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
             base_time = _number(record["bt"], f"{where}.bt")
         if "bu" in record:
             base_unit = record["bu"] if isinstance(record["bu"], str) else None
-        name = base_name + (record.get("n") or "")
+        n = record.get("n")
+        if n is not None and not isinstance(n, str):
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.n: expected a string")
+        name = base_name + (n or "")
         # Gateways prefix names with device URNs or paths; the quantity is the last segment.
         stem = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
         if "v" not in record:
@@ -252,14 +260,21 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
         value = _senml_scaled(stem, value, unit, where)
         t = base_time + _number(record.get("t", 0.0), f"{where}.t")
         if abs(t) < _SENML_RELATIVE_LIMIT:
-            t = received_at.timestamp() + t
+            # RFC 8428 resolves such a time against the moment of reception, which differs on every
+            # redelivery: a resent message would be stored a second time under other timestamps.
+            raise _InvalidError(
+                RejectReason.INVALID_PAYLOAD,
+                f"{where}: relative SenML time {t!r} is not accepted (send absolute times, bt/t >= 2**28)",
+            )
+        if not _SENML_MIN_TIME <= t <= _SENML_MAX_TIME:
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: time {t!r} is outside years 1979..9999")
         slot = by_time.setdefault(t, {})
         if stem in slot:
             raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: {stem} given twice for one time")
         slot[stem] = value
     if not by_time:
         raise _InvalidError(RejectReason.INVALID_PAYLOAD, "senml: no known quantity in the pack")
-    return [RawReading(datetime.fromtimestamp(t, UTC), values) for t, values in sorted(by_time.items())]
+    return [RawReading(_EPOCH + timedelta(seconds=t), values) for t, values in sorted(by_time.items())]
 
 
 def _senml_scaled(stem: str, value: float, unit: Any, where: str) -> float:
@@ -271,7 +286,7 @@ def _senml_scaled(stem: str, value: float, unit: Any, where: str) -> float:
         table, expected = _SENML_SOC_UNITS, "%EL"
     else:
         return value  # vehicles: a count, SenML unit "count" or none
-    if unit not in table:
+    if not isinstance(unit, str) or unit not in table:  # a list or object is no unit (and unhashable)
         raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.u: {unit!r} is not a unit for {stem} ({expected})")
     return value * table[unit]
 
@@ -326,7 +341,26 @@ def decode_body(body: JsonBody, *, received_at: datetime, limits: Limits | None 
         return Rejection(RejectReason.INVALID_PAYLOAD, "payload nested too deeply")
     if len(readings) > limits.max_batch_readings:
         return Rejection(RejectReason.OVERSIZED, f"{len(readings)} readings, limit {limits.max_batch_readings}")
+    conflict = _conflict(readings)
+    if conflict:
+        return Rejection(RejectReason.CONFLICTING_READINGS, conflict)
     return readings
+
+
+def _conflict(readings: list[RawReading]) -> str | None:
+    """Two readings of one message for the same instant with different values: which one is true is
+    unknowable, and storage keeps only one reading per instant, so the message is refused whole.
+    Exact repeats are harmless (one row is kept)."""
+    if len(readings) < 2:
+        return None
+    seen: dict[datetime, int] = {}
+    for index, reading in enumerate(readings):
+        first = seen.setdefault(reading.ts, index)
+        if first != index and readings[first].values != reading.values:
+            return (
+                f"readings[{first}] and readings[{index}] are both for {reading.ts.isoformat()} with different values"
+            )
+    return None
 
 
 def decode_payload(
@@ -350,6 +384,9 @@ class ReadingColumns:
     soc_pct: list[float] | None
     vehicles: list[int] | None
     newest: datetime
+    # The timestamps exactly as the gateway sent them: the end-to-end confirmation echoes them, which
+    # costs nothing here where formatting 50,000 datetimes per second would cost the writer dearly.
+    ts_text: tuple[str, ...] = ()
 
 
 class _NotCommonError(Exception):
@@ -433,6 +470,8 @@ def _columns(
         return None
 
     ts = list(map(datetime.fromisoformat, table["ts"]))
+    if len(set(ts)) != len(ts):
+        return None  # a repeated instant: the reference path tells a repeat from a conflict
     newest = max(ts)  # naive timestamps raise TypeError against the aware clock below
     if newest > now + limits.future_tolerance or min(ts) < now - limits.max_age:
         return None
@@ -459,6 +498,7 @@ def _columns(
         soc_pct=stored.get("soc_pct"),
         vehicles=vehicles,
         newest=newest,
+        ts_text=table["ts"],
     )
 
 

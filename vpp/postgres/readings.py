@@ -14,6 +14,7 @@ took three to four times as long as without that competition, on the path every 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,17 @@ from operator import floordiv, sub
 
 import psycopg
 
-__all__ = ["DeadLetter", "EncodedRows", "ReadingRow", "ReadingWriter", "StatusRow", "WriteResult", "encode_rows"]
+__all__ = [
+    "DEAD_LETTER_PREFIX_BYTES",
+    "DeadLetter",
+    "EncodedRows",
+    "ReadingRow",
+    "ReadingWriter",
+    "StatusRow",
+    "WriteResult",
+    "dead_letter_row",
+    "encode_rows",
+]
 
 # (device_pk, ts, power_kw, energy_pos_kwh, energy_neg_kwh, soc_pct, vehicles)
 ReadingRow = tuple[int, datetime, float | None, float | None, float | None, float | None, int | None]
@@ -93,14 +104,38 @@ WITH inserted AS (
          LATERAL (VALUES (p.lo - %(gap)s * interval '1 second'), (p.hi - %(gap)s * interval '1 second'), (p.lo),
                          (p.lo + %(gap)s * interval '1 second'), (p.hi + %(gap)s * interval '1 second')) AS e(t)
     ORDER BY 1, 2
-    ON CONFLICT DO NOTHING
+    -- Not DO NOTHING: an already-dirty pair must be locked (WHERE false locks it without writing a
+    -- row version) until this transaction commits. Otherwise the rollup could claim the pair and
+    -- recompute the slot without these uncommitted readings, and nothing would mark it dirty again:
+    -- the slot would stay stale for good (found by `vpp bench faults`). The rollup's claim skips
+    -- locked pairs and takes them once this commit has made the readings visible.
+    ON CONFLICT (device_pk, slot_start) DO UPDATE SET dirty_since = energy_dirty.dirty_since WHERE false
 )
 SELECT count(*) FROM inserted
 """
 _DEAD = """
-INSERT INTO dead_letters (received_at, topic, payload, reason, detail, client_id)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO dead_letters (received_at, topic, payload, reason, detail, client_id, payload_bytes, payload_sha256)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 """
+# What a dead letter keeps of its payload: enough to see what a gateway sent, not a copy of every
+# oversized or hostile message (five 10 MB messages from an unregistered site once added 52 MB in
+# a second). The size and SHA-256 of the whole payload are kept beside the prefix.
+DEAD_LETTER_PREFIX_BYTES = 4096
+
+
+def dead_letter_row(d: DeadLetter, prefix_bytes: int = DEAD_LETTER_PREFIX_BYTES) -> tuple[object, ...]:
+    return (
+        d.received_at,
+        d.topic,
+        d.payload[:prefix_bytes],
+        d.reason,
+        d.detail,
+        d.client_id,
+        len(d.payload),
+        hashlib.sha256(d.payload).digest(),
+    )
+
+
 _STATUS = """
 INSERT INTO site_status (site_pk, online, detail, updated_at) VALUES (%s, %s, %s::jsonb, %s)
 ON CONFLICT (site_pk) DO UPDATE SET online = EXCLUDED.online, detail = EXCLUDED.detail,
@@ -201,10 +236,7 @@ class ReadingWriter:
                     counted = cur.fetchone()
                     inserted = counted[0] if counted else 0
                 if dead_letters:
-                    cur.executemany(
-                        _DEAD,
-                        [(d.received_at, d.topic, d.payload, d.reason, d.detail, d.client_id) for d in dead_letters],
-                    )
+                    cur.executemany(_DEAD, [dead_letter_row(d) for d in dead_letters])
                 if statuses:
                     cur.executemany(_STATUS, [(s.site_pk, s.online, s.detail_json, s.updated_at) for s in statuses])
             self.conn.commit()

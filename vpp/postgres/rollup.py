@@ -15,8 +15,22 @@ then current to within the delay instead of the rollup interval.
 One rollup runs at a time (a session advisory lock): several ingest workers may call it, and whoever
 holds the lock does the work. Dirty pairs are claimed in their own short transaction: ingest writers
 insert into `energy_dirty` with ON CONFLICT, and a long computation holding deleted-but-uncommitted
-claims would make every writer wait on it (the soak test saw ingest stall for minutes that way). If
-the computation fails, the claims are put back.
+claims would make every writer wait on it (the soak test saw ingest stall for minutes that way).
+
+Crash safety: the claim moves pairs from `energy_dirty` into `energy_claims` (committed), and the
+transaction that writes the recomputed rows deletes them from there. Whatever kills the computation
+(an exception, SIGKILL of ingest, a PostgreSQL crash) leaves the claims in `energy_claims`, and the
+next rollup to hold the lock takes them before any new dirty pair. Only the lock holder writes
+claims, so a claim found by a new lock holder is always a leftover.
+
+Physically impossible energy is not counted: an interval whose counter went backwards (a reset, or
+two gateways interleaving one device's counters) or advanced by more than the device can deliver
+in that time (its rating x `rated_power_factor`, plus a 1 kWh allowance for coarse counters) is
+counted in `device_energy_30min.anomalies`, and the whole slot of such an interval is integrated
+from the trapezoid of its power readings (which ingest has checked against the rating), or is
+nothing where there is no power. A meter without a rating is
+bounded by its site: four times its contract demand or demand target plus the ratings of the site's
+other devices; a device with neither by `max_power_kw`.
 """
 
 from __future__ import annotations
@@ -31,17 +45,23 @@ __all__ = ["RollupResult", "run_rollup"]
 _LOCK_KEY = 0x5650_5030  # "VPP0"
 
 _CLAIM = """
-DELETE FROM energy_dirty
-WHERE (device_pk, slot_start) IN (
-    SELECT device_pk, slot_start FROM energy_dirty
-    WHERE dirty_since <= now() - %(delay)s * interval '1 second'
-    ORDER BY device_pk, slot_start LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-RETURNING device_pk, slot_start
-"""
-_RECLAIM = """
-INSERT INTO energy_dirty (device_pk, slot_start)
-SELECT * FROM unnest(%s::int[], %s::timestamptz[]) ORDER BY 1, 2
+WITH taken AS (
+    DELETE FROM energy_dirty
+    WHERE (device_pk, slot_start) IN (
+        SELECT device_pk, slot_start FROM energy_dirty
+        WHERE dirty_since <= now() - %(delay)s * interval '1 second'
+        ORDER BY device_pk, slot_start
+        LIMIT greatest(%(limit)s - (SELECT count(*) FROM energy_claims), 0) FOR UPDATE SKIP LOCKED)
+    RETURNING device_pk, slot_start
+)
+INSERT INTO energy_claims (device_pk, slot_start)
+SELECT device_pk, slot_start FROM taken ORDER BY 1, 2
 ON CONFLICT DO NOTHING
+"""
+_CLAIMED = "SELECT device_pk, slot_start FROM energy_claims ORDER BY 1, 2 LIMIT %(limit)s"
+_RELEASE = """
+DELETE FROM energy_claims
+WHERE (device_pk, slot_start) IN (SELECT * FROM unnest(%s::int[], %s::timestamptz[]))
 """
 
 _DEVICE_ROLLUP = """
@@ -59,32 +79,50 @@ WITH claimed AS (
      AND r.ts >= g.lo - %(gap)s * interval '1 second'
      AND r.ts <= g.hi + %(gap)s * interval '1 second'
     WINDOW w AS (PARTITION BY r.device_pk ORDER BY r.ts)
+), bounds AS (
+    SELECT g.device_pk, coalesce(
+        d.rated_power_kw * %(factor)s + 1,
+        CASE WHEN d.kind = 'meter' THEN 4 * greatest(s.contract_demand_kw, s.demand_target_kw)
+            + (SELECT coalesce(sum(o.rated_power_kw), 0) FROM devices o WHERE o.site_pk = d.site_pk AND o.id <> d.id)
+        END,
+        %(max_kw)s) AS max_kw
+    FROM ranges g JOIN devices d ON d.id = g.device_pk JOIN sites s ON s.id = d.site_pk
+), deltas AS (
+    SELECT p.device_pk, p.p_ts AS t0, p.ts AS t1, extract(epoch FROM p.ts - p.p_ts)::float8 AS dt_s,
+           p.power_kw, p.p_power, p.energy_pos_kwh - p.p_pos AS d_pos, p.energy_neg_kwh - p.p_neg AS d_neg,
+           b.max_kw * extract(epoch FROM p.ts - p.p_ts)::float8 / 3600 + 1.0 AS cap_kwh
+    FROM pts p JOIN bounds b USING (device_pk)
+    WHERE p.p_ts IS NOT NULL AND p.ts - p.p_ts <= %(gap)s * interval '1 second'
+), flagged AS (
+    SELECT d.*, date_bin('30 minutes', d.t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS s0,
+           coalesce(d.d_pos < 0 OR d.d_pos > d.cap_kwh, false)
+               OR coalesce(d.d_neg < 0 OR d.d_neg > d.cap_kwh, false) AS bad
+    FROM deltas d
 ), intervals AS (
-    SELECT device_pk, p_ts AS t0, ts AS t1, extract(epoch FROM ts - p_ts)::float8 AS dt_s,
-        CASE WHEN energy_pos_kwh IS NOT NULL AND p_pos IS NOT NULL AND energy_pos_kwh >= p_pos
-                 THEN energy_pos_kwh - p_pos
-             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
-                 THEN greatest((power_kw + p_power) / 2, 0) * extract(epoch FROM ts - p_ts) / 3600
-             ELSE 0 END AS pos,
-        CASE WHEN energy_neg_kwh IS NOT NULL AND p_neg IS NOT NULL AND energy_neg_kwh >= p_neg
-                 THEN energy_neg_kwh - p_neg
-             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
-                 THEN greatest(-(power_kw + p_power) / 2, 0) * extract(epoch FROM ts - p_ts) / 3600
-             ELSE 0 END AS neg
-    FROM pts
-    WHERE p_ts IS NOT NULL AND ts - p_ts <= %(gap)s * interval '1 second'
+    -- A counter that misbehaved anywhere in a slot is trusted nowhere in it: two gateways interleaving
+    -- one device's counters go back once per pair and forward by the offset between them, and each
+    -- forward step alone can be small enough to pass the rating check.
+    SELECT *, bool_or(bad) OVER (PARTITION BY device_pk, s0) AS tainted FROM flagged
 ), placed AS (
-    SELECT i.*, b.s0,
-           least(1.0, extract(epoch FROM b.s0 + interval '30 minutes' - i.t0)::float8 / i.dt_s) AS f0
-    FROM intervals i
-    CROSS JOIN LATERAL (SELECT date_bin('30 minutes', i.t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS s0) b
+    SELECT device_pk, t0, dt_s, s0, bad::int AS anomaly,
+        CASE WHEN NOT tainted AND d_pos IS NOT NULL THEN d_pos
+             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
+                 THEN greatest((power_kw + p_power) / 2, 0) * dt_s / 3600
+             ELSE 0 END AS pos,
+        CASE WHEN NOT tainted AND d_neg IS NOT NULL THEN d_neg
+             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
+                 THEN greatest(-(power_kw + p_power) / 2, 0) * dt_s / 3600
+             ELSE 0 END AS neg,
+        least(1.0, extract(epoch FROM s0 + interval '30 minutes' - t0)::float8 / dt_s) AS f0
+    FROM intervals
 ), split AS (
-    SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, dt_s * f0 AS cov FROM placed
+    SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, dt_s * f0 AS cov, anomaly FROM placed
     UNION ALL
-    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), dt_s * (1 - f0)
+    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), dt_s * (1 - f0), 0
     FROM placed WHERE f0 < 1
 ), agg AS (
-    SELECT s.device_pk, s.slot_start, sum(s.pos) AS pos, sum(s.neg) AS neg, sum(s.cov) AS cov
+    SELECT s.device_pk, s.slot_start, sum(s.pos) AS pos, sum(s.neg) AS neg, sum(s.cov) AS cov,
+           sum(s.anomaly)::int AS anomalies
     FROM split s JOIN claimed c USING (device_pk, slot_start)
     GROUP BY s.device_pk, s.slot_start
 ), seen AS (
@@ -92,10 +130,11 @@ WITH claimed AS (
     FROM (SELECT device_pk, max(ts) AS last_ts FROM pts GROUP BY device_pk) m
     WHERE d.id = m.device_pk AND (d.last_reading_at IS NULL OR d.last_reading_at < m.last_ts)
 )
-INSERT INTO device_energy_30min (device_pk, slot_start, pos_kwh, neg_kwh, covered_s)
-SELECT device_pk, slot_start, pos, neg, cov FROM agg
+INSERT INTO device_energy_30min (device_pk, slot_start, pos_kwh, neg_kwh, covered_s, anomalies)
+SELECT device_pk, slot_start, pos, neg, cov, anomalies FROM agg
 ON CONFLICT (device_pk, slot_start) DO UPDATE
-SET pos_kwh = EXCLUDED.pos_kwh, neg_kwh = EXCLUDED.neg_kwh, covered_s = EXCLUDED.covered_s
+SET pos_kwh = EXCLUDED.pos_kwh, neg_kwh = EXCLUDED.neg_kwh, covered_s = EXCLUDED.covered_s,
+    anomalies = EXCLUDED.anomalies
 RETURNING device_pk, slot_start
 """
 
@@ -140,15 +179,23 @@ class RollupResult:
 
 
 def run_rollup(
-    conn: psycopg.Connection, *, max_gap_s: int = 900, limit: int = 5_000, delay_s: float = 0.0
+    conn: psycopg.Connection,
+    *,
+    max_gap_s: int = 900,
+    limit: int = 5_000,
+    delay_s: float = 0.0,
+    rated_power_factor: float = 1.5,
+    max_power_kw: float = 100_000.0,
 ) -> RollupResult:
-    """Recompute up to `limit` device-slots dirty for at least `delay_s`, and their sites' rows. Commits."""
+    """Recompute up to `limit` device-slots (leftover claims first, then pairs dirty for at least
+    `delay_s`) and their sites' rows. Commits."""
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
     conn.commit()
     if not locked or not locked[0]:
         return RollupResult(0, ran=False)
     try:
-        claimed = conn.execute(_CLAIM, {"limit": limit, "delay": delay_s}).fetchall()
+        conn.execute(_CLAIM, {"limit": limit, "delay": delay_s})
+        claimed = conn.execute(_CLAIMED, {"limit": limit}).fetchall()
         conn.commit()
         if not claimed:
             return RollupResult(0, ran=True)
@@ -157,17 +204,23 @@ def run_rollup(
         try:
             touched = conn.execute(
                 _DEVICE_ROLLUP,
-                {"claimed_devices": devices, "claimed_slots": slots, "gap": max_gap_s},
+                {
+                    "claimed_devices": devices,
+                    "claimed_slots": slots,
+                    "gap": max_gap_s,
+                    "factor": rated_power_factor,
+                    "max_kw": max_power_kw,
+                },
             ).fetchall()
             if touched:
                 conn.execute(_SITE_ROLLUP, {"devices": [t[0] for t in touched], "slots": [t[1] for t in touched]})
+            conn.execute(_RELEASE, (devices, slots))
             conn.commit()
         except BaseException:
+            # The claims stay in energy_claims (committed above): the next rollup takes them first.
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
-                    conn.execute(_RECLAIM, (devices, slots))
-                    conn.commit()
             raise
         return RollupResult(len(claimed), ran=True)
     finally:

@@ -3,6 +3,10 @@
 One connection carries every simulated site (a real deployment has one per site; Python cannot hold
 20,000 paho clients in one process). With a single site it behaves exactly like a gateway: a retained
 `online` status and a Last Will of `offline`.
+
+It keeps every reading until the platform confirms it stored (`vpp/v1/{site}/stored`, see
+`vpp.gateway_backlog`), in a bounded backlog, and sends the unconfirmed ones again after any
+reconnect and when they have waited `resend_after_s`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from vpp.mqtt import BrokerAddress, close_client, make_client, session_properties, status_topic, telemetry_topic
+from vpp.gateway_backlog import ConfirmationBacklog
+from vpp.mqtt import (
+    STORED_TOPIC,
+    BrokerAddress,
+    close_client,
+    make_client,
+    session_properties,
+    status_topic,
+    stored_topic,
+    telemetry_topic,
+)
 from vpp.simulation.model import SiteSimulator
 
 __all__ = ["SimulationPublisher"]
@@ -31,9 +45,16 @@ class SimulationPublisher:
         username: str | None = None,
         password: str | None = None,
         batch_per_site: bool = False,
+        backlog_max_readings: int = 100_000,
+        resend_after_s: float = 30.0,
     ) -> None:
         self.simulators = list(simulators)
         self.batch_per_site = batch_per_site
+        self.backlog = ConfirmationBacklog(backlog_max_readings)
+        self.resend_after_s = resend_after_s
+        self.resent = 0
+        self._connects = 0
+        self._resend_due = threading.Event()
         self.published = 0
         self._pending = 0  # published in the current step/backfill, not yet counted in `published`
         self._acked = 0
@@ -46,6 +67,7 @@ class SimulationPublisher:
             self.client.will_set(status_topic(site_id), b"offline", qos=1, retain=True)
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
         if broker.mqtt5:
             self.client.connect(
                 broker.host, broker.port, keepalive=30, clean_start=False, properties=session_properties()
@@ -56,9 +78,42 @@ class SimulationPublisher:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
+            # One site subscribes to its own confirmations (all a site's ACL allows); a fleet on one
+            # connection, which only the embedded broker accepts, to everyone's.
+            if len(self.simulators) == 1:
+                client.subscribe(stored_topic(self.simulators[0].spec.site_id), qos=1)
+            else:
+                client.subscribe(STORED_TOPIC.format(site_id="+"), qos=1)
+            self._connects += 1
+            if self._connects > 1:
+                # Whatever the broker held for us may be gone (a crash, a lost disk): resend all that
+                # is unconfirmed, from the caller's thread (publishing here could wait on our own acks).
+                self._resend_due.set()
             for sim in self.simulators[:1000]:  # status for a fleet of thousands would only be noise
                 client.publish(status_topic(sim.spec.site_id), b"online", qos=1, retain=True)
                 self.published += 1
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        parts = message.topic.split("/")
+        if len(parts) == 4 and parts[3] == "stored":
+            self.backlog.confirm(parts[2], bytes(message.payload))
+
+    def resend_unconfirmed(self, *, all_now: bool = False) -> int:
+        """Send again what the platform has not confirmed: everything after a reconnect (or when
+        `all_now`), otherwise what has waited `resend_after_s`. Returns messages sent."""
+        everything = all_now or self._resend_due.is_set()
+        self._resend_due.clear()
+        sent = 0
+        for pending in self.backlog.due(older_than_s=0.0 if everything else self.resend_after_s):
+            self._publish(
+                telemetry_topic(pending.site_id, pending.device_id), json.dumps({"readings": pending.readings})
+            )
+            sent += 1
+        with self._cond:
+            self._pending -= sent
+            self.published += sent
+        self.resent += sent
+        return sent
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
         with self._cond:
@@ -81,11 +136,13 @@ class SimulationPublisher:
 
     def step(self, now: datetime) -> int:
         """Advance every site to `now` and publish its readings; returns messages published."""
+        self.resend_unconfirmed()
         sent = 0
         for sim in self.simulators:
             readings = sim.step(now)
             site_id = sim.spec.site_id
             for device_id, payload in readings.items():
+                self.backlog.add(site_id, device_id, payload)
                 self._publish(telemetry_topic(site_id, device_id), json.dumps(payload))
                 sent += 1
         with self._cond:
@@ -125,6 +182,8 @@ class SimulationPublisher:
         return sent
 
     def _flush(self, key: tuple[str, str], readings: list[dict[str, object]]) -> int:
+        for reading in readings:
+            self.backlog.add(*key, reading)
         self._publish(telemetry_topic(*key), json.dumps({"readings": readings}))
         return 1
 

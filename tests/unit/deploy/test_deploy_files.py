@@ -154,7 +154,11 @@ def test_ingest_runs_at_least_two_workers_with_distinct_client_ids(services: dic
     assert len(set(client_ids)) == len(client_ids)
     # A fixed id on a replicated service would give several workers one session.
     assert all(r == 1 for r in replicas.values()), replicas
-    assert {s["environment"]["VPP_INGEST_SHARE_GROUP"] for s in workers.values()} == {"ingest"}
+    # Plain subscriptions (no $share: Mosquitto 2.0 does not restore it), one partition per worker.
+    assert all(not s["environment"].get("VPP_INGEST_SHARE_GROUP") for s in workers.values())
+    partitions = {int(s["environment"]["VPP_INGEST_PARTITIONS"]) for s in workers.values()}
+    assert partitions == {len(workers)}
+    assert sorted(int(s["environment"]["VPP_INGEST_PARTITION"]) for s in workers.values()) == list(range(len(workers)))
 
 
 @pytest.mark.parametrize("name", ["migrate", "broker-config", "ingest-1", "dr-scheduler", "api"])

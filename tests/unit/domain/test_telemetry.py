@@ -100,10 +100,42 @@ def test_senml_pack_groups_records_by_time_and_converts_units() -> None:
     assert raws[1].values == {"power": -2.0}
 
 
-def test_senml_relative_time_is_relative_to_reception() -> None:
-    raws = decode([{"n": "power", "u": "W", "v": 1000, "t": -30}])
-    assert isinstance(raws, list)
-    assert raws[0].ts == NOW - timedelta(seconds=30)
+def test_senml_relative_time_is_refused_because_a_redelivery_would_be_stored_again() -> None:
+    # Resolved against the receive time, the same message redelivered a minute later would land as
+    # new rows (200 messages became 400 rows); refusing it names the fix instead.
+    outcome = decode([{"n": "power", "u": "W", "v": 1000, "t": -30}])
+    assert reason(outcome) is RejectReason.INVALID_PAYLOAD
+    assert "relative SenML time" in outcome.detail  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [{"bt": 1e20, "n": "power", "u": "W", "v": 1}],  # beyond any datetime
+        [{"bt": -1e12, "n": "power", "u": "W", "v": 1}],
+        [{"bt": NOW.timestamp(), "n": "power", "u": ["W"], "v": 1}],  # a unit that is not a string
+        [{"bt": NOW.timestamp(), "n": "power", "bu": {"x": 1}, "v": 1}],
+    ],
+)
+def test_senml_garbage_times_and_units_are_invalid_not_processing_errors(records: list[object]) -> None:
+    assert reason(decode(records)) is RejectReason.INVALID_PAYLOAD
+
+
+def test_conflicting_readings_for_one_instant_are_refused_and_exact_repeats_kept_once() -> None:
+    one = {"ts": TS, "power_kw": 1.0}
+    conflicting = decode({"readings": [one, {"ts": "2026-11-23T04:59:30+00:00", "power_kw": 2.0}]})
+    assert reason(conflicting) is RejectReason.CONFLICTING_READINGS
+    assert "readings[0] and readings[1]" in conflicting.detail  # type: ignore[union-attr]
+    repeated = decode({"readings": [one, dict(one), {"ts": TS, "power_kw": 1.0}]})
+    assert isinstance(repeated, list)
+    assert len({r.ts for r in repeated}) == 1
+    senml = decode(
+        [
+            {"bt": NOW.timestamp(), "n": "power", "u": "W", "v": 1},
+            {"bt": NOW.timestamp(), "n": "power", "u": "W", "v": 2},
+        ]
+    )
+    assert reason(senml) is RejectReason.INVALID_PAYLOAD
 
 
 def test_senml_wrong_unit_is_named() -> None:
