@@ -84,15 +84,19 @@ class Scheduler:
             self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics, event.direction
         )
         called = [p for p in plans if p.allocated_kw > 0]
+        deliverable_kw = sum(p.available_kw for p in plans)
         store.set_event_sites(
             self.conn, event.pk, [(p.site.site_pk, p.allocated_kw, p.import_limit_kw, plan_document(p)) for p in called],
             allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
-            floors_kw=[p.import_floor_kw for p in called],
+            floors_kw=[p.import_floor_kw for p in called], deliverable_kw=deliverable_kw,
+            site_deliverables=[(p.available_kw, p.limit_reachable) for p in called],
         )  # fmt: skip
+        unreachable = [p.site.site_id for p in called if p.limit_reachable is False]
         log.info(
             "DR event allocated",
             extra=kv(event_id=event.event_id, direction=event.direction, requested_kw=requested_kw,
-                     allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw, sites=len(called)),
+                     allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
+                     deliverable_kw=round(deliverable_kw, 3), sites=len(called), limits_out_of_reach=unreachable),
         )  # fmt: skip
         return len(called)
 

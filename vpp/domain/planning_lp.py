@@ -194,13 +194,16 @@ def _solver() -> _Highs:
 def solve_site_lp(
     problem: SiteProblem,
     costs: LpCosts,
-    target_kw: float | None = None,
+    target_kw: float | FloatArray | None = None,
     import_floor_kw: FloatArray | None = None,
+    import_cap_kw: FloatArray | None = None,
 ) -> LpSolution:
     """Build and solve the site LP; raise :class:`InfeasiblePlan` if HiGHS finds no optimum.
 
-    ``import_floor_kw`` (one value per slot, kW; 0 = no floor) makes the plan import at least that much
-    in every slot where it is positive.
+    ``target_kw`` is one soft limit for every slot, or one per slot (``inf`` = no target in that slot;
+    the excess x is shared, so it measures the worst slot). ``import_floor_kw`` (one value per slot, kW;
+    0 = no floor) makes the plan import at least that much in every slot where it is positive.
+    ``import_cap_kw`` (one value per slot, ``inf`` = none) is a hard upper bound on import.
     """
     horizon = problem.horizon
     flex = problem.flex
@@ -221,7 +224,7 @@ def solve_site_lp(
     row_lower, row_upper = b_eq, b_eq
     if target_kw is not None:
         row_lower = np.concatenate([b_eq, np.full(horizon, -_INF)])
-        row_upper = np.concatenate([b_eq, np.full(horizon, target_kw)])
+        row_upper = np.concatenate([b_eq, np.broadcast_to(np.asarray(target_kw, dtype=float), (horizon,))])
 
     lower = np.zeros(n_cols)
     upper = np.full(n_cols, _INF)
@@ -235,6 +238,8 @@ def solve_site_lp(
         floored = import_floor_kw > 0
         lower[col_i:col_e] = np.where(floored, import_floor_kw, 0.0)
         upper[col_e:col_u][floored] = 0.0
+    if import_cap_kw is not None:
+        upper[col_i:col_e] = np.minimum(upper[col_i:col_e], import_cap_kw)
     lower[col_s:col_ev] = flex.soc_min_kwh
     upper[col_s:col_ev] = flex.soc_max_kwh
     lower[col_s] = upper[col_s] = flex.soc_kwh_initial
