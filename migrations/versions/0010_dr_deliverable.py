@@ -1,9 +1,12 @@
-"""What each site can really deliver in a DR event, and whether its stored plan reaches its limit.
+"""What each site can really deliver in a DR event, whether its plan reaches its limit; declared-figure overlap.
 
 Regional events used to be shared by nominal availability (battery rating, EV energy near the window), so
 the sum allocated could exceed what the sites' own plans could deliver, and a plan that missed its limit was
 still just "planned". Each event now keeps the deliverable total beside requested and allocated, and each
 called site its deliverable reduction and whether its plan reaches the limit on the forecast.
+
+Declared figures say whether they already include the region's metered sites (default: yes, as a city's
+statistics do), so a sufficiency report shows them beside the metered figures instead of adding both.
 
 Revision ID: 0010
 Revises: 0007
@@ -25,6 +28,8 @@ ALTER TABLE dr_event_sites ADD COLUMN deliverable_kw double precision CHECK (del
 ALTER TABLE dr_event_sites ADD COLUMN limit_reachable boolean;
 COMMENT ON COLUMN dr_event_sites.limit_reachable IS
     'The stored plan meets the site''s import limit (and its cap outside the window) on the forecast';
+-- A city's statistics cover every facility in it, metered sites included: reports must not add the two.
+ALTER TABLE declared_figures ADD COLUMN includes_metered_sites boolean NOT NULL DEFAULT true;
 """
 
 
@@ -33,6 +38,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE declared_figures DROP COLUMN IF EXISTS includes_metered_sites")
     op.execute("ALTER TABLE dr_event_sites DROP COLUMN IF EXISTS limit_reachable")
     op.execute("ALTER TABLE dr_event_sites DROP COLUMN IF EXISTS deliverable_kw")
     op.execute("ALTER TABLE dr_events DROP COLUMN IF EXISTS deliverable_kw")

@@ -138,39 +138,38 @@ def plan_event_sites(
     out: list[SitePlan] = []
     for site in sites:
         share = allocation.allocations_kw.get(site.site_id, 0.0)
-        day_forecast = forecasts.get(site.site_id)
-        if day_forecast is None or share <= 0:
+        called = forecasts.get(site.site_id)
+        if called is None or share <= 0:
             out.append(SitePlan(site, available[site.site_id], 0.0, None, None, "not called"))
             continue
         started = time.perf_counter()
-        f = day_forecast.forecast
+        f = called.forecast
         limit_kw: float | None = None
         floors_kw: tuple[float, ...] | None = None
         cap_kw: float | None = None
         try:
             if increase:
-                floors_kw = tuple(float(v) + share for v in _baseline(day_forecast).import_kw[first:end])
+                floors_kw = tuple(float(v) + share for v in _baseline(called).import_kw[first:end])
                 day_floors = [0.0] * first + list(floors_kw) + [0.0] * (SLOTS_PER_DAY - end)
-                plan: Plan | None = plan_import_floor(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), day_forecast.evs, day_floors, prices
+                planned = plan_import_floor(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), called.evs, day_floors, prices
                 )
             else:
                 found = deliverables[site.site_id]
                 limit_kw, cap_kw = max(found.baseline_peak_kw - share, 0.0), found.outside_cap_kw
-                plan = plan_window_limit(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), day_forecast.evs, first, end, limit_kw,
+                planned = plan_window_limit(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), called.evs, first, end, limit_kw,
                     prices, cap_kw,
                 )  # fmt: skip
-            note = "planned" if plan.target_met is not False else f"planned, limit out of reach: {plan.status}"
+            plan: Plan | None = planned
+            reachable = True if increase else planned.target_met
+            note = "planned" if reachable is not False else f"planned, limit out of reach: {planned.status}"
             metrics.plans.labels("ok").inc()
         except InfeasiblePlan as error:
-            plan, note = None, f"no plan: {error.reason}"
+            plan, reachable, note = None, None, f"no plan: {error.reason}"
             metrics.plans.labels("infeasible").inc()
         metrics.plan_seconds.observe(time.perf_counter() - started)
-        reachable = None if plan is None else plan.target_met if not increase else True
-        out.append(
-            SitePlan(site, available[site.site_id], share, limit_kw, plan, note, floors_kw, reachable, cap_kw)
-        )
+        out.append(SitePlan(site, available[site.site_id], share, limit_kw, plan, note, floors_kw, reachable, cap_kw))
     return allocation, out
 
 
