@@ -48,6 +48,14 @@ event_slots = event_window_slots
 log = logging.getLogger("vpp.dr_scheduler.planning")
 
 FLAT_PRICE_JPY_PER_KWH = 20.0
+NO_FORECAST = "no forecast"
+# What an operator can do about a site without a forecast: the load forecast averages earlier complete days
+# of the event day's type (weekday, or weekend and holiday), so a site needs one of each on record.
+NO_FORECAST_HINT = (
+    "the site needs at least one complete day of the event day's type (weekday, or weekend/holiday) in the "
+    "last 21 days of metered history: let it report for a full day, or send its backlog (with the simulated "
+    "platform: `vpp up --backfill-hours 192`, the default)"
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ def plan_event_sites(
     day, first, end = event_slots(start_at, end_at)
     prices = [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY
     forecasts: dict[str, SiteDayForecast] = {}
+    no_forecast: dict[str, str] = {}
     deliverables: dict[str, WindowDeliverable] = {}
     flex_rows: list[SiteFlexibility] = []
     for site in sites:
@@ -116,6 +125,7 @@ def plan_event_sites(
             forecasts[site.site_id] = day_forecast = forecast_from_history(conn, site, day)
         except ForecastError as error:
             log.warning("site not called: no forecast", extra=kv(site_id=site.site_id, reason=str(error)))
+            no_forecast[site.site_id] = f"{NO_FORECAST}: {error}"
             flex_rows.append(SiteFlexibility(site.site_id, 0.0))
             continue
         if increase:
@@ -140,7 +150,8 @@ def plan_event_sites(
         share = allocation.allocations_kw.get(site.site_id, 0.0)
         called = forecasts.get(site.site_id)
         if called is None or share <= 0:
-            out.append(SitePlan(site, available[site.site_id], 0.0, None, None, "not called"))
+            note = no_forecast.get(site.site_id, "not called")
+            out.append(SitePlan(site, available[site.site_id], 0.0, None, None, note))
             continue
         started = time.perf_counter()
         f = called.forecast

@@ -28,7 +28,7 @@ from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import load_dr_sites, region_site_ids
 from vpp.postgres.openadr_dr import publish_dr_event
 
-from .event_planning import event_slots, plan_document, plan_event_sites
+from .event_planning import NO_FORECAST, NO_FORECAST_HINT, event_slots, plan_document, plan_event_sites
 from .metrics import SchedulerMetrics
 from .verification import VerificationConfig, verify_event
 
@@ -74,8 +74,11 @@ class Scheduler:
         self.conn.commit()
         self.metrics.transitions.labels(str(event.status)).inc()
 
-    def _allocate(self, event: store.DrEventRow, site_ids: Sequence[str] | None, requested_kw: float) -> int:
-        """Forecast, allocate and plan the event's sites; store them. Returns the number of sites called."""
+    def _allocate(
+        self, event: store.DrEventRow, site_ids: Sequence[str] | None, requested_kw: float, now: datetime
+    ) -> int:
+        """Forecast, allocate and plan the event's sites; store them with an audit row that says what was
+        requested, allocated and deliverable, and why sites were left out. Returns the number of sites called."""
         sites = load_dr_sites(self.conn, site_ids)
         if event.region_id is not None:
             members = set(region_site_ids(self.conn, event.region_id))
@@ -92,6 +95,15 @@ class Scheduler:
             site_deliverables=[(p.available_kw, p.limit_reachable) for p in called],
         )  # fmt: skip
         unreachable = [p.site.site_id for p in called if p.limit_reachable is False]
+        without = {p.site.site_id: p.note for p in plans if p.note.startswith(NO_FORECAST)}
+        detail: dict[str, object] = {
+            "requested_kw": requested_kw, "allocated_kw": allocation.allocated_kw,
+            "deliverable_kw": deliverable_kw, "shortfall_kw": allocation.shortfall_kw,
+            "sites_called": len(called), "limits_out_of_reach": unreachable,
+        }  # fmt: skip
+        if without:
+            detail |= {"sites_without_forecast": without, "how_to_fix": NO_FORECAST_HINT}
+        store.add_audit(self.conn, event.pk, now, "scheduler", "allocation", None, None, detail)
         log.info(
             "DR event allocated",
             extra=kv(event_id=event.event_id, direction=event.direction, requested_kw=requested_kw,
@@ -113,7 +125,7 @@ class Scheduler:
                 incentive_jpy_per_kwh=request.incentive_jpy_per_kwh, region_id=request.region_id,
                 source=request.source, actor=actor, now=now, site_ids=request.site_ids, direction=request.direction,
             )  # fmt: skip
-            self._allocate(event, request.site_ids, request.requested_kw)
+            self._allocate(event, request.site_ids, request.requested_kw, now)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -126,7 +138,7 @@ class Scheduler:
             event = store.get_event(self.conn, event_id)
             if event is None:
                 raise LookupError(f"no DR event {event_id!r}")
-            self._allocate(event, event.site_ids, event.requested_kw)
+            self._allocate(event, event.site_ids, event.requested_kw, now)
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="allocated")
             self.conn.commit()
         except BaseException:
@@ -171,7 +183,7 @@ class Scheduler:
             if event.status not in {EventStatus.PLANNED, EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED}:
                 raise ValueError(f"a {event.status} event cannot be adjusted")
             signalled = {s.site_pk: s.site_id for s in store.event_sites(self.conn, event.pk) if s.dispatched_revision}
-            self._allocate(event, event.site_ids, requested_kw)
+            self._allocate(event, event.site_ids, requested_kw, now)
             self.conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event.pk))
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="adjusted")
             self.conn.commit()
