@@ -91,6 +91,7 @@ def plan_peak_cut(
     target_kw: float,
     *,
     terminal_soc_kwh: float | None = None,
+    reserve_value_per_kwh: float = 0.0,
 ) -> Plan:
     """Keep every slot's import at or under ``target_kw``; if impossible, minimise the peak.
 
@@ -110,6 +111,12 @@ def plan_peak_cut(
         Import limit per slot (demand, kW), ≥ 0.
     terminal_soc_kwh : float, optional
         Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
+    reserve_value_per_kwh : float
+        Credit per kWh in the battery, averaged over the horizon (0: none). Among plans with the same peak,
+        energy is then stored early and spent late instead of just in time: what an intraday re-plan
+        wants, since the rest of the day may bring more load than forecast and a full battery is the
+        reserve against it. Keep it below the import cost (1 per kWh) so the peak and the energy still
+        come first.
 
     Raises
     ------
@@ -125,6 +132,7 @@ def plan_peak_cut(
         curtail_per_kwh=_CURTAIL_PER_KWH,
         cycle_per_kwh=_CYCLE_PER_KWH,
         peak_excess_per_kw=_PEAK_EXCESS_PER_KW,
+        reserve_value_per_kwh=reserve_value_per_kwh,
     )
     solution = solve_site_lp(problem, costs, target_kw=target_kw)
     peak_kw = float(solution.import_kw.max())

@@ -68,6 +68,9 @@ class LpCosts:
     curtail_per_kwh: float
     cycle_per_kwh: float
     peak_excess_per_kw: float = 0.0
+    # Credit per kWh held in the battery, averaged over the slot boundaries: among otherwise equal plans,
+    # charge early and discharge late, keeping a reserve against a forecast that turns out too low.
+    reserve_value_per_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ def solve_site_lp(
     objective[col_u:col_s] = dt * costs.curtail_per_kwh
     objective[col_c:col_i] = dt * _anti_burn_cycle_cost(costs, eta_c * eta_d)
     objective[col_ev:col_x] = dt * _EV_EARLINESS_COST_PER_KWH * layout.ev_slot_all / horizon
+    objective[col_s:col_ev] = -costs.reserve_value_per_kwh / (horizon + 1)
     if target_kw is not None:
         objective[col_x] = costs.peak_excess_per_kw
 
