@@ -207,7 +207,9 @@ def corrected_forecast(
     ahead = np.arange(load_forecast_kw.size - t)
     error = 0.0
     if t and load_forecast_kw[t - 1] > _EPS:
-        error = min(max(float(load_kw[t - 1] / load_forecast_kw[t - 1]) - 1.0, _LOAD_ERROR_RANGE[0]), _LOAD_ERROR_RANGE[1])
+        error = min(
+            max(float(load_kw[t - 1] / load_forecast_kw[t - 1]) - 1.0, _LOAD_ERROR_RANGE[0]), _LOAD_ERROR_RANGE[1]
+        )
     load_rest = np.maximum(load_forecast_kw[t:] * (1.0 + error * LOAD_ERROR_DECAY_PER_SLOT ** (ahead + 1)), 0.0)
     past_fc, past = pv_forecast_kw[:t], pv_kw[:t]
     sunny = past_fc > _PV_SIGNIFICANT_SHARE * float(past_fc.max(initial=0.0))
