@@ -41,7 +41,7 @@ from .day_ahead import SOC_MAX_FRACTION, SOC_MIN_FRACTION, site_flex
 from .metrics import SchedulerMetrics
 from .site_forecast import SiteDayForecast, forecast_from_history
 
-__all__ = ["SitePlan", "event_slots", "plan_event_sites"]
+__all__ = ["SitePlan", "dr_site_flex", "event_slots", "plan_event_sites"]
 
 event_slots = event_window_slots
 
@@ -71,7 +71,7 @@ class SitePlan:
     outside_cap_kw: float | None = None  # "reduce": no slot outside the window above this, kW
 
 
-def _site_flex(site: SiteDr) -> SiteFlex:
+def dr_site_flex(site: SiteDr) -> SiteFlex:
     soc_kwh = site.soc_pct / 100 * site.battery_kwh if site.soc_pct is not None else None
     return site_flex(site.battery_kwh, site.battery_kw, soc_kwh)
 
@@ -135,7 +135,7 @@ def plan_event_sites(
         started = time.perf_counter()
         try:
             deliverables[site.site_id] = found = window_deliverable(
-                f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), day_forecast.evs, first, end, prices,
+                f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), day_forecast.evs, first, end, prices,
                 monthly_max_demand_kw(conn, site.site_pk, day),
             )  # fmt: skip
             flex_rows.append(SiteFlexibility(site.site_id, found.deliverable_kw))
@@ -163,13 +163,13 @@ def plan_event_sites(
                 floors_kw = tuple(float(v) + share for v in _baseline(called).import_kw[first:end])
                 day_floors = [0.0] * first + list(floors_kw) + [0.0] * (SLOTS_PER_DAY - end)
                 planned = plan_import_floor(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), called.evs, day_floors, prices
+                    f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, day_floors, prices
                 )
             else:
                 found = deliverables[site.site_id]
                 limit_kw, cap_kw = max(found.baseline_peak_kw - share, 0.0), found.outside_cap_kw
                 planned = plan_window_limit(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), _site_flex(site), called.evs, first, end, limit_kw,
+                    f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, first, end, limit_kw,
                     prices, cap_kw,
                 )  # fmt: skip
             plan: Plan | None = planned
