@@ -133,8 +133,8 @@ class IntradayReplanner:
                 continue
             inputs[c.site_id] = (load, pv, evs, flex, baseline_kw, found.outside_cap_kw)
             rows.append(SiteFlexibility(c.site_id, max(baseline_kw - found.lowest_peak_kw, 0.0)))
-        if not rows:
-            return False
+        if not rows or len(rows) < sum(1 for c in called if c.import_limit_kw is not None):
+            return False  # re-share only among all the called sites: a site left out would keep cutting unseen
         allocation = allocate_regional_request(event.requested_kw, rows)
         previous = {c.site_id: c for c in called}
         new_limits = {
@@ -173,7 +173,7 @@ class IntradayReplanner:
             "from_slot": t, "limits_kw": new_limits, "allocated_kw": allocation.allocated_kw,
             "shortfall_kw": allocation.shortfall_kw,
         })  # fmt: skip
-        conn.commit()
-        self.scheduler.dispatch(event.event_id, now=now, actor="scheduler:replan")
+        # Stored and sent together: publish_revision commits both, or rolls both back.
+        self.scheduler.publish_revision(event.event_id, now=now, actor="scheduler:replan")
         log.info("DR event re-planned", extra=kv(event_id=event.event_id, from_slot=t, moved_kw=round(moved, 3)))
         return True

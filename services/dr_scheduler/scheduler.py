@@ -174,6 +174,25 @@ class Scheduler:
             raise
         return event
 
+    def publish_revision(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Send re-planned limits as a new revision. Before the event starts this is a re-dispatch; an active
+        event stays active (the lifecycle has no way back to "dispatched"), with its revision bumped."""
+        current = store.get_event(self.conn, event_id)
+        if current is None:
+            raise LookupError(f"no DR event {event_id!r}")
+        if current.status != EventStatus.ACTIVE:
+            return self.dispatch(event_id, now=now, actor=actor)
+        try:
+            event = store.bump_revision(self.conn, event_id, actor=actor, now=now, detail={"reason": "re-planned"})
+            sites = self._publish_all(event, now)
+            store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
+            publish_dr_event(self.conn, event_id, now)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return event
+
     def adjust(self, event_id: str, requested_kw: float, *, now: datetime, actor: str) -> store.DrEventRow:
         """Re-allocate and re-plan with a new request; re-dispatch if signals were already out."""
         try:

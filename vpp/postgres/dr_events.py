@@ -25,6 +25,7 @@ __all__ = [
     "EventSiteRow",
     "add_audit",
     "audit_trail",
+    "bump_revision",
     "clear_pending",
     "create_event",
     "event_sites",
@@ -216,6 +217,22 @@ def transition(
     assert row is not None
     add_audit(conn, current[0], now, actor, action or str(target), current[1], target, detail)
     return _event(row)
+
+
+def bump_revision(
+    conn: psycopg.Connection, event_id: str, *, actor: str, now: datetime, detail: dict[str, Any]
+) -> DrEventRow:
+    """A new revision of an event in effect, its status unchanged (a re-plan during an active event)."""
+    row = conn.execute(
+        f"""UPDATE dr_events SET revision = revision + 1, updated_at = %s WHERE event_id = %s
+            RETURNING {_EVENT_COLUMNS}""",
+        (now, event_id),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no DR event {event_id!r}")
+    event = _event(row)
+    add_audit(conn, event.pk, now, actor, "revision", str(event.status), str(event.status), detail)
+    return event
 
 
 def get_event(conn: psycopg.Connection, event_id: str) -> DrEventRow | None:

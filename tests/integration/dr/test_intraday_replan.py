@@ -43,9 +43,12 @@ def _slots(conn: psycopg.Connection, site_pk: int, midnight: datetime, count: in
         )
 
 
-def test_a_site_whose_battery_ran_low_is_asked_less_and_the_event_is_dispatched_again(db_url: str) -> None:
+@pytest.mark.parametrize(("late_h", "status"), [(16.5, "dispatched"), (17.5, "active")])
+def test_a_site_whose_battery_ran_low_is_asked_less_and_the_event_is_dispatched_again(
+    db_url: str, late_h: float, status: str
+) -> None:
     midnight = datetime.combine(EVENT_DAY, time(0), JST)
-    morning, late = midnight + timedelta(hours=8), midnight + timedelta(hours=16, minutes=30)
+    morning, late = midnight + timedelta(hours=8), midnight + timedelta(hours=late_h)
     sink = RecordingSink()
     with psycopg.connect(db_url) as conn:
         low_pk, _other_pk = _site(conn, "site-low"), _site(conn, "site-ok")
@@ -61,15 +64,17 @@ def test_a_site_whose_battery_ran_low_is_asked_less_and_the_event_is_dispatched_
         scheduler.dispatch(event.event_id, now=morning, actor="operator:test")
         published = len(sink.sent)
 
-        # The day is metered as forecast, but at 16:30 site-low's battery reports 12%: far less to give tonight.
+        # The day is metered as forecast, but site-low's battery now reports 12%: far less to give tonight.
         for site_pk in (low_pk, _other_pk):
-            _slots(conn, site_pk, midnight, 33)
+            _slots(conn, site_pk, midnight, int(late_h * 2))
         conn.execute(
             "INSERT INTO readings (device_pk, ts, soc_pct) SELECT id, %s, 12 FROM devices"
             " WHERE site_pk = %s AND kind = 'battery'",
             (late - timedelta(minutes=1), low_pk),
         )
         conn.commit()
+        # Past the start (17:00) the event is active, and a re-plan must not take it back to "dispatched".
+        scheduler.tick(min(late, midnight + timedelta(hours=17)))
 
         replanner = IntradayReplanner(scheduler)
         assert replanner.run(late) == [event.event_id]
@@ -84,5 +89,5 @@ def test_a_site_whose_battery_ran_low_is_asked_less_and_the_event_is_dispatched_
             assert after[site_id].import_limit_kw == pytest.approx(before[site_id].import_limit_kw - moved, abs=1e-6)
         revised = store.get_event(conn, event.event_id)
         assert revised is not None
-        assert revised.revision == event.revision + 1
+        assert (revised.status, revised.revision) == (status, event.revision + 1)
         assert len(sink.sent) > published  # the new limits went out
