@@ -113,6 +113,15 @@ class DemandOut(BaseModel):
     provenance: Provenance
 
 
+class DeclaredSeparateOut(BaseModel):
+    renewable_supply_kwh: float
+    saving_kwh: float
+    demand_kwh: float
+    ratio: float | None
+    source: str
+    reason: str
+
+
 class SufficiencyOut(BaseModel):
     region_id: str | None
     site_id: str | None
@@ -132,6 +141,11 @@ class SufficiencyOut(BaseModel):
     contributing_sites: int
     private_sites: int
     declared_sources: str | None
+    declared_separately: DeclaredSeparateOut | None = Field(
+        None,
+        description="Declared figures for the same region and period that include the metered sites: shown "
+        "here on their own (the headline figures are metered only) so no site counts twice",
+    )
     data_version: int
     computed_at: datetime
 
@@ -144,6 +158,12 @@ class DeclaredFigureIn(BaseModel):
     saving_kwh: Kwh = 0.0
     demand_kwh: Kwh = 0.0
     source: str = Field(min_length=1, max_length=500)
+    includes_metered_sites: bool = Field(
+        True,
+        description="The figure already contains the region's metered sites (a city statistic covers every "
+        "facility). Reports then show it beside the metered figures, never added to them; false only for "
+        "figures declared net of the metered sites.",
+    )
 
 
 class DeclaredFigureOut(BaseModel):
@@ -154,6 +174,7 @@ class DeclaredFigureOut(BaseModel):
     saving_kwh: float
     demand_kwh: float
     source: str
+    includes_metered_sites: bool
 
 
 class ImportResult(BaseModel):

@@ -10,9 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api.auth import Principal
 from services.api.cache import CachedReport
 from services.api.errors import ProblemError
-from services.api.schemas import DemandOut, PeriodOut, SavingsOut, SufficiencyOut, SupplyOut
+from services.api.schemas import DeclaredSeparateOut, DemandOut, PeriodOut, SavingsOut, SufficiencyOut, SupplyOut
 from vpp.domain.periods import Period, PeriodError, elapsed_slots, parse_period
-from vpp.domain.sufficiency import DeclaredFigures, SiteContract, Sufficiency, compute_sufficiency
+from vpp.domain.sufficiency import (
+    DeclaredFigures,
+    OverlappingFigures,
+    SiteContract,
+    Sufficiency,
+    compute_sufficiency,
+)
 from vpp.postgres.reports import RegionRef, declared_for_period, member_contracts, site_totals, verified_dr_kwh
 from vpp.settings import Settings
 
@@ -63,6 +69,7 @@ def _render(
     version: int,
     co2_factor: float,
     now: datetime,
+    separately: DeclaredSeparateOut | None = None,
 ) -> bytes:
     out = SufficiencyOut(
         region_id=region_id,
@@ -99,6 +106,7 @@ def _render(
         contributing_sites=result.contributing_sites,
         private_sites=result.private_sites,
         declared_sources=declared.source if declared else None,
+        declared_separately=separately,
         data_version=version,
         computed_at=now,
     )
@@ -114,7 +122,20 @@ async def region_report(
     declared = await declared_for_period(conn, region.region_pk, period)
     dr_kwh = await verified_dr_kwh(conn, list(contracts), period)
     expected = len(contracts) * (1 if live else elapsed_slots(period, now))
-    result = compute_sufficiency(totals, declared, dr_kwh, settings.api_co2_factor_kg_per_kwh, present, expected)
+    separately: DeclaredSeparateOut | None = None
+    try:
+        result = compute_sufficiency(totals, declared, dr_kwh, settings.api_co2_factor_kg_per_kwh, present, expected)
+    except OverlappingFigures as overlap:
+        # The declared figures already count the metered sites: the headline is metered only and the
+        # declared figures are reported beside it, each complete on its own.
+        assert declared is not None
+        result = compute_sufficiency(totals, None, dr_kwh, settings.api_co2_factor_kg_per_kwh, present, expected)
+        alone = compute_sufficiency([], declared, 0.0, settings.api_co2_factor_kg_per_kwh, 0, 0)
+        separately = DeclaredSeparateOut(
+            renewable_supply_kwh=declared.renewable_supply_kwh, saving_kwh=declared.saving_kwh,
+            demand_kwh=declared.demand_kwh, ratio=alone.ratio, source=declared.source, reason=str(overlap),
+        )  # fmt: skip
+        declared = None
     body = _render(
         result,
         period,
@@ -127,6 +148,7 @@ async def region_report(
         version=region.version,
         co2_factor=settings.api_co2_factor_kg_per_kwh,
         now=now,
+        separately=separately,
     )
     return CachedReport(body, result.private_sites)
 

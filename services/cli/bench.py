@@ -67,12 +67,13 @@ def api(
 @app.command("dr")
 def dr(
     sites: int = typer.Option(1050, help="Simulated sites"),
-    days: int = typer.Option(30, help="Days of simulated data"),
+    days: int = typer.Option(10, help="Days of simulated data"),
+    regional_sites: int = typer.Option(40, help="Sites of the regional events table"),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
     from services.cli.bench_dr import run_bench_dr
 
-    run_bench_dr(sites, days)
+    run_bench_dr(sites, days, regional_sites)
 
 
 @app.command("soak")

@@ -1,7 +1,9 @@
-"""`vpp bench dr`: day-ahead planning time for a fleet and its peak reduction against two references.
+"""`vpp bench dr`: day-ahead planning time for a fleet, its peak reduction against two references measured in the
+same run (with and without rolling re-planning, battery-only and battery+EV sites apart), and regional events.
 
 The loop (forecast → plan → run on the actual day) is pure functions over simulated arrays; no
-database or broker is involved (see :mod:`services.dr_scheduler.bench`).
+database or broker is involved (see :mod:`services.dr_scheduler.bench` and
+:mod:`services.dr_scheduler.bench_regional`).
 """
 
 from __future__ import annotations
@@ -14,23 +16,33 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.dr_scheduler.bench import FIRST_BENCH_DAY, REPLAN_EVERY_SLOTS, WARM_UP_DAYS, run_bench
+from services.dr_scheduler.bench import EVAL_EVERY_NTH_SITE, FIRST_BENCH_DAY, WARM_UP_DAYS, run_bench
+from services.dr_scheduler.bench_regional import run_regional_events
 
 __all__ = ["run_bench_dr"]
 
 PLAN_WALL_TARGET_S = 5.0
-RATIO_TO_PERFECT_TARGET = 0.9
+RATIO_TO_PERFECT_TARGET = 0.85
 RATIO_TO_REACTIVE_TARGET = 1.2
 
 
-def run_bench_dr(sites: int = 1050, days: int = 30) -> None:
-    """Run the DR benchmark and print the three figures with their targets."""
+def _ok(ok: bool) -> str:
+    return "[green]yes[/green]" if ok else "[red]no[/red]"
+
+
+def _slot_time(slot: int) -> str:
+    return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
+
+
+def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40) -> None:
+    """Run the DR benchmark and print the figures with their targets."""
     console = Console()
     load_1m = os.getloadavg()[0]
     console.print(
         f"[bold]vpp bench dr[/bold]: {sites} simulated sites × {days} days from {FIRST_BENCH_DAY} "
-        f"({WARM_UP_DAYS} days of history before); pure functions on simulated arrays, no database. "
-        f"Load average before the run: {load_1m:.1f} on {os.cpu_count()} cores."
+        f"({WARM_UP_DAYS} days of history before); peak reduction on every {EVAL_EVERY_NTH_SITE}th site with a "
+        f"battery; pure functions on simulated arrays, no database. Load average before the run: {load_1m:.1f} on "
+        f"{os.cpu_count()} cores."
     )
     started = time.perf_counter()
     with Progress(
@@ -38,37 +50,58 @@ def run_bench_dr(sites: int = 1050, days: int = 30) -> None:
     ) as progress:
         task = progress.add_task("forecast → plan → run the day", total=days)
         result = run_bench(sites, days, on_day=lambda _day, _wall_s: progress.advance(task))
-    total_s = time.perf_counter() - started
-
     walls = result.plan_wall_s
     # Wall time suffers from anything else running on the machine; CPU time split over the workers is
     # what the same run would take on otherwise idle cores, so both are shown.
     cpu_per_worker = statistics.fmean(result.plan_cpu_s) / result.workers
-    table = Table(title=f"DR scheduler benchmark ({result.site_days} site-days, {result.workers} worker processes)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("ok")
-    rows = [
-        ("day-ahead forecast + plan, all sites, mean per day (s)", statistics.fmean(walls), f"< {PLAN_WALL_TARGET_S}",
-         statistics.fmean(walls) < PLAN_WALL_TARGET_S),
-        ("  worst day (s)", max(walls), f"< {PLAN_WALL_TARGET_S}", max(walls) < PLAN_WALL_TARGET_S),
-        (f"  CPU per day ÷ {result.workers} workers, mean (s)", cpu_per_worker, f"< {PLAN_WALL_TARGET_S}",
-         cpu_per_worker < PLAN_WALL_TARGET_S),
-        ("peak reduction, forecasts ÷ perfect foresight", result.ratio_to_perfect, f"≥ {RATIO_TO_PERFECT_TARGET}",
-         result.ratio_to_perfect >= RATIO_TO_PERFECT_TARGET),
-        ("peak reduction, forecasts ÷ reactive threshold controller", result.ratio_to_reactive,
-         f"≥ {RATIO_TO_REACTIVE_TARGET}", result.ratio_to_reactive >= RATIO_TO_REACTIVE_TARGET),
-    ]  # fmt: skip
-    for name, value, target, ok in rows:
-        table.add_row(name, f"{value:.3f}", target, "[green]yes[/green]" if ok else "[red]no[/red]")
-    console.print(table)
+    timing = Table(title=f"Day-ahead planning, {sites} sites ({result.workers} worker processes)")
+    for column in ("measure", "value", "target", "ok"):
+        timing.add_column(column, justify="right" if column != "measure" else "left")
+    for name, value in (
+        ("forecast + plan, all sites, mean per day (s)", statistics.fmean(walls)),
+        ("  worst day (s)", max(walls)),
+        (f"  CPU per day ÷ {result.workers} workers, mean (s)", cpu_per_worker),
+    ):
+        timing.add_row(name, f"{value:.2f}", f"< {PLAN_WALL_TARGET_S}", _ok(value < PLAN_WALL_TARGET_S))
+    console.print(timing)
+
+    peaks = Table(title=f"Peak reduction ({result.evaluated_sites} sampled sites × {days} days)")
+    for column in ("sites", "site-days", "re-planning", "÷ perfect foresight", "÷ reactive (EMS EVs)"):
+        peaks.add_column(column, justify="right" if column not in ("sites", "re-planning") else "left")
+    for name, group in result.groups.items():
+        for label, to_perfect, to_reactive in (
+            ("every slot", group.replanned_to_perfect, group.replanned_to_reactive),
+            ("none", group.open_loop_to_perfect, group.open_loop_to_reactive),
+        ):
+            mark = label == "every slot"
+            perfect_text = f"{to_perfect:.3f}" + (f" ({_ok(to_perfect >= RATIO_TO_PERFECT_TARGET)})" if mark else "")
+            reactive_text = f"{to_reactive:.3f}" + (
+                f" ({_ok(to_reactive >= RATIO_TO_REACTIVE_TARGET)})" if mark else ""
+            )
+            peaks.add_row(name, str(group.site_days), label, perfect_text, reactive_text)
+    console.print(peaks)
     console.print(
-        f"Peak reduction summed over site-days (kW): forecasts {result.reduction_forecast_kw:,.0f}, "
-        f"perfect foresight {result.reduction_perfect_kw:,.0f}, reactive {result.reduction_reactive_kw:,.0f}. "
-        f"Reduction = uncontrolled peak (no battery, EVs charged on arrival) − achieved peak. The forecast plan "
-        f"is re-run every {REPLAN_EVERY_SLOTS // 2} h on the measured state; the reactive controller uses the "
-        f"plan's peak as its threshold. The forecast runs ended the day {result.soc_shortfall_kwh_mean:.2f} kWh "
-        f"below their starting battery SoC on average (mean battery {result.battery_kwh_mean:.0f} kWh; the "
-        f"perfect-foresight plan ends at or above it). Total run {total_s:.0f} s."
+        f"Targets with re-planning: ≥ {RATIO_TO_PERFECT_TARGET} of perfect foresight, ≥ {RATIO_TO_REACTIVE_TARGET}× "
+        "the reactive controller. Reduction = uncontrolled peak (no battery, EVs charged on arrival) − achieved "
+        "peak. Perfect foresight keeps the same end-of-day SoC rule as the run it is compared with, so the ratio "
+        "cannot exceed 1; the reactive controller uses the forecast plan's peak as its threshold and charges EVs "
+        "as the site EMS does (spread to their deadline, deferred before the battery is used)."
+    )
+
+    events = Table(title=f"Regional events, {regional_sites} sites, {FIRST_BENCH_DAY} (forecast plans, actual day)")
+    for column in ("window", "requested kW", "deliverable kW", "allocated kW", "shortfall kW", "delivered kW",
+                   "sites", "limits out of reach", "limits missed"):  # fmt: skip
+        events.add_column(column, justify="right")
+    for o in run_regional_events(regional_sites):
+        events.add_row(
+            f"{_slot_time(o.first_slot)}–{_slot_time(o.end_slot)}", f"{o.requested_kw:.0f}", f"{o.deliverable_kw:.1f}",
+            f"{o.allocated_kw:.1f}", f"{o.shortfall_kw:.1f}", f"{o.delivered_kw:.1f}", str(o.called_sites),
+            str(o.limits_out_of_reach), str(o.limits_missed),
+        )  # fmt: skip
+    console.print(events)
+    console.print(
+        "Deliverable: each site's own forecast plan (SoC, end-SoC rule, EVs only where forecast, no new peak "
+        "outside the window); allocation never exceeds it. Delivered: actual window peak without DR − the "
+        "executed window peak when the EMS follows the plan on the actual day. "
+        f"Total run {time.perf_counter() - started:.0f} s."
     )

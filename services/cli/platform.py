@@ -34,6 +34,9 @@ from vpp.simulation.publisher import SimulationPublisher
 console = Console()
 
 GENERATED_RENEWABLE_SHARE = 0.3
+# Eight days hold a complete weekday and a complete weekend day whatever the start (the DR forecast takes
+# similar days of the same type), and the 5-minute backlog of one site is sent in a few seconds.
+DR_READY_BACKFILL_HOURS = 192.0
 
 
 def _log_to_file(settings: Settings) -> Path:
@@ -63,7 +66,10 @@ def up(
     duration_s: float = typer.Option(0.0, "--duration", help="Seconds to run; 0 runs until Ctrl-C"),
     interval_s: float = typer.Option(5.0, "--interval", help="Simulated gateway publishing interval"),
     backfill_hours: float = typer.Option(
-        24.0, "--backfill-hours", help="History the sites send first (a week or more gives DR forecasts weekdays)"
+        DR_READY_BACKFILL_HOURS,
+        "--backfill-hours",
+        help="History the sites send first; the default 8 days give the DR forecast a complete weekday and "
+        "weekend day, so the first DR event plans a real reduction (less: events allocate 0 kW until then)",
     ),
     sites: int = typer.Option(1, "--sites", help="Simulated sites (the depot plus generated ones)"),
     api_port: int | None = typer.Option(None, "--api-port", help="Dashboard and API port (default VPP_API_PORT)"),

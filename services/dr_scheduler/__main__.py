@@ -28,6 +28,7 @@ from vpp.postgres.migrate import upgrade
 from vpp.settings import MissingSecretError, Settings, settings_or_exit
 
 from .dispatch import Dispatcher
+from .intraday import IntradayReplanner
 from .live_control import check_live_demand
 from .metrics import SchedulerMetrics
 from .scheduler import Scheduler
@@ -40,6 +41,7 @@ TICK_S = 5.0
 def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.Event, tick_s: float = TICK_S) -> None:
     """Serve acks as they come and tick every ``tick_s`` until ``stopping`` is set."""
     next_tick = 0.0
+    replanner = IntradayReplanner(scheduler)
     while not stopping.is_set():
         try:
             ack = dispatcher.acks.get(timeout=min(max(next_tick - time.monotonic(), 0.0), 0.5))
@@ -59,6 +61,7 @@ def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.E
                     scheduler.dispatch(event.event_id, now=now, actor="scheduler")
             scheduler.conn.commit()
             scheduler.tick(now)
+            replanner.run(now)  # today's reduce events, once per slot, from live telemetry
             check_live_demand(scheduler, now, scheduler.metrics)
         except Exception:
             # One bad tick (database blip, broker timeout) must not end the process; the next retries.

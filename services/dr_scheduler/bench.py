@@ -1,17 +1,22 @@
 """`vpp bench dr`: day-ahead forecast → plan → run on actual data for a simulated fleet, on all cores.
 
-For every site and benchmark day (no database: arrays from :mod:`services.dr_scheduler.bench_data`):
+Planning time is measured per day for the whole fleet (forecasts included, sites split across worker
+processes). Peak reduction is evaluated on a sample of the sites with a battery (every
+``eval_every``-th site; rolling re-planning solves an LP per slot, too many for the whole fleet in a few
+minutes), separately for battery-only and battery+EV sites, for every sampled site-day:
 
-- *forecast*: forecast load, PV and EV need, plan the lowest peak (peak-cut LP), then let the EMS
-  follow the plan on the actual day with the plan's peak as its import limit
-  (:func:`vpp.domain.plan_execution.executed_import_kw`);
-- *perfect*: the same LP on the actual data (perfect foresight, the optimum);
-- *reactive*: the threshold controller on the actual data, threshold = the forecast plan's peak, so it
-  has the same information but no schedule;
+- *open loop*: the site EMS follows the day-ahead plan on the actual day, with the plan's peak as its
+  import limit (:class:`vpp.domain.plan_execution.EmsTracker`), no re-plans;
+- *re-planned*: the same, with the rest of the day re-planned every slot from the measured state
+  (model-predictive control, :func:`vpp.domain.plan_execution.receding_horizon_import_kw`);
+- *perfect foresight*: the peak-cut LP on the actual data with the same end-of-day SoC rule as the run
+  it is compared with (ending at least as full as that run ended, or as it started if that is lower), so
+  no run can beat it;
+- *reactive*: a threshold controller with the forecast plan's peak as threshold that charges EVs as the
+  site EMS does (:mod:`services.dr_scheduler.bench_reactive`);
 - *uncontrolled*: no battery, EVs charging at full power on arrival.
 
-Peak reduction = uncontrolled peak − achieved peak, kW, summed over site-days. Planning wall time is
-measured per day for all sites (forecasts included), with the sites split across worker processes.
+Peak reduction = uncontrolled peak − achieved peak, kW, summed over site-days.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy.typing as npt
 from vpp.domain.plan_execution import EmsTracker, receding_horizon_import_kw
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
 from vpp.domain.slots import SLOTS_PER_DAY
-from vpp.simulation.spec import fleet_specs
+from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
 from .bench_data import (
     EV_EVENING_FIRST_SLOT,
@@ -39,14 +44,18 @@ from .bench_data import (
     FleetHistory,
     simulate_fleet,
 )
+from .bench_reactive import fair_reactive_import_kw
 from .day_ahead import forecast_site_day, plan_site_day, site_flex
 
-__all__ = ["BenchResult", "run_bench"]
+__all__ = ["BenchResult", "GroupResult", "run_bench"]
 
 WARM_UP_DAYS = 21  # history before the first benchmark day, for similar-day forecasts
 FIRST_BENCH_DAY = date(2026, 7, 1)  # summer: the Tokyo area's afternoon peak season
 CHUNKS_PER_WORKER = 4
-REPLAN_EVERY_SLOTS = 8  # the intraday re-run: every 4 hours
+REPLAN_EVERY_SLOTS = 1  # the intraday re-plan: every 30-minute slot
+# Re-plans value stored energy a little (planning.plan_peak_cut): charge early, spend late, keep a reserve.
+REPLAN_RESERVE_VALUE_PER_KWH = 0.3
+EVAL_EVERY_NTH_SITE = 7
 CLEAR_SKY_INDEX_DAYS = 7  # PV forecast: clear sky scaled by the index of the last week
 FloatArray = npt.NDArray[np.float64]
 
@@ -55,11 +64,45 @@ _fleet: FleetHistory | None = None
 
 @dataclass(frozen=True)
 class DayOutcome:
+    group: str  # "battery" or "battery+ev"
     uncontrolled_kw: float
-    perfect_kw: float
-    forecast_kw: float
+    open_loop_kw: float
+    replanned_kw: float
+    perfect_open_kw: float  # perfect foresight with the open-loop run's end-SoC rule
+    perfect_replanned_kw: float  # perfect foresight with the re-planned run's end-SoC rule
     reactive_kw: float
-    soc_shortfall_kwh: float  # how far the forecast run ended the day below its starting SoC
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """Peak reductions summed over a group's site-days, kW, and the ratios the benchmark reports."""
+
+    site_days: int
+    open_loop_kw: float
+    replanned_kw: float
+    perfect_open_kw: float
+    perfect_replanned_kw: float
+    reactive_kw: float
+
+    @staticmethod
+    def _ratio(value: float, reference: float) -> float:
+        return value / reference if reference > 0 else float("nan")
+
+    @property
+    def replanned_to_perfect(self) -> float:
+        return self._ratio(self.replanned_kw, self.perfect_replanned_kw)
+
+    @property
+    def open_loop_to_perfect(self) -> float:
+        return self._ratio(self.open_loop_kw, self.perfect_open_kw)
+
+    @property
+    def replanned_to_reactive(self) -> float:
+        return self._ratio(self.replanned_kw, self.reactive_kw)
+
+    @property
+    def open_loop_to_reactive(self) -> float:
+        return self._ratio(self.open_loop_kw, self.reactive_kw)
 
 
 @dataclass(frozen=True)
@@ -69,20 +112,20 @@ class BenchResult:
     workers: int
     plan_wall_s: tuple[float, ...]  # per benchmark day, all sites
     plan_cpu_s: tuple[float, ...]  # CPU seconds the workers spent on those plans, per day
-    reduction_forecast_kw: float
-    reduction_perfect_kw: float
-    reduction_reactive_kw: float
-    site_days: int
-    soc_shortfall_kwh_mean: float
-    battery_kwh_mean: float
+    groups: dict[str, GroupResult]
+    evaluated_sites: int
 
-    @property
-    def ratio_to_perfect(self) -> float:
-        return self.reduction_forecast_kw / self.reduction_perfect_kw if self.reduction_perfect_kw else float("nan")
 
-    @property
-    def ratio_to_reactive(self) -> float:
-        return self.reduction_forecast_kw / self.reduction_reactive_kw if self.reduction_reactive_kw else float("nan")
+def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
+    unc = np.array([o.uncontrolled_kw for o in outcomes])
+
+    def total(name: str) -> float:
+        return float((unc - np.array([getattr(o, name) for o in outcomes])).sum())
+
+    return GroupResult(
+        len(outcomes), total("open_loop_kw"), total("replanned_kw"), total("perfect_open_kw"),
+        total("perfect_replanned_kw"), total("reactive_kw"),
+    )  # fmt: skip
 
 
 def _init_worker(sites: int, days: int, seed: int) -> None:
@@ -113,7 +156,10 @@ PlannedDay = tuple[Plan, FloatArray, FloatArray]  # plan, load forecast, PV fore
 def _replanner(
     load: FloatArray, pv: FloatArray, flex: SiteFlex, evs: list[EvDemand], target_kw: float, terminal_kwh: float
 ) -> Plan:
-    return plan_peak_cut(load.tolist(), pv.tolist(), flex, evs, target_kw, terminal_soc_kwh=terminal_kwh)
+    return plan_peak_cut(
+        load.tolist(), pv.tolist(), flex, evs, target_kw, terminal_soc_kwh=terminal_kwh,
+        reserve_value_per_kwh=REPLAN_RESERVE_VALUE_PER_KWH,
+    )  # fmt: skip
 
 
 def _plan_chunk(day_index: int, sites: Sequence[int]) -> tuple[list[PlannedDay], float]:
@@ -139,31 +185,37 @@ def _plan_chunk(day_index: int, sites: Sequence[int]) -> tuple[list[PlannedDay],
 
 
 def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[PlannedDay]) -> list[DayOutcome]:
-    """Run the forecast plans on the actual day and compute the three references."""
+    """Run the forecast plans of the sampled battery sites on the actual day and compute the references."""
     assert _fleet is not None
     out: list[DayOutcome] = []
     for site, (plan, load_fc, pv_fc) in zip(sites, plans, strict=True):
+        spec = _fleet.specs[site]
+        if site % EVAL_EVERY_NTH_SITE or spec.battery_kwh <= 0:
+            continue
         load = _fleet.load_kw[site, day_index]
         pv = _fleet.pv_kw[site, day_index]
         flex, evs = _site_inputs(site, day_index, forecast=False)
         load_kw, pv_kw = load.tolist(), pv.tolist()
         uncontrolled = threshold_controller(load_kw, pv_kw, SiteFlex.without_battery(), evs, 0.0).peak_import_kw
-        perfect = plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0).peak_import_kw
-        tracker = EmsTracker(flex, evs)
-        executed = float(
-            receding_horizon_import_kw(
-                load_fc, pv_fc, load, pv, flex, evs, plan, _replanner, REPLAN_EVERY_SLOTS, tracker
-            ).max()
-        )
-        reactive = threshold_controller(load_kw, pv_kw, flex, evs, plan.peak_import_kw).peak_import_kw
-        shortfall_kwh = max(flex.soc_kwh_initial - tracker.soc_kwh, 0.0)
-        out.append(DayOutcome(uncontrolled, perfect, executed, reactive, shortfall_kwh))
+        runs = []
+        for every in (0, REPLAN_EVERY_SLOTS):
+            tracker = EmsTracker(flex, evs)
+            peak = float(
+                receding_horizon_import_kw(load_fc, pv_fc, load, pv, flex, evs, plan, _replanner, every, tracker).max()
+            )
+            # The same end-of-day rule as the run: at least as full as it ended (or started, if lower).
+            terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
+            perfect = plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw
+            runs.append((peak, perfect))
+        reactive = float(fair_reactive_import_kw(load, pv, flex, evs, plan.peak_import_kw)[0].max())
+        group = "battery+ev" if spec.ev_count else "battery"
+        out.append(DayOutcome(group, uncontrolled, runs[0][0], runs[1][0], runs[0][1], runs[1][1], reactive))
     return out
 
 
 def run_bench(
     sites: int = 1050,
-    days: int = 30,
+    days: int = 10,
     *,
     workers: int | None = None,
     seed: int = 0,
@@ -191,17 +243,8 @@ def run_bench(
                 outcomes.extend(result)
             if on_day is not None:
                 on_day(number + 1, walls[-1])
-    uncontrolled = np.array([o.uncontrolled_kw for o in outcomes])
-    return BenchResult(
-        sites=sites,
-        days=days,
-        workers=workers,
-        plan_wall_s=tuple(walls),
-        plan_cpu_s=tuple(cpus),
-        reduction_forecast_kw=float((uncontrolled - [o.forecast_kw for o in outcomes]).sum()),
-        reduction_perfect_kw=float((uncontrolled - [o.perfect_kw for o in outcomes]).sum()),
-        reduction_reactive_kw=float((uncontrolled - [o.reactive_kw for o in outcomes]).sum()),
-        site_days=len(outcomes),
-        soc_shortfall_kwh_mean=float(np.mean([o.soc_shortfall_kwh for o in outcomes])),
-        battery_kwh_mean=float(np.mean([s.battery_kwh for s in fleet_specs(sites, seed)])),
+    groups = {name: _group_result([o for o in outcomes if o.group == name]) for name in ("battery", "battery+ev")}
+    evaluated = sum(
+        1 for k, spec in enumerate(fleet_specs_of(sites, seed)) if not k % EVAL_EVERY_NTH_SITE and spec.battery_kwh > 0
     )
+    return BenchResult(sites, days, workers, tuple(walls), tuple(cpus), groups, evaluated)

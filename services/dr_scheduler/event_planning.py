@@ -4,10 +4,12 @@ Both directions start from each site's forecast import without DR (no battery, E
 arrive): the *baseline* the plan works against. :func:`vpp.domain.allocation.allocate_regional_request`
 splits the request by each site's availability over the window, and each called site is planned.
 
-- "reduce": availability is what the battery can hold for the whole window (power, and usable energy ÷
-  window hours) plus the EV charging forecast in the window (deferrable). The site's import limit is its
-  baseline peak in the window minus its share; its plan is :func:`vpp.domain.planning.plan_peak_shift`
-  with the window as peak slots.
+- "reduce": availability is the site's *deliverable* reduction (:mod:`vpp.domain.deliverable`): its
+  baseline peak in the window minus the lowest window peak its own forecast plan reaches (battery from its
+  state of charge, the end-SoC rule, EV charging only where forecast, nothing outside the window above the
+  month's maximum demand). The site's import limit is its baseline peak in the window minus its share; its
+  plan is :func:`vpp.domain.deliverable.plan_window_limit`, and the stored plan says whether it reaches
+  the limit (a share never exceeds the deliverable, so on the forecast it does).
 - "increase": availability is the least, over the window's slots, of the extra import the site could
   draw: battery charging (power, and usable energy ÷ window hours) plus EV energy that could be brought
   forward into the window, less any PV surplus that charging would only soak up without raising import.
@@ -27,24 +29,33 @@ import numpy as np
 import psycopg
 
 from vpp.domain.allocation import RegionalAllocation, SiteFlexibility, allocate_regional_request
+from vpp.domain.deliverable import WindowDeliverable, plan_window_limit, window_deliverable
 from vpp.domain.dr_events import Direction, event_window_slots
 from vpp.domain.forecast import ForecastError
-from vpp.domain.planning import InfeasiblePlan, Plan, plan_import_floor, plan_peak_shift, threshold_controller
+from vpp.domain.planning import InfeasiblePlan, Plan, SiteFlex, plan_import_floor, threshold_controller
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.log import kv
-from vpp.postgres.energy_history import SiteDr
+from vpp.postgres.energy_history import SiteDr, monthly_max_demand_kw
 
 from .day_ahead import SOC_MAX_FRACTION, SOC_MIN_FRACTION, site_flex
 from .metrics import SchedulerMetrics
 from .site_forecast import SiteDayForecast, forecast_from_history
 
-__all__ = ["SitePlan", "event_slots", "plan_event_sites"]
+__all__ = ["SitePlan", "dr_site_flex", "event_slots", "plan_event_sites"]
 
 event_slots = event_window_slots
 
 log = logging.getLogger("vpp.dr_scheduler.planning")
 
 FLAT_PRICE_JPY_PER_KWH = 20.0
+NO_FORECAST = "no forecast"
+# What an operator can do about a site without a forecast: the load forecast averages earlier complete days
+# of the event day's type (weekday, or weekend and holiday), so a site needs one of each on record.
+NO_FORECAST_HINT = (
+    "the site needs at least one complete day of the event day's type (weekday, or weekend/holiday) in the "
+    "last 21 days of metered history: let it report for a full day, or send its backlog (with the simulated "
+    "platform: `vpp up --backfill-hours 192`, the default)"
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,13 @@ class SitePlan:
     plan: Plan | None
     note: str
     import_floor_kw: tuple[float, ...] | None = None  # per window slot, "increase" events
+    limit_reachable: bool | None = None  # the plan meets its limit (and the outside cap) on the forecast
+    outside_cap_kw: float | None = None  # "reduce": no slot outside the window above this, kW
+
+
+def dr_site_flex(site: SiteDr) -> SiteFlex:
+    soc_kwh = site.soc_pct / 100 * site.battery_kwh if site.soc_pct is not None else None
+    return site_flex(site.battery_kwh, site.battery_kw, soc_kwh)
 
 
 def _battery_window_kw(site: SiteDr, first: int, end: int) -> float:
@@ -64,23 +82,10 @@ def _battery_window_kw(site: SiteDr, first: int, end: int) -> float:
     return min(site.battery_kw, usable_kwh / ((end - first) * 0.5)) if site.battery_kw > 0 else 0.0
 
 
-def _availability_kw(site: SiteDr, day_forecast: SiteDayForecast, first: int, end: int) -> float:
-    ev_kw = sum(
-        ev.energy_kwh / ((ev.deadline_slot - ev.available_from_slot) * 0.5)
-        for ev in day_forecast.evs if ev.available_from_slot < end and ev.deadline_slot > first
-    )  # fmt: skip
-    return _battery_window_kw(site, first, end) + ev_kw
-
-
 def _baseline(day_forecast: SiteDayForecast) -> Plan:
     """The forecast day without DR: no battery, EVs charged as they arrive."""
     f = day_forecast.forecast
     return threshold_controller(f.load_kw.tolist(), f.pv_kw.tolist(), site_flex(0, 0), day_forecast.evs, 0.0)
-
-
-def _window_peak_kw(day_forecast: SiteDayForecast, first: int, end: int) -> float:
-    """Forecast import peak in the window without DR."""
-    return float(np.max(_baseline(day_forecast).import_kw[first:end]))
 
 
 def _absorb_availability_kw(site: SiteDr, day_forecast: SiteDayForecast, first: int, end: int) -> float:
@@ -109,58 +114,84 @@ def plan_event_sites(
 ) -> tuple[RegionalAllocation, list[SitePlan]]:
     """Forecast every site, allocate the request by availability, set limits (or floors), plan each called site."""
     increase = Direction(direction) == Direction.INCREASE
-    availability = _absorb_availability_kw if increase else _availability_kw
     day, first, end = event_slots(start_at, end_at)
+    prices = [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY
     forecasts: dict[str, SiteDayForecast] = {}
+    no_forecast: dict[str, str] = {}
+    deliverables: dict[str, WindowDeliverable] = {}
     flex_rows: list[SiteFlexibility] = []
     for site in sites:
         try:
-            forecasts[site.site_id] = forecast_from_history(conn, site, day)
+            forecasts[site.site_id] = day_forecast = forecast_from_history(conn, site, day)
         except ForecastError as error:
             log.warning("site not called: no forecast", extra=kv(site_id=site.site_id, reason=str(error)))
+            no_forecast[site.site_id] = f"{NO_FORECAST}: {error}"
             flex_rows.append(SiteFlexibility(site.site_id, 0.0))
             continue
-        flex_rows.append(SiteFlexibility(site.site_id, availability(site, forecasts[site.site_id], first, end)))
+        if increase:
+            flex_rows.append(SiteFlexibility(site.site_id, _absorb_availability_kw(site, day_forecast, first, end)))
+            continue
+        f = day_forecast.forecast
+        started = time.perf_counter()
+        try:
+            deliverables[site.site_id] = found = window_deliverable(
+                f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), day_forecast.evs, first, end, prices,
+                monthly_max_demand_kw(conn, site.site_pk, day),
+            )  # fmt: skip
+            flex_rows.append(SiteFlexibility(site.site_id, found.deliverable_kw))
+        except InfeasiblePlan as error:
+            log.warning("site not called: no plan", extra=kv(site_id=site.site_id, reason=error.reason))
+            flex_rows.append(SiteFlexibility(site.site_id, 0.0))
+        metrics.plan_seconds.observe(time.perf_counter() - started)
     allocation = allocate_regional_request(requested_kw, flex_rows)
     available = {row.site_id: row.available_kw for row in flex_rows}
     out: list[SitePlan] = []
     for site in sites:
         share = allocation.allocations_kw.get(site.site_id, 0.0)
-        day_forecast = forecasts.get(site.site_id)
-        if day_forecast is None or share <= 0:
-            out.append(SitePlan(site, available[site.site_id], 0.0, None, None, "not called"))
+        called = forecasts.get(site.site_id)
+        if called is None or share <= 0:
+            note = no_forecast.get(site.site_id, "not called")
+            out.append(SitePlan(site, available[site.site_id], 0.0, None, None, note))
             continue
         started = time.perf_counter()
-        soc_kwh = site.soc_pct / 100 * site.battery_kwh if site.soc_pct is not None else None
-        flex = site_flex(site.battery_kwh, site.battery_kw, soc_kwh)
-        f = day_forecast.forecast
-        prices = [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY
+        f = called.forecast
         limit_kw: float | None = None
         floors_kw: tuple[float, ...] | None = None
+        cap_kw: float | None = None
         try:
             if increase:
-                floors_kw = tuple(float(v) + share for v in _baseline(day_forecast).import_kw[first:end])
+                floors_kw = tuple(float(v) + share for v in _baseline(called).import_kw[first:end])
                 day_floors = [0.0] * first + list(floors_kw) + [0.0] * (SLOTS_PER_DAY - end)
-                plan: Plan | None = plan_import_floor(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), flex, day_forecast.evs, day_floors, prices
+                planned = plan_import_floor(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, day_floors, prices
                 )
             else:
-                limit_kw = max(_window_peak_kw(day_forecast, first, end) - share, 0.0)
-                plan = plan_peak_shift(
-                    f.load_kw.tolist(), f.pv_kw.tolist(), flex, day_forecast.evs, prices, range(first, end)
-                )
-            note = "planned"
+                found = deliverables[site.site_id]
+                limit_kw, cap_kw = max(found.baseline_peak_kw - share, 0.0), found.outside_cap_kw
+                planned = plan_window_limit(
+                    f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, first, end, limit_kw,
+                    prices, cap_kw,
+                )  # fmt: skip
+            plan: Plan | None = planned
+            reachable = True if increase else planned.target_met
+            note = "planned" if reachable is not False else f"planned, limit out of reach: {planned.status}"
             metrics.plans.labels("ok").inc()
         except InfeasiblePlan as error:
-            plan, note = None, f"no plan: {error.reason}"
+            plan, reachable, note = None, None, f"no plan: {error.reason}"
             metrics.plans.labels("infeasible").inc()
         metrics.plan_seconds.observe(time.perf_counter() - started)
-        out.append(SitePlan(site, available[site.site_id], share, limit_kw, plan, note, floors_kw))
+        out.append(SitePlan(site, available[site.site_id], share, limit_kw, plan, note, floors_kw, reachable, cap_kw))
     return allocation, out
 
 
 def plan_document(site_plan: SitePlan) -> dict[str, Any] | None:
-    """The plan as stored with the event (JSON): the series, the limit and why."""
+    """The plan as stored with the event (JSON): the series, the limit, whether it is reachable, and why."""
+    facts = {
+        "note": site_plan.note,
+        "deliverable_kw": site_plan.available_kw,
+        "limit_reachable": site_plan.limit_reachable,
+        "outside_cap_kw": site_plan.outside_cap_kw,
+    }
     if site_plan.plan is None:
-        return {"note": site_plan.note}
-    return {**asdict(site_plan.plan), "note": site_plan.note, "objective": None}
+        return facts
+    return {**asdict(site_plan.plan), **facts, "objective": None}

@@ -30,7 +30,7 @@ from vpp.postgres.energy_history import load_dr_sites, region_site_ids
 from vpp.postgres.openadr_dr import publish_dr_event
 from vpp.postgres.site_capacity import site_capacity
 
-from .event_planning import event_slots, plan_document, plan_event_sites
+from .event_planning import NO_FORECAST, NO_FORECAST_HINT, event_slots, plan_document, plan_event_sites
 from .metrics import SchedulerMetrics
 from .verification import VerificationConfig, verify_event
 
@@ -76,8 +76,11 @@ class Scheduler:
         self.conn.commit()
         self.metrics.transitions.labels(str(event.status)).inc()
 
-    def _allocate(self, event: store.DrEventRow, site_ids: Sequence[str] | None, requested_kw: float) -> int:
-        """Forecast, allocate and plan the event's sites; store them. Returns the number of sites called."""
+    def _allocate(
+        self, event: store.DrEventRow, site_ids: Sequence[str] | None, requested_kw: float, now: datetime
+    ) -> int:
+        """Forecast, allocate and plan the event's sites; store them with an audit row that says what was
+        requested, allocated and deliverable, and why sites were left out. Returns the number of sites called."""
         sites = load_dr_sites(self.conn, site_ids)
         if event.region_id is not None:
             members = set(region_site_ids(self.conn, event.region_id))
@@ -86,15 +89,28 @@ class Scheduler:
             self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics, event.direction
         )
         called = [p for p in plans if p.allocated_kw > 0]
+        deliverable_kw = sum(p.available_kw for p in plans)
         store.set_event_sites(
             self.conn, event.pk, [(p.site.site_pk, p.allocated_kw, p.import_limit_kw, plan_document(p)) for p in called],
             allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
-            floors_kw=[p.import_floor_kw for p in called],
+            floors_kw=[p.import_floor_kw for p in called], deliverable_kw=deliverable_kw,
+            site_deliverables=[(p.available_kw, p.limit_reachable) for p in called],
         )  # fmt: skip
+        unreachable = [p.site.site_id for p in called if p.limit_reachable is False]
+        without = {p.site.site_id: p.note for p in plans if p.note.startswith(NO_FORECAST)}
+        detail: dict[str, object] = {
+            "requested_kw": requested_kw, "allocated_kw": allocation.allocated_kw,
+            "deliverable_kw": deliverable_kw, "shortfall_kw": allocation.shortfall_kw,
+            "sites_called": len(called), "limits_out_of_reach": unreachable,
+        }  # fmt: skip
+        if without:
+            detail |= {"sites_without_forecast": without, "how_to_fix": NO_FORECAST_HINT}
+        store.add_audit(self.conn, event.pk, now, "scheduler", "allocation", None, None, detail)
         log.info(
             "DR event allocated",
             extra=kv(event_id=event.event_id, direction=event.direction, requested_kw=requested_kw,
-                     allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw, sites=len(called)),
+                     allocated_kw=allocation.allocated_kw, shortfall_kw=allocation.shortfall_kw,
+                     deliverable_kw=round(deliverable_kw, 3), sites=len(called), limits_out_of_reach=unreachable),
         )  # fmt: skip
         return len(called)
 
@@ -111,7 +127,7 @@ class Scheduler:
                 incentive_jpy_per_kwh=request.incentive_jpy_per_kwh, region_id=request.region_id,
                 source=request.source, actor=actor, now=now, site_ids=request.site_ids, direction=request.direction,
             )  # fmt: skip
-            self._allocate(event, request.site_ids, request.requested_kw)
+            self._allocate(event, request.site_ids, request.requested_kw, now)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -124,7 +140,7 @@ class Scheduler:
             event = store.get_event(self.conn, event_id)
             if event is None:
                 raise LookupError(f"no DR event {event_id!r}")
-            self._allocate(event, event.site_ids, event.requested_kw)
+            self._allocate(event, event.site_ids, event.requested_kw, now)
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="allocated")
             self.conn.commit()
         except BaseException:
@@ -178,6 +194,25 @@ class Scheduler:
             raise
         return event
 
+    def publish_revision(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
+        """Send re-planned limits as a new revision. Before the event starts this is a re-dispatch; an active
+        event stays active (the lifecycle has no way back to "dispatched"), with its revision bumped."""
+        current = store.get_event(self.conn, event_id)
+        if current is None:
+            raise LookupError(f"no DR event {event_id!r}")
+        if current.status != EventStatus.ACTIVE:
+            return self.dispatch(event_id, now=now, actor=actor)
+        try:
+            event = store.bump_revision(self.conn, event_id, actor=actor, now=now, detail={"reason": "re-planned"})
+            sites = self._publish_all(event, now)
+            store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
+            publish_dr_event(self.conn, event_id, now)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return event
+
     def adjust(self, event_id: str, requested_kw: float, *, now: datetime, actor: str) -> store.DrEventRow:
         """Re-allocate and re-plan with a new request; re-dispatch if signals were already out."""
         try:
@@ -187,7 +222,7 @@ class Scheduler:
             if event.status not in {EventStatus.PLANNED, EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED}:
                 raise ValueError(f"a {event.status} event cannot be adjusted")
             signalled = {s.site_pk: s.site_id for s in store.event_sites(self.conn, event.pk) if s.dispatched_revision}
-            self._allocate(event, event.site_ids, requested_kw)
+            self._allocate(event, event.site_ids, requested_kw, now)
             self.conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event.pk))
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="adjusted")
             self.conn.commit()

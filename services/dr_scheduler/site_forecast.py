@@ -29,7 +29,7 @@ from .day_ahead import (
     forecast_site_day,
 )
 
-__all__ = ["SiteDayForecast", "forecast_from_history"]
+__all__ = ["SiteDayForecast", "ev_demands", "forecast_from_history"]
 
 PERFORMANCE_RATIO = 0.8
 CLEAR_SKY_INDEX_DAYS = 7
@@ -75,10 +75,10 @@ def forecast_from_history(conn: psycopg.Connection, site: SiteDr, day: date) -> 
     forecast = forecast_site_day(
         non_ev, day, np.array(_clear_sky_day(day, lat, lon)), site.pv_kw, measured, clear_kwh, PERFORMANCE_RATIO
     )
-    return SiteDayForecast(forecast, _ev_demands(ev, day))
+    return SiteDayForecast(forecast, ev_demands(ev, day))
 
 
-def _ev_demands(ev: dict[date, list[float | None]], day: date) -> tuple[EvDemand, ...]:
+def ev_demands(ev: dict[date, list[float | None]], day: date) -> tuple[EvDemand, ...]:
     similar = [
         np.array(values, dtype=float) for d, values in sorted(ev.items(), reverse=True)
         if day_type(d) == day_type(day) and all(v is not None for v in values)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -26,10 +26,10 @@ from vpp.domain.baseline import (
 )
 from vpp.domain.dr_events import Direction, delivered_kwh
 from vpp.domain.openadr import fill_from_reports
-from vpp.domain.slots import JST, SLOT
+from vpp.domain.slots import SLOT
 from vpp.log import kv
 from vpp.postgres import dr_events as store
-from vpp.postgres.dr_verification import ReductionRow, save_reductions
+from vpp.postgres.dr_verification import ReductionRow, dispatched_dr_days, save_reductions
 from vpp.postgres.energy_history import daily_slots, jst_midnight
 from vpp.postgres.openadr_dr import reported_usage_day
 
@@ -52,15 +52,6 @@ class VerificationConfig:
     settle: timedelta = timedelta(minutes=5)
 
 
-def _dr_days(conn: psycopg.Connection, site_pk: int, before: date, event_pk: int) -> set[date]:
-    rows = conn.execute(
-        """SELECT e.start_at FROM dr_events e JOIN dr_event_sites es ON es.event_pk = e.id
-           WHERE es.site_pk = %s AND e.id <> %s AND e.status <> 'cancelled' AND e.start_at < %s""",
-        (site_pk, event_pk, jst_midnight(before)),
-    ).fetchall()
-    return {row[0].astimezone(JST).date() for row in rows}
-
-
 def verify_event(
     conn: psycopg.Connection, event_id: str, now: datetime, config: VerificationConfig, metrics: SchedulerMetrics
 ) -> int:
@@ -81,7 +72,7 @@ def verify_event(
             try:
                 result = standard_baseline(
                     history, day, (first, end), is_holiday=is_holiday,
-                    dr_days=_dr_days(conn, site.site_pk, day, event.pk), event_day_actual=actual,
+                    dr_days=dispatched_dr_days(conn, site.site_pk, day, event.pk), event_day_actual=actual,
                     settings=config.baseline,
                 )  # fmt: skip
             except InsufficientHistory as error:

@@ -8,8 +8,10 @@ battery is behind its planned state of charge it catches up without crossing the
 a deadline is always delivered (a van must leave charged), so deferral only moves it later. Once the
 day's peak is set, the EMS stops defending anything below it: that would only spend energy needed later.
 
-:func:`receding_horizon_import_kw` adds the scheduler's intraday re-runs: every few slots the rest of
-the day is re-planned from the measured state with forecasts corrected by what the day has shown so far.
+:func:`receding_horizon_import_kw` adds the scheduler's intraday re-runs (model-predictive control): every
+slot (or every few) the rest of the day is re-planned from the measured state (SoC, EV energy still owed,
+the peak already set) with forecasts corrected by what the day has shown so far
+(:func:`corrected_forecast`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ import numpy.typing as npt
 
 from vpp.domain.planning_model import SLOT_HOURS, EvDemand, Plan, SiteFlex
 
-__all__ = ["EmsTracker", "executed_import_kw", "receding_horizon_import_kw"]
+__all__ = ["EmsTracker", "corrected_forecast", "executed_import_kw", "receding_horizon_import_kw"]
 
 FloatArray = npt.NDArray[np.float64]
 Planner = Callable[[FloatArray, FloatArray, SiteFlex, list[EvDemand], float, float], Plan]
 
 _EPS = 1e-9
-# Same-day correction of the remaining forecast is bounded: a few slots must not rescale a whole day.
-_RATIO_RANGE = (0.6, 1.6)
+# Load forecast errors persist for a few hours and fade (weather, occupancy): the last slot's relative error
+# is carried forward, shrinking by this factor per slot, instead of rescaling the whole rest of the day by
+# the morning's ratio (a busy morning says little about the evening).
+LOAD_ERROR_DECAY_PER_SLOT = 0.9
+_LOAD_ERROR_RANGE = (-0.6, 0.6)
+# PV: a cloudy or clear day tends to stay so; the ratio of measured to forecast PV over the slots with real
+# sun so far (early-morning slivers say nothing), the recent ones weighted most, bounded.
+PV_RATIO_RANGE = (0.3, 1.3)
+_PV_RECENT_WEIGHT_PER_SLOT = 0.8
+_PV_SIGNIFICANT_SHARE = 0.2
 
 
 @dataclass
@@ -42,6 +52,7 @@ class EmsTracker:
     ev_remaining_kwh: list[float] = field(default_factory=list)
     peak_kw: float = 0.0
     fill_battery: bool = True
+    hold_peak: bool = True  # False: defend each slot's own limit even below the day's peak (window limits)
 
     def __post_init__(self) -> None:
         self.soc_kwh = self.flex.soc_kwh_initial
@@ -75,7 +86,7 @@ class EmsTracker:
         discharge_max = min(flex.battery_power_kw, max(self.soc_kwh - flex.soc_min_kwh, 0.0) * eta_d / dt)
         charge_max = min(flex.battery_power_kw, max(flex.soc_max_kwh - self.soc_kwh, 0.0) / (eta_c * dt))
         battery = min(max(battery_kw, -charge_max), discharge_max)
-        limit = max(limit_kw, self.peak_kw)
+        limit = max(limit_kw, self.peak_kw) if self.hold_peak else limit_kw
         net = load_kw + sum(ev_now) - pv_kw
         behind_kwh = soc_target - self._soc_after(battery)
         if behind_kwh > _EPS and battery <= 0:
@@ -161,8 +172,8 @@ def receding_horizon_import_kw(
 ) -> FloatArray:
     """Import per slot (kW) with the day-ahead plan re-run every ``replan_every_slots`` slots.
 
-    At each re-run the remaining slots' forecasts are scaled by the day's actual-to-forecast ratio so
-    far (bounded to 0.6–1.6), and ``planner(load, pv, flex, evs, target_kw, terminal_soc_kwh)`` plans
+    At each re-run the remaining slots' forecasts are corrected (:func:`corrected_forecast`), and
+    ``planner(load, pv, flex, evs, target_kw, terminal_soc_kwh)`` plans
     the rest of the day from the measured SoC and EV energy still owed, with the peak already set as
     its target (lower is no longer worth anything). Pass ``tracker`` to read the end state afterwards.
     """
@@ -183,9 +194,31 @@ def receding_horizon_import_kw(
     return imports
 
 
-def _ratio(actual: FloatArray, forecast: FloatArray) -> float:
-    total = float(forecast.sum())
-    return 1.0 if total <= _EPS else min(max(float(actual.sum()) / total, _RATIO_RANGE[0]), _RATIO_RANGE[1])
+def corrected_forecast(
+    t: int, load_forecast_kw: FloatArray, pv_forecast_kw: FloatArray, load_kw: FloatArray, pv_kw: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The forecast of slots t.. corrected by the measured slots ..t−1, kW (load, PV).
+
+    Load: forecast × (1 + e·ρ^(k+1)) for the k-th slot ahead, e the last measured slot's relative error
+    (bounded to ±60%), ρ = :data:`LOAD_ERROR_DECAY_PER_SLOT`. PV: forecast × the ratio of measured to
+    forecast PV over the slots whose forecast exceeded 20% of the day's so far, each weighted 0.8^age,
+    bounded to :data:`PV_RATIO_RANGE`; 1 before the sun is up.
+    """
+    ahead = np.arange(load_forecast_kw.size - t)
+    error = 0.0
+    if t and load_forecast_kw[t - 1] > _EPS:
+        error = min(
+            max(float(load_kw[t - 1] / load_forecast_kw[t - 1]) - 1.0, _LOAD_ERROR_RANGE[0]), _LOAD_ERROR_RANGE[1]
+        )
+    load_rest = np.maximum(load_forecast_kw[t:] * (1.0 + error * LOAD_ERROR_DECAY_PER_SLOT ** (ahead + 1)), 0.0)
+    past_fc, past = pv_forecast_kw[:t], pv_kw[:t]
+    sunny = past_fc > _PV_SIGNIFICANT_SHARE * float(past_fc.max(initial=0.0))
+    ratio = 1.0
+    if sunny.any() and float(past_fc[sunny].sum()) > _EPS:
+        weights = _PV_RECENT_WEIGHT_PER_SLOT ** (t - 1 - np.flatnonzero(sunny))
+        measured = float((past[sunny] * weights).sum()) / float((past_fc[sunny] * weights).sum())
+        ratio = min(max(measured, PV_RATIO_RANGE[0]), PV_RATIO_RANGE[1])
+    return load_rest, pv_forecast_kw[t:] * ratio
 
 
 def _replan(
@@ -198,8 +231,7 @@ def _replan(
     planner: Planner,
 ) -> Plan | None:
     flex, rest = tracker.flex, load.size - t
-    load_rest = load_fc[t:] * _ratio(load[:t], load_fc[:t])
-    pv_rest = pv_fc[t:] * _ratio(pv[:t], pv_fc[:t])
+    load_rest, pv_rest = corrected_forecast(t, load_fc, pv_fc, load, pv)
     evs: list[EvDemand] = []
     ev_map: list[int] = []
     for k, ev in enumerate(tracker.evs):

@@ -17,8 +17,9 @@ Decisions shared by the planners:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,11 +72,15 @@ class PeakShiftWeights:
     cycle_cost_jpy_per_kwh : float
         Battery wear per kWh charged or discharged; raised automatically when needed so the plan
         never charges and discharges at once (see :mod:`vpp.domain.planning_lp`).
+    window_peak_penalty_jpy_per_kw : float
+        Per kW of window import above its target: far above what moving a kW for a whole day costs in
+        energy (48 × 0.5 h × ~150 JPY/kWh), so the window's kW comes first, then the energy terms.
     """
 
     peak_import_penalty_jpy_per_kwh: float = 100.0
     export_penalty_jpy_per_kwh: float = 30.0
     cycle_cost_jpy_per_kwh: float = 3.0
+    window_peak_penalty_jpy_per_kw: float = 10_000.0
 
 
 def plan_peak_cut(
@@ -86,6 +91,7 @@ def plan_peak_cut(
     target_kw: float,
     *,
     terminal_soc_kwh: float | None = None,
+    reserve_value_per_kwh: float = 0.0,
 ) -> Plan:
     """Keep every slot's import at or under ``target_kw``; if impossible, minimise the peak.
 
@@ -105,6 +111,12 @@ def plan_peak_cut(
         Import limit per slot (demand, kW), ≥ 0.
     terminal_soc_kwh : float, optional
         Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
+    reserve_value_per_kwh : float
+        Credit per kWh in the battery, averaged over the horizon (0: none). Among plans with the same peak,
+        energy is then stored early and spent late instead of just in time: what an intraday re-plan
+        wants, since the rest of the day may bring more load than forecast and a full battery is the
+        reserve against it. Keep it below the import cost (1 per kWh) so the peak and the energy still
+        come first.
 
     Raises
     ------
@@ -120,6 +132,7 @@ def plan_peak_cut(
         curtail_per_kwh=_CURTAIL_PER_KWH,
         cycle_per_kwh=_CYCLE_PER_KWH,
         peak_excess_per_kw=_PEAK_EXCESS_PER_KW,
+        reserve_value_per_kwh=reserve_value_per_kwh,
     )
     solution = solve_site_lp(problem, costs, target_kw=target_kw)
     peak_kw = float(solution.import_kw.max())
@@ -154,12 +167,29 @@ def plan_peak_shift(
     *,
     terminal_soc_kwh: float | None = None,
     weights: PeakShiftWeights = PeakShiftWeights(),
+    window_target_kw: float | None = None,
+    outside_cap_kw: float | None = None,
 ) -> Plan:
-    """Move consumption out of the peak slots and into cheap or PV-surplus slots.
+    """Move consumption out of the peak slots and into cheap or PV-surplus slots, without a new peak.
 
-    Minimises, in JPY, Σ_t Δ·(price_t + peak penalty·[t ∈ peak])·import_t
-    + export penalty·Σ Δ·(export_t + curtailed_t) + cycle cost·Σ Δ·(charge_t + discharge_t)
-    (+ the EV tie-break), Δ = 0.5 h. ``objective`` is that value, penalties included.
+    Operators mean two things by a peak-shift: the import in the peak slots (the window) comes down to
+    a kW figure, and the energy moved does not make a new peak elsewhere: every slot outside the window
+    stays at or under ``outside_cap_kw``, normally the site's current monthly maximum demand, because
+    under the 12-month ratchet one higher half-hour raises the contract demand for a year.
+
+    The LP, in order of priority:
+
+    1. import_t ≤ ``outside_cap_kw`` in every slot outside the window (a hard bound);
+    2. import_t ≤ ``window_target_kw`` + x in every window slot, minimising x at
+       ``window_peak_penalty_jpy_per_kw`` per kW (no target: target 0, so x is the window peak and the
+       plan brings it as low as the site can);
+    3. Σ_t Δ·(price_t + peak penalty·[t ∈ peak])·import_t + export penalty·Σ Δ·(export_t + curtailed_t)
+       + cycle cost·Σ Δ·(charge_t + discharge_t) (+ the EV tie-break), Δ = 0.5 h, in JPY.
+
+    When the cap cannot hold on its own (the forecast load and the EV energy owed already exceed it
+    outside the window), the plan is re-solved with the cap as a soft target sharing the window's excess
+    variable, and ``status`` says that both could not hold and by how much. ``target_met`` is True when the
+    window is at or under its target *and* no slot outside exceeds the cap (None without a target).
 
     Parameters
     ----------
@@ -170,10 +200,14 @@ def plan_peak_shift(
     price_jpy_per_kwh : sequence of float
         Import price per slot, JPY/kWh (e.g. JEPX plus network charges).
     peak_slots : collection of int
-        0-based slots whose import is penalised.
+        0-based slots of the window, whose import is penalised.
     terminal_soc_kwh : float, optional
         Minimum SoC at the end of the horizon, kWh; defaults to the initial SoC.
     weights : PeakShiftWeights
+    window_target_kw : float, optional
+        Import limit in the window, kW (≥ 0).
+    outside_cap_kw : float, optional
+        Import limit in every slot outside the window, kW (≥ 0); none when omitted.
 
     Raises
     ------
@@ -184,6 +218,9 @@ def plan_peak_shift(
     price = np.asarray(price_jpy_per_kwh, dtype=float)
     if price.shape != (problem.horizon,) or not np.isfinite(price).all():
         raise ValueError(f"price_jpy_per_kwh must hold {problem.horizon} finite values")
+    for name, value in (("window_target_kw", window_target_kw), ("outside_cap_kw", outside_cap_kw)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise InfeasiblePlan(f"{name} must be a finite number ≥ 0 kW, got {value}")
     peak = np.zeros(problem.horizon, dtype=bool)
     for slot in peak_slots:
         if not 0 <= slot < problem.horizon:
@@ -194,11 +231,36 @@ def plan_peak_shift(
         export_per_kwh=weights.export_penalty_jpy_per_kwh,
         curtail_per_kwh=weights.export_penalty_jpy_per_kwh,
         cycle_per_kwh=weights.cycle_cost_jpy_per_kwh,
+        peak_excess_per_kw=weights.window_peak_penalty_jpy_per_kw,
     )
-    solution = solve_site_lp(problem, costs)
+    window_kw = 0.0 if window_target_kw is None else window_target_kw
+    targets = np.where(peak, window_kw, np.inf) if peak.any() else None
+    cap = np.where(peak, np.inf, np.inf if outside_cap_kw is None else outside_cap_kw)
+    cap_note = ""
+    try:
+        solution = solve_site_lp(problem, costs, target_kw=targets, import_cap_kw=cap)
+    except InfeasiblePlan:
+        if outside_cap_kw is None:
+            raise
+        # The cap alone cannot hold: share one excess between the window and the rest of the day.
+        both = np.where(peak, window_kw, outside_cap_kw)
+        solution = solve_site_lp(problem, replace(costs, peak_excess_per_kw=_PEAK_EXCESS_PER_KW * 100), target_kw=both)
+        cap_note = (
+            f"; window target {window_kw:g} kW and outside cap {outside_cap_kw:g} kW cannot both hold on this "
+            f"forecast (load and EV energy owed outside the window exceed the cap): worst slot "
+            f"{solution.excess_kw:.3f} kW over"
+        )
+    window_peak_kw = float(solution.import_kw[peak].max()) if peak.any() else 0.0
+    outside_peak_kw = float(solution.import_kw[~peak].max()) if (~peak).any() else 0.0
     peak_import_kwh = float(solution.import_kw[peak].sum()) * SLOT_HOURS
     exported_kwh = float(solution.export_kw.sum() + solution.curtailed_kw.sum()) * SLOT_HOURS
-    return make_plan(
+    target_met: bool | None = None
+    if window_target_kw is not None:
+        cap_ok = outside_cap_kw is None or outside_peak_kw <= outside_cap_kw + 1e-6
+        target_met = window_peak_kw <= window_target_kw + 1e-6 and cap_ok
+    target_text = "" if window_target_kw is None else f" (target {window_target_kw:g} kW)"
+    cap_text = "" if outside_cap_kw is None else f" (cap {outside_cap_kw:g} kW)"
+    plan = make_plan(
         "peak_shift",
         problem,
         charge_kw=solution.charge_kw,
@@ -210,9 +272,11 @@ def plan_peak_shift(
         soc_kwh=solution.soc_kwh,
         target_kw=None,
         objective=solution.objective,
-        status=f"optimal: {peak_import_kwh:.3f} kWh imported in peak slots, "
-        f"{exported_kwh:.3f} kWh exported or curtailed",
+        status=f"optimal: window peak {window_peak_kw:.3f} kW{target_text}, peak outside it "
+        f"{outside_peak_kw:.3f} kW{cap_text}, {peak_import_kwh:.3f} kWh imported in peak slots, "
+        f"{exported_kwh:.3f} kWh exported or curtailed{cap_note}",
     )
+    return replace(plan, target_met=target_met)
 
 
 def plan_import_floor(

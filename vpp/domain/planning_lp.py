@@ -68,6 +68,9 @@ class LpCosts:
     curtail_per_kwh: float
     cycle_per_kwh: float
     peak_excess_per_kw: float = 0.0
+    # Credit per kWh held in the battery, averaged over the slot boundaries: among otherwise equal plans,
+    # charge early and discharge late, keeping a reserve against a forecast that turns out too low.
+    reserve_value_per_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,13 +197,16 @@ def _solver() -> _Highs:
 def solve_site_lp(
     problem: SiteProblem,
     costs: LpCosts,
-    target_kw: float | None = None,
+    target_kw: float | FloatArray | None = None,
     import_floor_kw: FloatArray | None = None,
+    import_cap_kw: FloatArray | None = None,
 ) -> LpSolution:
     """Build and solve the site LP; raise :class:`InfeasiblePlan` if HiGHS finds no optimum.
 
-    ``import_floor_kw`` (one value per slot, kW; 0 = no floor) makes the plan import at least that much
-    in every slot where it is positive.
+    ``target_kw`` is one soft limit for every slot, or one per slot (``inf`` = no target in that slot;
+    the excess x is shared, so it measures the worst slot). ``import_floor_kw`` (one value per slot, kW;
+    0 = no floor) makes the plan import at least that much in every slot where it is positive.
+    ``import_cap_kw`` (one value per slot, ``inf`` = none) is a hard upper bound on import.
     """
     horizon = problem.horizon
     flex = problem.flex
@@ -221,7 +227,7 @@ def solve_site_lp(
     row_lower, row_upper = b_eq, b_eq
     if target_kw is not None:
         row_lower = np.concatenate([b_eq, np.full(horizon, -_INF)])
-        row_upper = np.concatenate([b_eq, np.full(horizon, target_kw)])
+        row_upper = np.concatenate([b_eq, np.broadcast_to(np.asarray(target_kw, dtype=float), (horizon,))])
 
     lower = np.zeros(n_cols)
     upper = np.full(n_cols, _INF)
@@ -235,6 +241,8 @@ def solve_site_lp(
         floored = import_floor_kw > 0
         lower[col_i:col_e] = np.where(floored, import_floor_kw, 0.0)
         upper[col_e:col_u][floored] = 0.0
+    if import_cap_kw is not None:
+        upper[col_i:col_e] = np.minimum(upper[col_i:col_e], import_cap_kw)
     lower[col_s:col_ev] = flex.soc_min_kwh
     upper[col_s:col_ev] = flex.soc_max_kwh
     lower[col_s] = upper[col_s] = flex.soc_kwh_initial
@@ -247,6 +255,7 @@ def solve_site_lp(
     objective[col_u:col_s] = dt * costs.curtail_per_kwh
     objective[col_c:col_i] = dt * _anti_burn_cycle_cost(costs, eta_c * eta_d)
     objective[col_ev:col_x] = dt * _EV_EARLINESS_COST_PER_KWH * layout.ev_slot_all / horizon
+    objective[col_s:col_ev] = -costs.reserve_value_per_kwh / (horizon + 1)
     if target_kw is not None:
         objective[col_x] = costs.peak_excess_per_kw
 

@@ -38,6 +38,7 @@ from vpp.domain.slots import require_aware
 __all__ = [
     "DeclaredFigures",
     "FigureProvenance",
+    "OverlappingFigures",
     "Provenance",
     "RenewableSupply",
     "Savings",
@@ -147,12 +148,16 @@ class DeclaredFigures:
     """Top-down statistics declared by someone else (e.g. the city's fiscal-year figures), kWh.
 
     ``source`` names where they come from, e.g. ``"Kawasaki City 2024-11-21, FY2023"``.
+    ``includes_metered_sites``: the figures already contain the region's metered sites (a city's
+    statistics cover every facility in it, so this is the default); only figures declared *net of* the
+    metered sites may be added to metered totals.
     """
 
     renewable_supply_kwh: float
     saving_kwh: float
     demand_kwh: float
     source: str
+    includes_metered_sites: bool = True
 
     def __post_init__(self) -> None:
         for name in ("renewable_supply_kwh", "saving_kwh", "demand_kwh"):
@@ -305,6 +310,10 @@ def _provenance(metered: bool, declared: bool) -> Provenance:
     return "none"
 
 
+class OverlappingFigures(ValueError):  # noqa: N818 - named for what it is, like InfeasiblePlan
+    """Metered sites and declared figures that already include them would be counted twice."""
+
+
 def compute_sufficiency(
     metered: Iterable[SiteTotals],
     declared: DeclaredFigures | None,
@@ -320,8 +329,8 @@ def compute_sufficiency(
     metered : iterable of SiteTotals
         One entry per metered site over the period (site ids must be unique).
     declared : DeclaredFigures or None
-        Top-down figures to add. They must not already include the metered sites, or those
-        sites would be counted twice; the function cannot tell.
+        Top-down figures to add. Added to metered totals only when declared net of the metered
+        sites (``includes_metered_sites=False``); otherwise the same sites would count twice.
     verified_dr_kwh : float
         Reductions verified against the DR baseline over the period, kWh.
     co2_factor_kg_per_kwh : float
@@ -332,6 +341,11 @@ def compute_sufficiency(
     Returns
     -------
     Sufficiency
+
+    Raises
+    ------
+    OverlappingFigures
+        Metered sites together with declared figures that include them: compute the two apart.
 
     Notes
     -----
@@ -364,6 +378,11 @@ def compute_sufficiency(
 
     has_metered = bool(seen)
     has_declared = declared is not None
+    if has_metered and declared is not None and declared.includes_metered_sites:
+        raise OverlappingFigures(
+            f"declared figures ({declared.source}) already include the {len(seen)} metered site(s) of the same "
+            "region and period; adding them would count those sites twice"
+        )
     supply = RenewableSupply(
         pv_on_site_kwh=math.fsum(pv_terms),
         contract_renewable_kwh=math.fsum(contract_terms),

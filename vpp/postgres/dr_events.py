@@ -25,6 +25,7 @@ __all__ = [
     "EventSiteRow",
     "add_audit",
     "audit_trail",
+    "bump_revision",
     "clear_pending",
     "create_event",
     "event_sites",
@@ -73,6 +74,8 @@ class EventSiteRow:
     acked_revision: int | None
     ack_status: str | None
     acked_at: datetime | None
+    deliverable_kw: float | None = None
+    limit_reachable: bool | None = None
 
 
 _EVENT_COLUMNS = (
@@ -157,26 +160,32 @@ def set_event_sites(
     allocated_kw: float,
     shortfall_kw: float,
     floors_kw: Sequence[Sequence[float] | None] | None = None,
+    deliverable_kw: float | None = None,
+    site_deliverables: Sequence[tuple[float | None, bool | None]] | None = None,
 ) -> None:
     """Replace the event's sites with ``(site_pk, allocated_kw, import_limit_kw, plan)`` rows.
 
-    ``floors_kw`` gives each row's import floor per event slot ("increase" events), in the same order.
+    ``floors_kw`` gives each row's import floor per event slot ("increase" events), in the same order;
+    ``site_deliverables`` each row's ``(deliverable_kw, limit_reachable)``; ``deliverable_kw`` the total over
+    every candidate site, called or not.
     """
     floors = list(floors_kw) if floors_kw is not None else [None] * len(rows)
+    facts = list(site_deliverables) if site_deliverables is not None else [(None, None)] * len(rows)
     conn.execute("DELETE FROM dr_event_sites WHERE event_pk = %s", (event_pk,))
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, import_limit_kw, import_floor_kw, plan)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, import_limit_kw, import_floor_kw, plan,
+                                          deliverable_kw, limit_reachable)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
             [
                 (event_pk, site_pk, kw, limit, list(floor) if floor is not None else None,
-                 Jsonb(plan) if plan is not None else None)
-                for (site_pk, kw, limit, plan), floor in zip(rows, floors, strict=True)
+                 Jsonb(plan) if plan is not None else None, fact[0], fact[1])
+                for (site_pk, kw, limit, plan), floor, fact in zip(rows, floors, facts, strict=True)
             ],
         )  # fmt: skip
     conn.execute(
-        "UPDATE dr_events SET allocated_kw = %s, shortfall_kw = %s WHERE id = %s",
-        (allocated_kw, shortfall_kw, event_pk),
+        "UPDATE dr_events SET allocated_kw = %s, shortfall_kw = %s, deliverable_kw = %s WHERE id = %s",
+        (allocated_kw, shortfall_kw, deliverable_kw, event_pk),
     )
 
 
@@ -210,6 +219,22 @@ def transition(
     return _event(row)
 
 
+def bump_revision(
+    conn: psycopg.Connection, event_id: str, *, actor: str, now: datetime, detail: dict[str, Any]
+) -> DrEventRow:
+    """A new revision of an event in effect, its status unchanged (a re-plan during an active event)."""
+    row = conn.execute(
+        f"""UPDATE dr_events SET revision = revision + 1, updated_at = %s WHERE event_id = %s
+            RETURNING {_EVENT_COLUMNS}""",
+        (now, event_id),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no DR event {event_id!r}")
+    event = _event(row)
+    add_audit(conn, event.pk, now, actor, "revision", str(event.status), str(event.status), detail)
+    return event
+
+
 def get_event(conn: psycopg.Connection, event_id: str) -> DrEventRow | None:
     row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM dr_events WHERE event_id = %s", (event_id,)).fetchone()
     return _event(row) if row else None
@@ -238,7 +263,7 @@ def event_sites(conn: psycopg.Connection, event_pk: int) -> list[EventSiteRow]:
         rows = cur.execute(
             """SELECT es.site_pk, s.site_id, es.allocated_kw, es.import_limit_kw, es.import_floor_kw, es.plan,
                       es.dispatched_revision,
-                      es.acked_revision, es.ack_status, es.acked_at
+                      es.acked_revision, es.ack_status, es.acked_at, es.deliverable_kw, es.limit_reachable
                FROM dr_event_sites es JOIN sites s ON s.id = es.site_pk
                WHERE es.event_pk = %s ORDER BY s.site_id""",
             (event_pk,),

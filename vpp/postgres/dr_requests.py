@@ -27,7 +27,7 @@ __all__ = [
 
 _EVENT = """e.event_id, e.kind, e.direction, e.status, e.region_id, e.start_at, e.end_at, e.requested_kw,
     e.allocated_kw, e.shortfall_kw, e.incentive_jpy_per_kwh, e.revision, e.source, e.created_at, e.updated_at,
-    e.site_ids, e.pending_action"""
+    e.site_ids, e.pending_action, e.deliverable_kw"""
 
 
 async def _audit(conn: AsyncConnection, event_pk: int, at: datetime, actor: str, action: str, status: str) -> None:
@@ -140,7 +140,7 @@ async def event_detail(conn: AsyncConnection, event_id: str) -> dict[str, Any] |
         text(
             """SELECT s.site_id, es.allocated_kw, es.import_limit_kw, es.import_floor_kw, es.dispatched_revision,
                       es.dispatched_at,
-                      es.acked_revision, es.acked_at, es.ack_status
+                      es.acked_revision, es.acked_at, es.ack_status, es.deliverable_kw, es.limit_reachable
                FROM dr_event_sites es JOIN sites s ON s.id = es.site_pk WHERE es.event_pk = :pk ORDER BY s.site_id"""
         ),
         {"pk": pk},

@@ -14,7 +14,16 @@ import psycopg
 
 from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 
-__all__ = ["LiveMeter", "SiteDr", "daily_slots", "jst_midnight", "live_meter", "load_dr_sites", "region_site_ids"]
+__all__ = [
+    "LiveMeter",
+    "SiteDr",
+    "daily_slots",
+    "jst_midnight",
+    "live_meter",
+    "load_dr_sites",
+    "monthly_max_demand_kw",
+    "region_site_ids",
+]
 
 # Column names cannot be query parameters; only these may be asked for.
 _FLOWS = frozenset({"import_kwh", "export_kwh", "pv_kwh", "load_kwh", "ev_kwh", "battery_charge_kwh",
@@ -44,6 +53,21 @@ def daily_slots(
         day_values = out.setdefault(local.date(), [None] * SLOTS_PER_DAY)
         day_values[local.hour * 2 + local.minute // 30] = float(value)
     return out
+
+
+def monthly_max_demand_kw(conn: psycopg.Connection, site_pk: int, day: date) -> float | None:
+    """The site's maximum demand (slot import kWh × 2, kW) in ``day``'s JST month before ``day``; None if unmetered.
+
+    Under the 12-month ratchet this is the figure a plan must not raise: one higher half-hour sets the
+    month's maximum demand (and possibly the next year's contract demand).
+    """
+    month_start = jst_midnight(day.replace(day=1))
+    row = conn.execute(
+        """SELECT max(import_kwh) * 2 FROM site_energy_30min
+           WHERE site_pk = %s AND slot_start >= %s AND slot_start < %s""",
+        (site_pk, month_start, jst_midnight(day)),
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class DeclaredRow:
     saving_kwh: float
     demand_kwh: float
     source: str
+    includes_metered_sites: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,9 @@ async def set_region(
     return []
 
 
-_DECLARED_COLUMNS = "id, period_start, period_end, renewable_supply_kwh, saving_kwh, demand_kwh, source"
+_DECLARED_COLUMNS = (
+    "id, period_start, period_end, renewable_supply_kwh, saving_kwh, demand_kwh, source, includes_metered_sites"
+)
 
 
 async def list_declared(conn: AsyncConnection, region_pk: int) -> list[DeclaredRow]:
@@ -139,17 +142,22 @@ async def upsert_declared(
     saving_kwh: float,
     demand_kwh: float,
     source: str,
+    includes_metered_sites: bool = True,
 ) -> DeclaredRow:
-    """Insert a declared figure, replacing the one with the same period and source."""
+    """Insert a declared figure, replacing the one with the same period and source.
+
+    ``includes_metered_sites``: the figure already contains the region's metered sites (a city statistic
+    does), so reports never add the two (:class:`vpp.domain.sufficiency.OverlappingFigures`).
+    """
     row = (
         await conn.execute(
             text(
                 f"""INSERT INTO declared_figures (region_pk, period_start, period_end, renewable_supply_kwh,
-                                                 saving_kwh, demand_kwh, source)
-                    VALUES (:r, :start, :end, :supply, :saving, :demand, :source)
+                                                 saving_kwh, demand_kwh, source, includes_metered_sites)
+                    VALUES (:r, :start, :end, :supply, :saving, :demand, :source, :includes)
                     ON CONFLICT (region_pk, period_start, period_end, source) DO UPDATE SET
                         renewable_supply_kwh = EXCLUDED.renewable_supply_kwh, saving_kwh = EXCLUDED.saving_kwh,
-                        demand_kwh = EXCLUDED.demand_kwh
+                        demand_kwh = EXCLUDED.demand_kwh, includes_metered_sites = EXCLUDED.includes_metered_sites
                     RETURNING {_DECLARED_COLUMNS}"""
             ),
             {
@@ -160,6 +168,7 @@ async def upsert_declared(
                 "saving": saving_kwh,
                 "demand": demand_kwh,
                 "source": source,
+                "includes": includes_metered_sites,
             },
         )
     ).one()

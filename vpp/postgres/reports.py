@@ -184,7 +184,8 @@ async def site_totals(
 
 _DECLARED = text(
     """SELECT coalesce(sum(renewable_supply_kwh), 0), coalesce(sum(saving_kwh), 0), coalesce(sum(demand_kwh), 0),
-              count(*), coalesce(string_agg(source, '; ' ORDER BY period_start, source), '')
+              count(*), coalesce(string_agg(source, '; ' ORDER BY period_start, source), ''),
+              coalesce(bool_or(includes_metered_sites), true)
        FROM declared_figures
        WHERE region_pk = :region_pk AND period_start >= :start AND period_end <= :end"""
 )
@@ -199,7 +200,7 @@ async def declared_for_period(conn: AsyncConnection, region_pk: int, period: Per
     row = (await conn.execute(_DECLARED, {"region_pk": region_pk, "start": period.start, "end": period.end})).one()
     if int(row[3]) == 0:
         return None
-    return DeclaredFigures(float(row[0]), float(row[1]), float(row[2]), str(row[4]))
+    return DeclaredFigures(float(row[0]), float(row[1]), float(row[2]), str(row[4]), bool(row[5]))
 
 
 # Written by DR verification (migration 0003). Negative reductions (a site used more than its

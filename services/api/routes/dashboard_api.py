@@ -124,6 +124,8 @@ class TimelineEvent(BaseModel):
     verified_slots: int
     verified_reduction_kwh: float | None  # delivered in the direction asked: less import, or more
     direction: Literal["reduce", "increase"]
+    deliverable_kw: float | None  # what the sites' own forecast plans can deliver (None: planned before 0010)
+    unreachable_sites: int  # called sites whose stored plan misses its limit on the forecast
 
 
 _FLOWS = text(
@@ -285,7 +287,8 @@ _TIMELINE = text(
               (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.dispatched_at IS NOT NULL),
               (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.ack_status = 'accepted'
                   AND es.acked_revision = e.revision),
-              v.slots, v.reduction_kwh, e.direction
+              v.slots, v.reduction_kwh, e.direction, e.deliverable_kw,
+              (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.limit_reachable IS FALSE)
        FROM dr_events e
        LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE reduction_kwh IS NOT NULL) AS slots,
                                  sum(reduction_kwh) AS reduction_kwh

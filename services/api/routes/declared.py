@@ -27,6 +27,7 @@ def _out(row: DeclaredRow) -> DeclaredFigureOut:
         saving_kwh=row.saving_kwh,
         demand_kwh=row.demand_kwh,
         source=row.source,
+        includes_metered_sites=row.includes_metered_sites,
     )
 
 
@@ -56,6 +57,7 @@ async def post_declared(
         body.saving_kwh,
         body.demand_kwh,
         body.source,
+        body.includes_metered_sites,
     )
     await conn.commit()
     return _out(row)

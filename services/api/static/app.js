@@ -85,6 +85,13 @@ function renderSufficiency(id, report) {
     el("div", { class: "kv" }, el("span", { text: t("completeness") }),
       el("span", { text: report.completeness === null ? "–" : `${fmtNumber(report.completeness * 100, 0)}%` })),
   );
+  // Declared figures that already include the metered sites are shown beside them, never added.
+  const apart = report.declared_separately;
+  if (apart) {
+    body.append(el("div", { class: "kv", title: apart.reason },
+      el("span", { text: t("declared_apart") }),
+      el("span", { text: `${apart.ratio === null ? "–" : `${fmtNumber(apart.ratio * 100, 1)}%`} · ${apart.source}` })));
+  }
 }
 
 function renderCapacity(progress) {

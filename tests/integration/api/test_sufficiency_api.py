@@ -169,3 +169,42 @@ def test_verified_dr_reductions_count_as_savings(
         with psycopg.connect(filled_db) as conn:
             conn.execute("DELETE FROM dr_events WHERE event_id = 'api-test'")
             conn.commit()
+
+
+def test_declared_figures_that_include_the_metered_sites_are_shown_beside_them_never_added(
+    api: httpx.Client, tokens: dict[str, str], t0: datetime, filled_db: str
+) -> None:
+    ops = bearer(tokens["operator"])
+    params = {"period": "range", "value": _range(t0)}
+    path = "/api/v1/regions/leading-area-public"
+    metered = api.get(f"{path}/sufficiency", params=params, headers=ops).json()
+    figure = {"period": "range", "value": _range(t0), "renewable_supply_kwh": 300.0, "saving_kwh": 0.0,
+              "demand_kwh": 1_000.0, "source": "overlap-test"}  # fmt: skip
+    try:
+        # Declared net of the metered sites: the two are added, and the report says it is mixed.
+        net = api.post(f"{path}/declared", json={**figure, "includes_metered_sites": False}, headers=ops)
+        assert net.status_code == 201, net.text
+        # The API learns of the change by NOTIFY, delivered at commit: allow it a moment to arrive.
+        added = wait_for(
+            lambda: api.get(f"{path}/sufficiency", params=params, headers=ops).json(),
+            lambda body: body["data_version"] > metered["data_version"], timeout_s=5, every_s=0.02,
+        )  # fmt: skip
+        assert added["demand"]["total_kwh"] == pytest.approx(metered["demand"]["total_kwh"] + 1_000.0)
+        assert added["ratio_provenance"] == "mixed"
+        assert added["declared_separately"] is None
+
+        # The default: the figure already covers the metered sites, so it is reported beside them.
+        assert api.post(f"{path}/declared", json=figure, headers=ops).json()["includes_metered_sites"] is True
+        apart = wait_for(
+            lambda: api.get(f"{path}/sufficiency", params=params, headers=ops).json(),
+            lambda body: body["data_version"] > added["data_version"], timeout_s=5, every_s=0.02,
+        )  # fmt: skip
+        assert apart["demand"]["total_kwh"] == pytest.approx(metered["demand"]["total_kwh"])
+        assert apart["ratio"] == pytest.approx(metered["ratio"])
+        assert apart["ratio_provenance"] == "metered"
+        separate = apart["declared_separately"]
+        assert (separate["demand_kwh"], separate["ratio"], separate["source"]) == (1_000.0, 0.3, "overlap-test")
+        assert "twice" in separate["reason"]
+    finally:
+        with psycopg.connect(filled_db) as conn:  # leave the shared data as the other tests expect it
+            conn.execute("DELETE FROM declared_figures WHERE source = 'overlap-test'")

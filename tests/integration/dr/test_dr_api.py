@@ -87,14 +87,21 @@ def test_request_is_carried_out_by_the_scheduler_and_audited(
     actions = [(row["action"], row["to_status"]) for row in detail["audit"]]
     assert actions == [
         ("created", "planned"),
+        ("allocation", None),
         ("allocated", "planned"),
         ("dispatched", "dispatched"),
         ("replan requested (30 kW)", "dispatched"),
+        ("allocation", None),
         ("adjusted", "dispatched"),
         ("dispatched", "dispatched"),  # the new revision
         ("cancel requested", "dispatched"),
         ("cancelled", "cancelled"),
     ]
+    # The operator learns why nothing was allocated, and what to do about it.
+    allocation = detail["audit"][1]["detail"]
+    assert (allocation["requested_kw"], allocation["allocated_kw"], allocation["deliverable_kw"]) == (50, 0, 0)
+    assert "no complete" in allocation["sites_without_forecast"]["depot-a"]
+    assert "--backfill-hours 192" in allocation["how_to_fix"]
     assert client.post("/api/v1/dr/events/api-ev-1/cancel", headers=auth).status_code == 409
     listed = client.get("/api/v1/dr/events", params={"status": "cancelled"}, headers=auth).json()
     assert [row["event_id"] for row in listed] == ["api-ev-1"]

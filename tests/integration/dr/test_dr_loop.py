@@ -81,8 +81,12 @@ def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBro
             done = store.get_event(conn, event.event_id)
             assert done is not None
             assert done.status == "completed"
-            actions = [row["to_status"] for row in store.audit_trail(conn, event.pk)]
+            trail = store.audit_trail(conn, event.pk)
+            actions = [row["to_status"] for row in trail if row["to_status"] is not None]
             assert actions == ["planned", "dispatched", "acknowledged", "active", "completed"]
+            (allocation,) = [row["detail"] for row in trail if row["action"] == "allocation"]
+            assert allocation["allocated_kw"] == pytest.approx(8.0)
+            assert allocation["deliverable_kw"] >= 8.0  # eight days of history: a real reduction to share
 
             reductions = verified_reductions(conn, event.pk)[SITE]
             assert len(reductions) == 4

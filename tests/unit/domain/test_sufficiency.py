@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from vpp.domain.slots import JST
 from vpp.domain.sufficiency import (
     DeclaredFigures,
+    OverlappingFigures,
     SiteContract,
     SiteSlotEnergy,
     SiteTotals,
@@ -127,8 +129,15 @@ def test_metered_sites_with_partial_contract_and_verified_dr() -> None:
     assert result.provenance.savings == "metered"
 
 
-def test_mixed_metered_and_declared() -> None:
-    result = compute_sufficiency([depot_totals()], FY2023, 0.0, 0.45, 3, 3)
+def test_metered_sites_and_declared_figures_that_include_them_are_refused() -> None:
+    # The city's FY2023 statistics cover every facility in the city, the metered depot included.
+    with pytest.raises(OverlappingFigures, match="count those sites twice"):
+        compute_sufficiency([depot_totals()], FY2023, 0.0, 0.45, 3, 3)
+
+
+def test_mixed_metered_and_declared_net_of_the_metered_sites() -> None:
+    net = dataclasses.replace(FY2023, includes_metered_sites=False)
+    result = compute_sufficiency([depot_totals()], net, 0.0, 0.45, 3, 3)
     assert result.supply.total_kwh == 183_147_067 + 34
     assert result.demand.declared_kwh == 400_000_000
     assert result.demand.metered_kwh == 34
