@@ -98,10 +98,17 @@ def test_a_database_owner_without_superuser_migrates_up_down_and_up(owner_url: s
             conn.execute("SELECT current_setting('shared_preload_libraries')")
     upgrade(owner_url)
     assert scalar(owner_url, "SELECT version_num FROM alembic_version") is not None
-    assert scalar(owner_url, "SELECT count(*) FROM pg_tables WHERE tablename = 'readings' AND tableowner = current_user")
+    assert scalar(
+        owner_url, "SELECT count(*) FROM pg_tables WHERE tablename = 'readings' AND tableowner = current_user"
+    )
     register_depot(owner_url)  # the schema works for its owner, readings included
     downgrade(owner_url, "base")
-    assert scalar(owner_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'") == 0
+    assert (
+        scalar(
+            owner_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        == 0
+    )
     upgrade(owner_url)
     assert scalar(owner_url, "SELECT count(*) FROM sites") == 0
 
@@ -110,9 +117,12 @@ def test_readings_have_only_the_primary_key_index_on_either_path(db_url: str) ->
     # TimescaleDB's default (ts DESC) index served no query and cost COPY a quarter of its rate (0011).
     hypertable = scalar(db_url, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
     if hypertable:
-        assert scalar(
-            db_url, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
-        ) == 1
+        assert (
+            scalar(
+                db_url, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+            )
+            == 1
+        )
     else:
         assert scalar(db_url, "SELECT relkind FROM pg_class WHERE relname = 'readings'") == "p"
     indexes = scalar(
@@ -127,7 +137,9 @@ def test_0011_drops_an_index_on_ts_alone_and_downgrade_keeps_native_partitions_a
     hypertable = scalar(db_url, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
     downgrade(db_url, "0007")
     # Downgrade restores TimescaleDB's default index on a hypertable only; native partitions never had it.
-    assert scalar(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_ts_idx'") == (1 if hypertable else 0)
+    assert scalar(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_ts_idx'") == (
+        1 if hypertable else 0
+    )
     with psycopg.connect(db_url) as conn:
         conn.execute("CREATE INDEX IF NOT EXISTS readings_ts_idx ON readings (ts DESC)")
         conn.commit()

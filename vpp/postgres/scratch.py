@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -55,10 +56,8 @@ def clone_template(conn: psycopg.Connection, name: str, template: str, attempts:
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (template,)
         ).fetchall()
         for (pid,) in others:
-            try:
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):  # not ours to end: wait instead
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            except psycopg.errors.InsufficientPrivilege:
-                pass  # not ours to end: wait for it instead
         time.sleep(min(0.05 * attempt, 0.5))
 
 
