@@ -79,6 +79,8 @@ def owner_url(pg_server: Server) -> Iterator[str]:
                 sql.Identifier(role), sql.Literal(password)
             )
         )
+        # PostgreSQL 16 lets a non-superuser give a database only to a role it may SET ROLE to.
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(role), sql.Identifier(role)))
     server = database_url(pg_server.url, role)
     parts = server.split("://", 1)[1].split("@", 1)[1]
