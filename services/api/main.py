@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.api.cache import ReportCache
 from services.api.client_status import ClientStatus
 from services.api.errors import install_problem_handlers
-from services.api.metrics import ApiMetrics
+from services.api.metrics import ApiMetrics, WebhookCollector
 from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
 from services.api.openadr import shutdown as openadr_shutdown
@@ -129,5 +129,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(build_openadr_router())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    metrics.registry.register(WebhookCollector(lambda: getattr(app.state, "openadr_webhooks", None)))
+    app.state.api_metrics = metrics  # before the lifespan too: deploy/ checks alert rules against it
     install_openapi(app)
     return app
