@@ -24,7 +24,9 @@ def scrape(app_metrics_registry: object) -> dict[str, float]:
 
 
 def test_pending_deliveries_and_outcomes_reach_the_api_metrics() -> None:
-    app = create_app(Settings(), database_url="postgresql://unused@127.0.0.1:1/unused")  # no connection made
+    app = create_app(
+        Settings(environment="development"), database_url="postgresql://unused@127.0.0.1:1/unused"
+    )  # no connection made
     registry = app.state.api_metrics.registry
     assert scrape(registry) == {
         "vpp_api_webhook_deliveries_pending": 0,

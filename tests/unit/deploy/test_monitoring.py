@@ -45,7 +45,9 @@ def exported(registry: CollectorRegistry) -> set[str]:
 
 @pytest.fixture(scope="module")
 def service_metrics() -> set[str]:
-    app = create_app(Settings(), database_url="postgresql://unused@127.0.0.1:1/unused")  # no connection made
+    app = create_app(
+        Settings(environment="development"), database_url="postgresql://unused@127.0.0.1:1/unused"
+    )  # no connection made
     return exported(IngestMetrics().registry) | exported(SchedulerMetrics().registry) | exported(app.state.api_metrics.registry)  # fmt: skip
 
 
