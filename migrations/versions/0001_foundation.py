@@ -14,7 +14,7 @@ import logging
 import os
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 revision = "0001"
@@ -179,22 +179,21 @@ END $$;
 """
 
 
-def _timescale_available() -> bool:
-    """TimescaleDB is installed here, or can be: found through the catalogs, then created.
+def extension_usable(bind: Connection, name: str) -> bool:
+    """Extension `name` is installed in this database, or can be: found through the catalogs, then created.
 
     Managed PostgreSQL hands out a database owner that is not a superuser; such a role may not read
-    `shared_preload_libraries` (that needs pg_read_all_settings), so this does not look at it. The
-    extension is trusted, so the owner may create it; whether the server preloads its library shows
-    only by trying, inside a savepoint so a refusal leaves the migration's transaction usable.
+    `shared_preload_libraries` (that needs pg_read_all_settings), so this does not look at it. A
+    trusted extension (TimescaleDB is one) may be created by the database owner; whether the server
+    preloads its library shows only by trying, inside a savepoint so that a refusal leaves the
+    migration's transaction usable.
     """
-    if os.environ.get("VPP_DISABLE_TIMESCALE") == "1":
-        return False
-    bind = op.get_bind()
     installed, packaged = bind.execute(
         text(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
-            " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
-        )
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = :name),"
+            " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = :name)"
+        ),
+        {"name": name},
     ).one()
     if installed:
         return True
@@ -202,15 +201,22 @@ def _timescale_available() -> bool:
         return False
     try:
         with bind.begin_nested():
-            bind.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+            bind.execute(text(f'CREATE EXTENSION IF NOT EXISTS "{name}"'))
     except DBAPIError as exc:
         # Packaged but not preloaded, or not ours to create: native partitions work everywhere.
         logging.getLogger("alembic.runtime.migration").warning(
-            "timescaledb is packaged but cannot be created (%s); using native partitions",
+            "extension %s is packaged but cannot be created (%s); using native partitions",
+            name,
             str(exc.orig).strip().splitlines()[0],
         )
         return False
     return True
+
+
+def _timescale_available() -> bool:
+    if os.environ.get("VPP_DISABLE_TIMESCALE") == "1":
+        return False
+    return extension_usable(op.get_bind(), "timescaledb")
 
 
 def upgrade() -> None:

@@ -3,20 +3,24 @@ indexes, the native-partition path, and cloning the template while someone is co
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import create_engine, text
 
 from tests.integration.ingest_fixtures import register_depot, scalar
 from tests.support.servers import Server
-from vpp.postgres.connect import libpq_url
+from vpp.postgres.connect import libpq_url, sqlalchemy_url
 from vpp.postgres.migrate import downgrade, upgrade
 from vpp.postgres.scratch import clone_template, database_url
 
@@ -113,6 +117,35 @@ def test_a_database_owner_without_superuser_migrates_up_down_and_up(owner_url: s
     )
     upgrade(owner_url)
     assert scalar(owner_url, "SELECT count(*) FROM sites") == 0
+
+
+def foundation_migration() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0001_foundation.py"
+    spec = importlib.util.spec_from_file_location("foundation_0001", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extension_detection_as_owner_uses_the_catalogs_and_survives_a_refusal(owner_url: str) -> None:
+    # How 0001 decides on TimescaleDB, with the extensions this server has: plpgsql is installed,
+    # pgvector is packaged but untrusted (the owner may not create it: the refusal a server without
+    # TimescaleDB preloaded gives), and an unknown name is not packaged at all.
+    usable = foundation_migration().extension_usable
+    engine = create_engine(sqlalchemy_url(owner_url))
+    try:
+        with engine.connect() as conn, conn.begin():
+            assert usable(conn, "plpgsql") is True
+            packaged = conn.execute(text("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")).scalar()
+            if packaged:
+                assert usable(conn, "vector") is False
+            assert usable(conn, "no_such_extension") is False
+            # The refusal was rolled back to its savepoint: the migration's transaction goes on.
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
 
 
 def test_readings_have_only_the_primary_key_index_on_either_path(db_url: str) -> None:
