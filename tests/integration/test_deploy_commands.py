@@ -24,6 +24,7 @@ import pwd
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,7 +183,9 @@ class Deployment:
             "HOME": str(self.work),
             "LANG": "C.UTF-8",
         }  # fmt: skip
-        env.update(image_env if image_env is not None else dockerfile()[0])
+        if image_env is None and "build" in service:  # the platform's own image, built from deploy/Dockerfile
+            image_env = dockerfile()[0]
+        env.update(image_env or {})
         env.update({k: self.localise(name, str(v)) for k, v in (service.get("environment") or {}).items()})
         env = {k: self.localise(name, v) for k, v in env.items()}
         command = " ".join(words(service.get("command")))
@@ -289,7 +292,7 @@ def deployment() -> Iterator[Deployment]:
     finally:
         deployment.stop()
         postgres.destroy()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_every_compose_service_is_run_here(deployment: Deployment) -> None:
