@@ -3,15 +3,20 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Exact versions: requirements-dev.lock (what CI tested; the Dockerfile installs requirements.lock, its
+# runtime subset). pyproject.toml holds the ranges; `make lock` re-resolves both files from it.
+LOCK := requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet --custom-compile-command 'make lock'
 
-.PHONY: deps system-deps run up test test-fast lint fmt bench bench-ingest bench-api bench-dr bench-soak clean
+.PHONY: deps system-deps run up test test-fast lint fmt lock lock-upgrade bench bench-ingest bench-api bench-dr bench-soak clean
 
 # System packages: Mosquitto for the brokers the tests start privately (the embedded default falls
 # back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
 # and screenshots (Playwright drives Debian's Chromium; it never downloads a browser).
 # PostgreSQL comes from the pgserver wheel.
-SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl
+# Prometheus for `promtool check rules` on deploy/prometheus (make test).
+SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl prometheus
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -20,13 +25,24 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 deps: system-deps $(STAMP)
+
+# After changing dependencies in pyproject.toml: keeps every pin that still fits, resolves the rest.
+lock: deps
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --extra dev -c requirements.lock -o requirements-dev.lock
+
+# Everything to the newest versions pyproject.toml allows (then run `make test` before committing).
+lock-upgrade: deps
+	$(UV_COMPILE) --upgrade -o requirements.lock
+	$(UV_COMPILE) --extra dev -c requirements.lock -o requirements-dev.lock
 
 run: deps
 	$(BIN)/vpp up

@@ -5,21 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import fresh_database, prepare_template, start_postgres
+from tests.support.servers import Server, fresh_database, prepare_template, suite_postgres
 from vpp.embedded.broker import EmbeddedBroker
-from vpp.embedded.postgres import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # A private embedded server, or the external one named by VPP_TEST_DATABASE_URL (tests/support/servers.py).
+    server = suite_postgres(tmp_path_factory.mktemp("postgres"))
     prepare_template(server)
     yield server
     server.destroy()
 
 
 @pytest.fixture
-def db_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+def db_url(pg_server: Server) -> Iterator[str]:
     with fresh_database(pg_server) as url:
         yield url
 

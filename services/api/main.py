@@ -1,5 +1,8 @@
 """The API's composition root: `create_app(settings)` builds the FastAPI application.
 
+`create_app()` with no arguments reads the settings from the environment: that is what
+`uvicorn services.api.main:create_app --factory` (deploy/compose.yaml, the Dockerfile) calls.
+
 Nothing is created at import time. The database engine and per-process state live from the
 lifespan's start to its end, so tests and the CLI build as many independent apps as they like.
 """
@@ -17,7 +20,7 @@ from services.api.cache import ReportCache
 from services.api.client_status import ClientStatus
 from services.api.errors import install_problem_handlers
 from services.api.login_throttle import LoginThrottle
-from services.api.metrics import ApiMetrics
+from services.api.metrics import ApiMetrics, WebhookCollector
 from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
 from services.api.openadr import shutdown as openadr_shutdown
@@ -39,8 +42,10 @@ from services.api.routes import (
     token,
 )
 from services.api.state import AppState
+from vpp.embedded.resolve import ensure_database
+from vpp.log import configure_logging
 from vpp.postgres.connect import asyncpg_url
-from vpp.settings import Settings
+from vpp.settings import Settings, load_settings
 
 __all__ = ["create_app"]
 
@@ -50,18 +55,26 @@ def _utc_now() -> datetime:
 
 
 def create_app(
-    settings: Settings, *, database_url: str | None = None, clock: Callable[[], datetime] = _utc_now
+    settings: Settings | None = None, *, database_url: str | None = None, clock: Callable[[], datetime] = _utc_now
 ) -> FastAPI:
     """The API application.
 
     Parameters
     ----------
-    settings : Settings
+    settings : Settings, optional
+        Read from the environment (``VPP_*``) when omitted, as under ``uvicorn --factory``; logging is
+        then configured from them too, and an unset ``VPP_DATABASE_URL`` starts the embedded server.
     database_url : str, optional
         Overrides ``settings.database_url`` (the CLI passes the embedded server's URL).
     clock : callable
         Returns the current aware time; tests pin it.
     """
+    if settings is None:
+        from_env = load_settings()
+        configure_logging(from_env.log_level, from_env.log_format)
+        if database_url is None:
+            database_url, _embedded = ensure_database(from_env)
+        return create_app(from_env, database_url=database_url, clock=clock)
     url = database_url or settings.database_url
     if not url:
         raise ValueError("the API needs a database URL (VPP_DATABASE_URL or database_url=)")
@@ -125,5 +138,7 @@ def create_app(
         RequestGuard, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    metrics.registry.register(WebhookCollector(lambda: getattr(app.state, "openadr_webhooks", None)))
+    app.state.api_metrics = metrics  # before the lifespan too: deploy/ checks alert rules against it
     install_openapi(app)
     return app

@@ -16,11 +16,22 @@ def ingest(
     ),
     naive_messages: int = typer.Option(1_000, help="Messages for the naive ORM reference (it is slow)"),
     modes: str = typer.Option("1,50", help="Readings per message, comma-separated scenarios"),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar="VPP_TEST_DATABASE_URL",
+        help="An external PostgreSQL or TimescaleDB server (role with CREATEDB) instead of a private embedded one",
+    ),
 ) -> None:
     """Broker rate, COPY rate, end-to-end ingest and a naive ORM ingest, measured in one run."""
     from services.cli.bench_ingest import run_bench_ingest
 
-    run_bench_ingest(tuple(int(m) for m in modes.split(",")), messages=messages, naive_messages=naive_messages)
+    run_bench_ingest(
+        tuple(int(m) for m in modes.split(",")),
+        messages=messages,
+        naive_messages=naive_messages,
+        database_url=database_url,
+    )
 
 
 @app.command("fuzz")

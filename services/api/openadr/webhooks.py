@@ -63,6 +63,11 @@ class WebhookDeliverer:
         self.delivered = 0
         self.failed = 0
 
+    @property
+    def pending(self) -> int:
+        """Deliveries under way or waiting to retry (the backlog an operator watches)."""
+        return len(self._tasks)
+
     def submit(self, url: str, body: Mapping[str, Any], bearer_token: str | None = None) -> asyncio.Task[bool]:
         """Start delivering `body` to `url` in the background; the task's result says whether it arrived."""
         task = asyncio.get_running_loop().create_task(self.deliver(url, body, bearer_token))
