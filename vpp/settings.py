@@ -6,16 +6,21 @@ so tests build settings explicitly instead of patching globals.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEV_SECRETS", "Settings", "load_settings"]
 
 # Placeholder secrets that make a fresh checkout run. They are refused outside development.
 DEV_SECRETS = frozenset({"dev-ingest-password", "dev-scheduler-password", "dev-api-signing-key-change-me"})
+
+
+_DATABASE_URL = re.compile(r"^postgres(ql)?(\+\w+)?://")
 
 
 class Settings(BaseSettings):
@@ -65,6 +70,23 @@ class Settings(BaseSettings):
 
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_has_a_scheme(cls, value: str | None) -> str | None:
+        # Without a scheme libpq reads the text as a host list and fails far away from the cause.
+        if value and not _DATABASE_URL.match(value):
+            raise ValueError("must look like postgresql://user@host:5432/dbname")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_has_a_scheme(cls, value: str | None) -> str | None:
+        if value:
+            parsed = urlparse(value)
+            if parsed.scheme not in {"mqtt", "mqtts"} or not parsed.hostname:
+                raise ValueError("must look like mqtt://host:1883 or mqtts://host:8883")
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_development(self) -> Self:
