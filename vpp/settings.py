@@ -6,11 +6,13 @@ so tests build settings explicitly instead of patching globals.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEV_SECRETS", "MissingSecretError", "Settings", "load_settings", "settings_or_exit"]
@@ -27,6 +29,9 @@ DEV_SECRETS = frozenset(_DEV_PLACEHOLDERS.values())
 
 class MissingSecretError(RuntimeError):
     """A secret a service needs is not set (outside development there are no defaults)."""
+
+
+_DATABASE_URL = re.compile(r"^postgres(ql)?(\+\w+)?://")
 
 
 class Settings(BaseSettings):
@@ -98,6 +103,23 @@ class Settings(BaseSettings):
 
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_has_a_scheme(cls, value: str | None) -> str | None:
+        # Without a scheme libpq reads the text as a host list and fails far away from the cause.
+        if value and not _DATABASE_URL.match(value):
+            raise ValueError("must look like postgresql://user@host:5432/dbname")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_has_a_scheme(cls, value: str | None) -> str | None:
+        if value:
+            parsed = urlparse(value)
+            if parsed.scheme not in {"mqtt", "mqtts"} or not parsed.hostname:
+                raise ValueError("must look like mqtt://host:1883 or mqtts://host:8883")
+        return value
 
     @model_validator(mode="after")
     def _partition_in_range(self) -> Self:

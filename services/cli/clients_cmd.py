@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vpp.embedded.resolve import ensure_database
+from services.cli.database import cli_database
 from vpp.postgres.api_clients import Role, add_client, list_clients, new_secret, revoke_client
 from vpp.postgres.connect import connect
 from vpp.settings import load_settings
@@ -14,11 +14,6 @@ from vpp.settings import load_settings
 app = typer.Typer(no_args_is_help=True, help="API clients (OAuth2 client credentials)")
 console = Console()
 _ROLES: tuple[Role, ...] = ("operator", "city", "site")
-
-
-def _database_url() -> str:
-    url, _server = ensure_database(load_settings())
-    return url
 
 
 @app.command("add")
@@ -33,7 +28,7 @@ def add(
         console.print(f"[red]--role must be one of {', '.join(_ROLES)}[/red]")
         raise typer.Exit(2)
     secret = new_secret()
-    with connect(_database_url()) as conn:
+    with cli_database(load_settings()) as url, connect(url) as conn:
         try:
             add_client(conn, client_id, secret, role, site, description)  # type: ignore[arg-type]
         except ValueError as exc:
@@ -48,7 +43,7 @@ def add(
 @app.command("list")
 def list_() -> None:
     """List clients; secrets are never shown."""
-    with connect(_database_url()) as conn:
+    with cli_database(load_settings()) as url, connect(url) as conn:
         clients = list_clients(conn)
     table = Table("client_id", "role", "site", "created", "revoked", "description")
     for c in clients:
@@ -66,7 +61,7 @@ def list_() -> None:
 @app.command("revoke")
 def revoke(client_id: str = typer.Argument(..., help="The client to revoke")) -> None:
     """Revoke a client: no new tokens at once; its tokens stop working within seconds."""
-    with connect(_database_url()) as conn:
+    with cli_database(load_settings()) as url, connect(url) as conn:
         found = revoke_client(conn, client_id)
         conn.commit()
     if not found:

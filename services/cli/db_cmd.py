@@ -3,6 +3,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from services.cli.database import cli_database
 from vpp.embedded.resolve import ensure_database
 from vpp.postgres import migrate
 from vpp.settings import load_settings
@@ -14,16 +15,16 @@ console = Console()
 @app.command()
 def upgrade(revision: str = "head") -> None:
     """Apply migrations (to the embedded server when VPP_DATABASE_URL is unset)."""
-    url, _server = ensure_database(load_settings())
-    migrate.upgrade(url, revision)
+    with cli_database(load_settings(), create=True) as url:
+        migrate.upgrade(url, revision)
     console.print(f"[green]database at {revision}[/green]")
 
 
 @app.command()
 def downgrade(revision: str = "base") -> None:
     """Revert migrations down to `revision` (default: an empty database)."""
-    url, _server = ensure_database(load_settings())
-    migrate.downgrade(url, revision)
+    with cli_database(load_settings()) as url:
+        migrate.downgrade(url, revision)
     console.print(f"[yellow]database at {revision}[/yellow]")
 
 

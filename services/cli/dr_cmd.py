@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.database import CliError, cli_database
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.verification import VerificationConfig, verify_event
 from vpp.domain.dr_events import Direction, event_window_slots
-from vpp.embedded.resolve import ensure_database
+from vpp.domain.slots import JST
 from vpp.postgres.connect import connect
 from vpp.postgres.dr_events import create_event, list_events
 from vpp.postgres.dr_verification import settlement_lines
@@ -62,8 +63,7 @@ def create(
         event_window_slots(start_at, end_at)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    url, _server = ensure_database(load_settings())
-    with connect(url) as conn:
+    with cli_database(load_settings()) as url, connect(url) as conn:
         event = create_event(
             conn, event_id=event_id or f"dr-{uuid.uuid4().hex[:12]}", kind="peak_cut", start_at=start_at,
             end_at=end_at, requested_kw=kw, incentive_jpy_per_kwh=incentive, region_id=region, source="operator",
@@ -75,14 +75,19 @@ def create(
 
 
 @app.command()
-def events(limit: int = typer.Option(50, help="How many, newest first")) -> None:
-    """List DR events with their lifecycle status."""
-    url, _server = ensure_database(load_settings())
-    with connect(url) as conn:
+def events(
+    limit: int = typer.Option(50, help="How many, newest first"),
+    utc: bool = typer.Option(False, "--utc", help="Times in UTC instead of Japan time"),
+) -> None:
+    """List DR events with their lifecycle status (times in JST unless --utc)."""
+    with cli_database(load_settings()) as url, connect(url) as conn:
         rows = list_events(conn, limit=limit)
-    table = Table("event", "status", "direction", "start (UTC)", "end (UTC)", "requested kW", "allocated kW", "source")
+    zone, label = (UTC, "UTC") if utc else (JST, "JST")
+    table = Table("event", "status", "direction", f"start ({label})", f"end ({label})", "requested kW", "allocated kW",
+                  "source")  # fmt: skip
     for e in rows:
-        table.add_row(e.event_id, str(e.status), e.direction, f"{e.start_at:%Y-%m-%d %H:%M}", f"{e.end_at:%H:%M}",
+        start, end = e.start_at.astimezone(zone), e.end_at.astimezone(zone)
+        table.add_row(e.event_id, str(e.status), e.direction, f"{start:%Y-%m-%d %H:%M}", f"{end:%H:%M}",
                       f"{e.requested_kw:g}", f"{e.allocated_kw:.1f}", e.source)  # fmt: skip
     console.print(table)
 
@@ -90,17 +95,18 @@ def events(limit: int = typer.Option(50, help="How many, newest first")) -> None
 @app.command()
 def verify(event_id: str) -> None:
     """Recompute an event's baselines and reductions now (e.g. after late data arrived)."""
-    url, _server = ensure_database(load_settings())
-    with connect(url) as conn:
-        sites = verify_event(conn, event_id, datetime.now(UTC), VerificationConfig(), SchedulerMetrics())
+    with cli_database(load_settings()) as url, connect(url) as conn:
+        try:
+            sites = verify_event(conn, event_id, datetime.now(UTC), VerificationConfig(), SchedulerMetrics())
+        except LookupError:
+            raise CliError(f"no DR event {event_id!r}; `vpp dr events` lists them") from None
     console.print(f"verified {sites} site(s) of {event_id}")
 
 
 @app.command()
 def settlement(as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout instead of a table")) -> None:
     """Verified reductions × incentive, per event and site."""
-    url, _server = ensure_database(load_settings())
-    with connect(url) as conn:
+    with cli_database(load_settings()) as url, connect(url) as conn:
         lines = settlement_lines(conn)
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(asdict(lines[0]).keys()) if lines else ["event_id"])

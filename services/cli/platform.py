@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.cli.platform_file import read_platform_record
 from services.cli.seed import DEPOT, register_simulated_site, seed_defaults, seed_published_figures
 from services.cli.stack import PlatformStack, StartupError
 from services.ingest.worker import IngestWorker
@@ -27,7 +28,7 @@ from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress, parse_broker_url
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
-from vpp.settings import Settings, load_settings, settings_or_exit
+from vpp.settings import Settings, load_settings
 from vpp.simulation.model import SiteSimulator, fleet_specs
 from vpp.simulation.publisher import SimulationPublisher
 
@@ -77,12 +78,14 @@ def up(
     """Start everything on embedded defaults: database, broker, ingest, DR scheduler, API with the
     dashboard, and simulated sites (the Yamato depot first) whose EMS obeys DR signals."""
     # The development platform, said explicitly: everywhere else production is the default.
-    settings = settings_or_exit(environment="development")
+    settings = load_settings(environment="development")
+    _refuse_second_platform(settings)
     log_path = _log_to_file(settings)
     stop = _stop_event()
     db_server: EmbeddedPostgres | None = None
     broker_server: EmbeddedBroker | None = None
     stack: PlatformStack | None = None
+    clean = False
     try:
         with console.status("starting PostgreSQL…"):
             database_url, db_server = ensure_database(settings)
@@ -100,10 +103,10 @@ def up(
         with console.status("starting the MQTT broker…"):
             broker, broker_server = ensure_broker(settings)
         _done("MQTT broker", f"mqtt://{broker.host}:{broker.port}" + (" (embedded)" if broker_server else ""))
-        stack = PlatformStack(settings, database_url, broker)
+        stack = PlatformStack(settings, database_url, broker, broker_server.pid if broker_server else None)
         with console.status("starting ingest…"):
             worker = stack.start_ingest()
-        _done("ingest", f"{settings.ingest_client_id}, metrics {stack.endpoints.ingest_metrics_url or 'off'}")
+        _done("ingest", f"{settings.ingest_client_id}, metrics {_metrics(stack.endpoints.ingest_metrics_url)}")
         with console.status("starting the API and the dashboard…"):
             api_url = stack.start_api(settings.api_host, settings.api_port if api_port is None else api_port)
         login = " (log in as dev-operator / dev-operator-secret)" if settings.environment == "development" else ""
@@ -124,15 +127,15 @@ def up(
             stack.start_scheduler()
         _done(
             "DR scheduler",
-            f"signals on vpp/v1/{{site}}/dr/signal, metrics {stack.endpoints.scheduler_metrics_url or 'off'}",
+            f"signals on vpp/v1/{{site}}/dr/signal, metrics {_metrics(stack.endpoints.scheduler_metrics_url)}",
         )
         path = stack.write_platform_file("live")
         console.print(f"  endpoints in {path}, logs in {log_path}")
         _live(stack, publisher, worker, database_url, interval_s, duration_s, stop)
-    except StartupError as error:
-        console.print(f"[red]✗ {error}[/red]")
-        raise typer.Exit(1) from None
+        clean = True
     finally:
+        # Stop whatever did start, whatever failed; only a run that ended as asked says "stopped cleanly"
+        # (the error itself is printed as one line by `vpp`'s entry point, after this).
         with console.status("stopping…"):
             if stack is not None:
                 stack.close()
@@ -140,7 +143,26 @@ def up(
                 broker_server.stop()
             if db_server:
                 db_server.stop()
-        console.print("[green]stopped cleanly[/green]")
+        if clean:
+            console.print("[green]stopped cleanly[/green]")
+        else:
+            console.print("[yellow]stopped: everything this run started is shut down[/yellow]")
+
+
+def _refuse_second_platform(settings: Settings) -> None:
+    record = read_platform_record(settings.data_dir.resolve())
+    if record is None:
+        return
+    if record.alive:
+        raise StartupError(
+            f"the platform already runs on {settings.data_dir} (pid {record.pid}, {record.body.get('dashboard_url')}); "
+            "stop it first or set VPP_DATA_DIR to another folder"
+        )
+    console.print(f"[yellow]the previous `vpp up` (pid {record.pid}) did not stop cleanly; starting afresh[/yellow]")
+
+
+def _metrics(url: str | None) -> str:
+    return url if url and url.startswith("http") else f"[yellow]{url or 'off'}[/yellow]"
 
 
 def _done(what: str, detail: str) -> None:

@@ -23,6 +23,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from services.api.main import create_app
+from services.cli.platform_file import PLATFORM_FILE, process_start_ticks, read_platform_file
 from services.dr_scheduler.__main__ import dispatcher_from_settings, run_loop
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import Scheduler
@@ -37,11 +38,10 @@ from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.publisher import SimulationPublisher
 
-__all__ = ["PlatformStack", "StartupError", "read_platform_file"]
+__all__ = ["PLATFORM_FILE", "PlatformStack", "StartupError", "read_platform_file"]
 
 log = logging.getLogger("vpp.platform")
 
-PLATFORM_FILE = "platform.json"  # under the data folder: where a running `vpp up` can be reached
 FINE_HISTORY = timedelta(hours=3)  # the backlog is sent minute by minute for the last hours, coarser before
 
 
@@ -58,19 +58,23 @@ class Endpoints:
     scheduler_metrics_url: str | None = None
 
 
-def _metrics_server(host: str, port: int, registry: Any, what: str) -> str | None:
+def _metrics_server(host: str, port: int, registry: Any, what: str, setting: str) -> str:
+    """The metrics URL, or why there is none (said on `vpp up`'s screen, not only in the log)."""
     if not port:
-        return None
+        return f"off ({setting}=0)"
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as error:
         log.warning("metrics port unavailable", extra=kv(service=what, port=port, error=str(error)))
-        return None
+        return f"off: port {port} is in use ({error.strerror}); set {setting} to a free port"
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/metrics"
 
 
 class PlatformStack:
-    def __init__(self, settings: Settings, database_url: str, broker: BrokerAddress) -> None:
+    def __init__(
+        self, settings: Settings, database_url: str, broker: BrokerAddress, broker_pid: int | None = None
+    ) -> None:
+        self.broker_pid = broker_pid
         self.settings = settings
         self.endpoints = Endpoints(database_url, broker)
         self._exit = ExitStack()
@@ -84,7 +88,11 @@ class PlatformStack:
     def start_ingest(self) -> IngestWorker:
         metrics = IngestMetrics()
         self.endpoints.ingest_metrics_url = _metrics_server(
-            self.settings.metrics_host, self.settings.ingest_metrics_port, metrics.registry, "ingest"
+            self.settings.metrics_host,
+            self.settings.ingest_metrics_port,
+            metrics.registry,
+            "ingest",
+            "VPP_INGEST_METRICS_PORT",
         )
         worker = IngestWorker(
             config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker), metrics
@@ -106,7 +114,11 @@ class PlatformStack:
     def start_scheduler(self) -> None:
         metrics = SchedulerMetrics()
         self.endpoints.scheduler_metrics_url = _metrics_server(
-            self.settings.metrics_host, self.settings.scheduler_metrics_port, metrics.registry, "dr-scheduler"
+            self.settings.metrics_host,
+            self.settings.scheduler_metrics_port,
+            metrics.registry,
+            "dr-scheduler",
+            "VPP_SCHEDULER_METRICS_PORT",
         )
         dispatcher = dispatcher_from_settings(self.settings, self.endpoints.broker, metrics)
         dispatcher.start()
@@ -132,7 +144,10 @@ class PlatformStack:
     def start_api(self, host: str, port: int) -> str:
         app = create_app(self.settings, database_url=self.endpoints.database_url)
         # log_config=None: uvicorn's records go to the platform's structured log, not over the live view.
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        # A dashboard tab keeps connections open; without a bound, Ctrl-C waited for the browser to let go.
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
@@ -197,14 +212,16 @@ class PlatformStack:
         e = self.endpoints
         body = {
             "pid": os.getpid(),
+            "process_start_ticks": process_start_ticks(os.getpid()),
             "phase": phase,
             "api_url": e.api_url,
             "dashboard_url": f"{e.api_url}/" if e.api_url else None,
             "broker_url": f"mqtt://{e.broker.host}:{e.broker.port}",
             "database_url": e.database_url,
-            "ingest_metrics_url": e.ingest_metrics_url,
-            "scheduler_metrics_url": e.scheduler_metrics_url,
+            "ingest_metrics_url": _url_or_none(e.ingest_metrics_url),
+            "scheduler_metrics_url": _url_or_none(e.scheduler_metrics_url),
             "sites": [link.site_id for link in self.links],
+            "broker_pid": self.broker_pid,  # an embedded Mosquitto, for `vpp status` after a kill -9
         }
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(body, indent=2))
@@ -218,10 +235,5 @@ class PlatformStack:
         self._exit.close()
 
 
-def read_platform_file(data_dir: Path) -> dict[str, Any] | None:
-    path = data_dir / PLATFORM_FILE
-    try:
-        body: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return body
+def _url_or_none(text: str | None) -> str | None:
+    return text if text and text.startswith("http") else None

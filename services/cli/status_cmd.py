@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.database import CliError, cli_database
+from services.cli.platform_file import leftover_servers, read_platform_record
 from vpp.domain.slots import JST
-from vpp.embedded.resolve import ensure_database
-from vpp.settings import load_settings
+from vpp.settings import Settings, load_settings
 
 console = Console()
 
@@ -20,8 +21,40 @@ def status(
     slots: int = typer.Option(6, help="Latest 30-minute rows to show per site"),
     site: str | None = typer.Option(None, help="Only this site"),
 ) -> None:
-    """Sites, their latest readings and 30-minute energy, and dead letters by reason."""
-    url, _server = ensure_database(load_settings())
+    """Whether the platform runs; sites, their latest readings and 30-minute energy, dead letters by reason."""
+    settings = load_settings()
+    _platform_line(settings)
+    with cli_database(settings) as url:
+        try:
+            _report(url, slots, site)
+        except psycopg.errors.UndefinedTable:
+            raise CliError(f"the database at {url} holds no platform tables; run `vpp db upgrade`") from None
+
+
+def _platform_line(settings: Settings) -> None:
+    """First line of the report: is a `vpp up` running on this data folder (the file alone may lie)."""
+    if settings.database_url:
+        console.print(f"database: {settings.database_url.split('@')[-1]} (VPP_DATABASE_URL)")
+        return
+    record = read_platform_record(settings.data_dir.resolve())
+    if record is None:
+        console.print("[yellow]platform not running[/yellow] (no `vpp up` on this data folder): stored data only")
+    elif not record.alive:
+        console.print(
+            f"[red]platform not running[/red]: `vpp up` (pid {record.pid}) ended without stopping cleanly "
+            "(killed or crashed); stored data only"
+        )
+        leftovers = leftover_servers(settings.data_dir.resolve(), record)
+        if leftovers:
+            names = ", ".join(f"{name} (pid {pid})" for name, pid in leftovers)
+            console.print(f"  still running from it: {names}; the next `vpp up` takes them over")
+    else:
+        console.print(
+            f"[green]platform running[/green] (pid {record.pid}, {record.phase}): {record.body.get('dashboard_url')}"
+        )
+
+
+def _report(url: str, slots: int, site: str | None) -> None:
     now = datetime.now(UTC)
     with psycopg.connect(url) as conn:
         sites = conn.execute(

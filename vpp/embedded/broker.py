@@ -158,6 +158,11 @@ class EmbeddedBroker:
             self._start_amqtt()
         return self.info
 
+    @property
+    def pid(self) -> int | None:
+        """The Mosquitto process this object started (None in-process or when another process runs it)."""
+        return self._process.pid if self._process is not None else None
+
     def _listening(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.3):

@@ -91,8 +91,10 @@ def cli_command_paths() -> set[tuple[str, ...]]:
 
     def walk(command: Any, prefix: tuple[str, ...]) -> None:
         paths.add(prefix)
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, (*prefix, name))
+        if hasattr(command, "list_commands"):
+            ctx = typer.Context(command)
+            for name in command.list_commands(ctx):  # the root loads its subcommands lazily
+                walk(command.get_command(ctx, name), (*prefix, name))
 
     walk(typer.main.get_command(app), ())
     return paths
@@ -120,7 +122,7 @@ def assert_runnable(words: list[str]) -> None:
         assert "--factory" in args, "create_app is a factory: uvicorn needs --factory"
     elif program == "vpp":
         scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-        assert scripts.get("vpp") == "services.cli.main:app"
+        assert scripts.get("vpp") == "services.cli.main:_entry"
         words_before_options = tuple(w for w in args if not w.startswith("-"))
         paths = cli_command_paths()
         known = max((p for p in paths if p == words_before_options[: len(p)]), key=len)
