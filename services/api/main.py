@@ -28,6 +28,7 @@ from services.api.routes import (
     dashboard,
     dashboard_api,
     declared,
+    docs,
     dr,
     health,
     regions,
@@ -98,6 +99,9 @@ def create_app(
         version="1.0.0",
         description="Regional renewable sufficiency, sites and telemetry of the Kawasaki virtual power plant.",
         lifespan=lifespan,
+        # Served by routes.docs from packaged assets: FastAPI's own pages load Swagger UI from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     for module in (
@@ -112,6 +116,7 @@ def create_app(
         dr,
         dashboard_api,
         dashboard,
+        docs,
     ):
         app.include_router(module.router)
     app.include_router(build_openadr_router())

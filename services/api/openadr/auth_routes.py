@@ -25,8 +25,13 @@ __all__ = ["add_auth_routes"]
 
 
 class _OAuthError(OpenAdrError):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(status, detail, headers={"WWW-Authenticate": "Basic"} if status == 401 else None)
+    def __init__(self, status: int, error: str, detail: str, *, basic: bool = True) -> None:
+        # RFC 6749 section 5.2: challenge only a client that sent Basic credentials; a browser answers
+        # the challenge to a form post (Swagger UI's "Try it out") with its native password dialog.
+        challenge = status == 401 and basic
+        super().__init__(
+            status, detail, headers={"WWW-Authenticate": 'Basic realm="openadr-vtn"'} if challenge else None
+        )
         self.error = error
 
 
@@ -66,7 +71,7 @@ async def _grant(request: Request) -> JSONResponse:
         record = await fetch_client(conn, client_id)
     # scrypt takes tens of milliseconds: off the event loop.
     if record is None or not await asyncio.to_thread(verify_secret, secret, record.secret_hash):
-        raise _OAuthError(401, "invalid_client", "unknown client or wrong secret")
+        raise _OAuthError(401, "invalid_client", "unknown client or wrong secret", basic=creds is not None)
     scopes = frozenset(record.scopes)
     asked = set(form.get("scope", "").split())
     if asked:

@@ -24,10 +24,12 @@ _CLIENT = text(
 )
 
 
-def _invalid_client(detail: str) -> ProblemError:
-    return ProblemError(
-        401, detail, slug="invalid-client", headers={"WWW-Authenticate": "Basic"}, extra={"error": "invalid_client"}
-    )
+def _invalid_client(detail: str, *, basic: bool = True) -> ProblemError:
+    # RFC 6749 section 5.2: the Basic challenge is due only to a client that authenticated with the
+    # Authorization header. Sent to a form (client_secret_post) login, it makes a browser hold the
+    # fetch behind its native password dialog, and the page never sees the 401.
+    headers = {"WWW-Authenticate": 'Basic realm="vpp-api"'} if basic else {}
+    return ProblemError(401, detail, slug="invalid-client", headers=headers, extra={"error": "invalid_client"})
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -64,22 +66,22 @@ async def token(
         client_id, client_secret = basic
     if not client_id or client_secret is None:
         raise _invalid_client("send client_id and client_secret in the form or as HTTP Basic credentials")
-    principal = await _authenticate(state, conn, client_id, client_secret)
+    principal = await _authenticate(state, conn, client_id, client_secret, basic=basic is not None)
     access_token, ttl_s = issue_token(state.settings, principal)
     scope = principal.role if principal.site_id is None else f"{principal.role}:{principal.site_id}"
     return TokenOut(access_token=access_token, expires_in=ttl_s, scope=scope)
 
 
-async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: str) -> Principal:
+async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: str, *, basic: bool) -> Principal:
     dev = dev_client(client_id, secret)
     if dev is not None:
         if state.settings.environment != "development":
             raise _invalid_client(
-                f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}"
+                f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}", basic=basic
             )
         return dev
     row = (await conn.execute(_CLIENT, {"client_id": client_id})).first()
     # scrypt takes tens of milliseconds: keep it off the event loop.
     if row is None or not await asyncio.to_thread(verify_secret, secret, str(row[0])):
-        raise _invalid_client("unknown client or wrong secret")
+        raise _invalid_client("unknown client or wrong secret", basic=basic)
     return Principal(client_id, row[1], row[2])
