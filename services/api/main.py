@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.cache import ReportCache
@@ -38,6 +38,7 @@ from services.api.routes import (
     token,
 )
 from services.api.state import AppState
+from services.api.strict_query import reject_unknown_query
 from vpp.postgres.connect import asyncpg_url
 from vpp.settings import Settings
 
@@ -115,9 +116,9 @@ def create_app(
         health,
         dr,
         dashboard_api,
-        dashboard,
-        docs,
     ):
+        app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
+    for module in (dashboard, docs):
         app.include_router(module.router)
     app.include_router(build_openadr_router())
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -113,6 +113,12 @@ class DemandOut(BaseModel):
     provenance: Provenance
 
 
+class ExactOut(BaseModel):
+    ratio: float | None = Field(description="`ratio` unrounded")
+    ratio_pct: float | None = Field(description="`ratio_pct` unrounded")
+    completeness: float | None = Field(description="`completeness` unrounded")
+
+
 class SufficiencyOut(BaseModel):
     region_id: str | None
     site_id: str | None
@@ -120,12 +126,22 @@ class SufficiencyOut(BaseModel):
     supply: SupplyOut
     savings: SavingsOut
     demand: DemandOut
-    ratio: float | None = Field(description="(supply + savings) / demand; null when demand is 0")
-    ratio_pct: float | None
+    ratio: float | None = Field(
+        description="(supply + savings) / demand, rounded to 4 decimals (exact in `exact.ratio`); "
+        "null when demand is 0, with `ratio_note` saying why"
+    )
+    ratio_pct: float | None = Field(description="The ratio in %, rounded to 2 decimals (exact in `exact.ratio_pct`)")
     ratio_provenance: Provenance
+    ratio_note: str | None = Field(
+        default=None,
+        description="Why the ratio is null, or what it rests on when metered data are incomplete; null otherwise",
+    )
+    exact: ExactOut
     co2_avoided_kg: float
     co2_factor_kg_per_kwh: float
-    completeness: float | None = Field(description="Share of expected metered site-slots present, 0..1")
+    completeness: float | None = Field(
+        description="Share of expected metered site-slots present, 0..1, rounded to 4 decimals"
+    )
     slots_present: int
     slots_expected: int
     member_sites: int
