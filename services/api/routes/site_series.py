@@ -91,7 +91,7 @@ async def telemetry(
     items = localize_rows(page_rows, zone(tz))
     headers = next_link(request, next_offset)
     if format == "csv":
-        return csv_response(fields, items, f"{site_id}-telemetry.csv", headers)
+        return csv_response(fields, items, f"{site_id}-telemetry.csv", headers, where=zone(tz))
     model = ReadingOut if bucket == "raw" else BucketOut
     page = Page[model](  # type: ignore[valid-type]
         items=[model(**dict(zip(fields, r, strict=True))) for r in items],
@@ -129,7 +129,7 @@ async def energy(
     table = localize_rows([(*r[:8], demand_kw(float(r[1])), float(r[8])) for r in items], zone(tz))
     fields = list(EnergySlotOut.model_fields)
     if format == "csv":
-        return csv_response(fields, table, f"{site_id}-energy-30min.csv", headers)
+        return csv_response(fields, table, f"{site_id}-energy-30min.csv", headers, where=zone(tz))
     page = Page[EnergySlotOut](
         items=[EnergySlotOut(**dict(zip(fields, r, strict=True))) for r in table],
         limit=limit,
@@ -194,6 +194,8 @@ async def demand(
         )
     if format == "csv":
         fields = list(MonthlyDemandOut.model_fields)
-        return csv_response(fields, [list(r.model_dump().values()) for r in rows], f"{site_id}-demand.csv", {})
+        return csv_response(
+            fields, [list(r.model_dump().values()) for r in rows], f"{site_id}-demand.csv", {}, where=zone(tz)
+        )
     body = b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
     return Response(body, media_type="application/json")
