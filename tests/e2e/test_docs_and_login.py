@@ -7,12 +7,14 @@ but 127.0.0.1 resolves to nothing, so a page that still loads Swagger UI from a 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 
 from services.api.main import create_app
 from tests.e2e.platform import DEV_OPERATOR
 from tests.integration.api.server import serving
+from vpp.domain.slots import JST
 from vpp.settings import load_settings
 
 pytest.importorskip("playwright.sync_api")
@@ -49,7 +51,8 @@ def _watch(page: Page, base: str) -> tuple[list[str], list[str]]:
 
 def test_wrong_secret_shows_an_error_then_the_right_one_logs_in(base_url: str) -> None:
     with chromium() as browser:
-        page = browser.new_page(locale="ja-JP", timezone_id="Asia/Tokyo")
+        # A browser far from Japan: the page must still show Japan time.
+        page = browser.new_page(locale="ja-JP", timezone_id="America/New_York")
         errors, _foreign = _watch(page, base_url)
         page.goto(base_url + "/")
         client_id, secret = DEV_OPERATOR
@@ -68,6 +71,12 @@ def test_wrong_secret_shows_an_error_then_the_right_one_logs_in(base_url: str) -
         page.locator("#dashboard").wait_for(state="visible", timeout=10_000)
         assert page.locator("#login").is_hidden()
         assert message.inner_text() == ""
+
+        page.wait_for_function("() => document.querySelector('#updated').dataset.at !== undefined", timeout=15_000)
+        shown = page.locator("#updated").inner_text()
+        after = datetime.now(JST)
+        # The poll finished moments ago: its HH:MM in JST is this minute's or the one before.
+        assert shown in {f"{after:%H:%M}", f"{after - timedelta(minutes=1):%H:%M}"}, (shown, after)
     assert errors == []
 
 
