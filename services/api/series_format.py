@@ -25,6 +25,7 @@ __all__ = [
     "TzQuery",
     "csv_response",
     "in_zone",
+    "in_zone_deep",
     "localize_rows",
     "next_link",
     "split_page",
@@ -68,6 +69,15 @@ def in_zone(value: object, where: tzinfo) -> object:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(where)
     return value
+
+
+def in_zone_deep(value: Any, where: tzinfo) -> Any:
+    """`value` with every aware datetime inside (dicts, lists, tuples) expressed in `where`."""
+    if isinstance(value, dict):
+        return {key: in_zone_deep(inner, where) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [in_zone_deep(inner, where) for inner in value]
+    return in_zone(value, where)
 
 
 def localize_rows(rows: Iterable[Sequence[Any]], where: tzinfo) -> list[tuple[Any, ...]]:

@@ -42,6 +42,8 @@ DEMO_SITES = 6
 def demo_site_is_public(site_id: str) -> bool:
     """Whether a generated demo site (``site-NNNNN``) is a city facility; the depot is private."""
     return site_id[-1:].isdigit() and int(site_id[-1]) % 2 == 0
+
+
 DEPOT_NAME = "Yamato Transport Takatsu Chitose depot (ヤマト運輸 高津千歳営業所)"
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.api.deps import ConnDep, NowDep, OperatorDep
 from services.api.errors import ProblemError
-from services.api.series_format import TzQuery, zone
+from services.api.series_format import TzQuery, in_zone_deep, zone
 from vpp.domain.dr_events import EventStatus, event_window_slots
 from vpp.postgres.dr_requests import event_detail, list_event_rows, record_request, request_action, settlement_rows
 
@@ -63,11 +63,12 @@ class Accepted(BaseModel):
     pending_action: str
 
 
-def _event_out(row: dict[str, Any]) -> dict[str, Any]:
+def _event_out(row: dict[str, Any], tz: str) -> dict[str, Any]:
     row = dict(row)
     if row.get("site_ids") is not None:
         row["site_ids"] = list(row["site_ids"])
-    return row
+    out: dict[str, Any] = in_zone_deep(row, zone(tz))  # Japan time unless tz=UTC
+    return out
 
 
 @router.get("/events", summary="DR events, newest first")
@@ -76,9 +77,10 @@ async def list_events(
     _principal: OperatorDep,
     status_filter: Annotated[EventStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tz: TzQuery = "Asia/Tokyo",
 ) -> list[dict[str, Any]]:
     rows = await list_event_rows(conn, status=str(status_filter) if status_filter else None, limit=limit)
-    return [_event_out(row) for row in rows]
+    return [_event_out(row, tz) for row in rows]
 
 
 @router.post("/events", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, summary="Request a DR event")
@@ -135,7 +137,9 @@ async def cancel_event(conn: ConnDep, principal: OperatorDep, now: NowDep, event
 
 
 @router.get("/events/{event_id}", summary="An event with its sites, lifecycle audit and verified reductions")
-async def get_event(conn: ConnDep, _principal: OperatorDep, event_id: EventIdPath) -> dict[str, Any]:
+async def get_event(
+    conn: ConnDep, _principal: OperatorDep, event_id: EventIdPath, tz: TzQuery = "Asia/Tokyo"
+) -> dict[str, Any]:
     detail = await event_detail(conn, event_id)
     if detail is None:
         raise ProblemError(404, f"no DR event {event_id!r}")
@@ -145,7 +149,7 @@ async def get_event(conn: ConnDep, _principal: OperatorDep, event_id: EventIdPat
          "amount_jpy": s.amount_jpy, "missing_slots": s.missing_slots, "method": line["method"]}
         for line, s in lines
     ]  # fmt: skip
-    return _event_out(detail)
+    return _event_out(detail, tz)
 
 
 _CSV_COLUMNS = (
@@ -170,7 +174,7 @@ async def settlement(
         for line, s in await settlement_rows(conn, since=since, until=until, event_id=event_id)
     ]  # fmt: skip
     if fmt == "json":
-        return {"lines": rows, "total_settled_kwh": sum(r["settled_kwh"] for r in rows),
+        return {"lines": in_zone_deep(rows, zone(tz)), "total_settled_kwh": sum(r["settled_kwh"] for r in rows),
                 "total_amount_jpy": sum(r["amount_jpy"] for r in rows)}  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
