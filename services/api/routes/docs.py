@@ -1,4 +1,4 @@
-"""API documentation that works offline: Swagger UI and ReDoc from a Python package, never a CDN.
+"""API documentation that works offline: Swagger UI from a Python package, never a CDN.
 
 ``/docs`` browses the REST API (``/openapi.json``), ``/docs/openadr`` the OpenADR 3.1.0 VTN
 (``/openadr3/3.1.0/openapi.json``, the Alliance's document); each page links to the other. The assets
