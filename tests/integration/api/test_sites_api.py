@@ -47,6 +47,7 @@ def test_site_detail_has_devices_and_regions(api: httpx.Client, tokens: dict[str
     assert [d["device_id"] for d in body["devices"]] == ["meter-1", "pv-1"]
     assert "kawasaki" in body["regions"]
     assert body["last_reading_at"] is not None
+    assert body["last_reading_at"].endswith("+09:00")  # Japan time, as everything a person reads
 
 
 def test_energy_30min_json_and_csv(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
