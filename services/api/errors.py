@@ -8,6 +8,7 @@ client can tell which parameter to fix without reading the schema.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemError", "install_problem_handlers", "problem_response"]
+__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemError", "install_problem_handlers", "plus_hint", "problem_response"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)
@@ -81,13 +82,32 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
 
 
+# A time with its offset's "+" decoded as a space: "…T14:00:00 09:00" (form encoding turns "+" into " ").
+_SPACED_OFFSET = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?(/|$)")
+
+
+def plus_hint(value: object) -> str:
+    """A hint to append to a query parameter's error when its value lost a "+" to URL decoding."""
+    if isinstance(value, str) and _SPACED_OFFSET.search(value):
+        return (
+            f" (got {value!r}: a '+' in a URL query string means a space; "
+            "escape the offset's '+' as %2B, e.g. 2026-11-23T14:00%2B09:00, or let curl --data-urlencode do it)"
+        )
+    return ""
+
+
 def _loc_text(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     errors = [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", ""))
+            + (plus_hint(err.get("input")) if err.get("loc", ("",))[0] == "query" else ""),
+            "type": str(err.get("type", "")),
+        }
         for err in exc.errors()
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.cache import ReportCache
@@ -33,6 +33,7 @@ from services.api.routes import (
     dashboard,
     dashboard_api,
     declared,
+    docs,
     dr,
     health,
     regions,
@@ -42,6 +43,7 @@ from services.api.routes import (
     token,
 )
 from services.api.state import AppState
+from services.api.strict_query import reject_unknown_query
 from vpp.embedded.resolve import ensure_database
 from vpp.log import configure_logging
 from vpp.postgres.connect import asyncpg_url
@@ -117,6 +119,9 @@ def create_app(
         version="1.0.0",
         description="Regional renewable sufficiency, sites and telemetry of the Kawasaki virtual power plant.",
         lifespan=lifespan,
+        # Served by routes.docs from packaged assets: FastAPI's own pages load Swagger UI from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     for module in (
@@ -130,8 +135,9 @@ def create_app(
         health,
         dr,
         dashboard_api,
-        dashboard,
     ):
+        app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
+    for module in (dashboard, docs):
         app.include_router(module.router)
     app.include_router(build_openadr_router())
     app.add_middleware(

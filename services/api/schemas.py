@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from vpp.domain.slots import JST
 
 __all__ = [
     "DEVICE_ID_PATTERN",
@@ -28,6 +30,14 @@ __all__ = [
 ]
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+# A moment shown in Japan time (+09:00) in JSON, for answers that take no tz parameter (the database
+# hands out UTC). Series and reports with a `tz` parameter convert their rows themselves.
+JstDatetime = Annotated[
+    AwareDatetime,
+    PlainSerializer(lambda moment: moment.astimezone(JST).isoformat(), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Provenance = Literal["metered", "declared", "mixed", "none"]
 Kwh = Annotated[float, Field(ge=0, allow_inf_nan=False, le=1e15)]
@@ -122,6 +132,12 @@ class DeclaredSeparateOut(BaseModel):
     reason: str
 
 
+class ExactOut(BaseModel):
+    ratio: float | None = Field(description="`ratio` unrounded")
+    ratio_pct: float | None = Field(description="`ratio_pct` unrounded")
+    completeness: float | None = Field(description="`completeness` unrounded")
+
+
 class SufficiencyOut(BaseModel):
     region_id: str | None
     site_id: str | None
@@ -129,12 +145,22 @@ class SufficiencyOut(BaseModel):
     supply: SupplyOut
     savings: SavingsOut
     demand: DemandOut
-    ratio: float | None = Field(description="(supply + savings) / demand; null when demand is 0")
-    ratio_pct: float | None
+    ratio: float | None = Field(
+        description="(supply + savings) / demand, rounded to 4 decimals (exact in `exact.ratio`); "
+        "null when demand is 0, with `ratio_note` saying why"
+    )
+    ratio_pct: float | None = Field(description="The ratio in %, rounded to 2 decimals (exact in `exact.ratio_pct`)")
     ratio_provenance: Provenance
+    ratio_note: str | None = Field(
+        default=None,
+        description="Why the ratio is null, or what it rests on when metered data are incomplete; null otherwise",
+    )
+    exact: ExactOut
     co2_avoided_kg: float
     co2_factor_kg_per_kwh: float
-    completeness: float | None = Field(description="Share of expected metered site-slots present, 0..1")
+    completeness: float | None = Field(
+        description="Share of expected metered site-slots present, 0..1, rounded to 4 decimals"
+    )
     slots_present: int
     slots_expected: int
     member_sites: int
@@ -168,8 +194,8 @@ class DeclaredFigureIn(BaseModel):
 
 class DeclaredFigureOut(BaseModel):
     id: int
-    period_start: datetime
-    period_end: datetime
+    period_start: JstDatetime
+    period_end: JstDatetime
     renewable_supply_kwh: float
     saving_kwh: float
     demand_kwh: float
@@ -215,14 +241,14 @@ class SiteOut(BaseModel):
     renewable_share: float
     regions: list[str]
     online: bool | None
-    last_reading_at: datetime | None
+    last_reading_at: JstDatetime | None
 
 
 class DeviceOut(BaseModel):
     device_id: str
     kind: str
     rated_power_kw: float | None
-    last_reading_at: datetime | None
+    last_reading_at: JstDatetime | None
 
 
 class SiteDetail(SiteOut):

@@ -3,26 +3,50 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.auth import Principal
 from services.api.cache import CachedReport
-from services.api.errors import ProblemError
-from services.api.schemas import DeclaredSeparateOut, DemandOut, PeriodOut, SavingsOut, SufficiencyOut, SupplyOut
+from services.api.errors import ProblemError, plus_hint
+from services.api.schemas import (
+    DeclaredSeparateOut,
+    DemandOut,
+    ExactOut,
+    PeriodOut,
+    SavingsOut,
+    SufficiencyOut,
+    SupplyOut,
+)
 from vpp.domain.periods import Period, PeriodError, elapsed_slots, parse_period
+from vpp.domain.slots import JST
 from vpp.domain.sufficiency import (
+    ENERGY_DECIMALS,
+    RATIO_DECIMALS,
     DeclaredFigures,
     OverlappingFigures,
     SiteContract,
     Sufficiency,
     compute_sufficiency,
+    rounded,
 )
-from vpp.postgres.reports import RegionRef, declared_for_period, member_contracts, site_totals, verified_dr_kwh
+from vpp.postgres.reports import (
+    RegionRef,
+    declared_for_period,
+    member_contracts,
+    regions_declared_elsewhere,
+    site_totals,
+    verified_dr_kwh,
+)
 from vpp.settings import Settings
 
-__all__ = ["check_city_may_see", "parse_period_query", "region_report", "site_report"]
+__all__ = ["check_city_may_see", "parse_period_query", "ratio_note", "region_report", "site_report"]
+
+# Below this share of expected metered site-slots, a metered ratio describes the slots present, not
+# the period, and a mixed one is mostly the declared figures: the answer says so in `ratio_note`.
+_PARTIAL_COMPLETENESS = 0.9
 
 
 # Periods are immutable and parsing is pure: repeated queries (the dashboard's) skip the regexes.
@@ -35,12 +59,13 @@ def parse_period_query(kind: str, value: str, *, location: str = "query") -> Per
         return _parse_period_cached(kind, value)
     except PeriodError as exc:
         name = "period" if exc.field == "kind" else "value"
+        msg = str(exc) + (plus_hint(value) if location == "query" else "")
         raise ProblemError(
             422,
-            f"{location}.{name}: {exc}",
+            f"{location}.{name}: {msg}",
             slug="validation",
             title="Invalid request",
-            extra={"errors": [{"loc": [location, name], "msg": str(exc), "type": "value_error"}]},
+            extra={"errors": [{"loc": [location, name], "msg": msg, "type": "value_error"}]},
         ) from None
 
 
@@ -56,6 +81,46 @@ def check_city_may_see(principal: Principal, private_sites: int, k: int) -> None
         )
 
 
+def _kwh(value: float) -> float:
+    return round(value, ENERGY_DECIMALS)
+
+
+def ratio_note(
+    result: Sufficiency,
+    *,
+    whose: str,
+    slots_present: int,
+    slots_expected: int,
+    member_sites: int,
+    declared_elsewhere: Sequence[str] = (),
+) -> str | None:
+    """Why `result.ratio` is null, or what it rests on when the metered data are incomplete."""
+    if result.ratio is None:
+        if member_sites == 0:
+            metered = f"{whose} has no member sites"
+        else:
+            metered = f"{slots_present} of {slots_expected} expected metered site-slots of {whose} hold data"
+        note = f"no demand in this period, so no ratio: {metered}, and no declared figures for it lie wholly inside it"
+        if declared_elsewhere:
+            note += f"; declared figures for this period exist for region(s) {', '.join(declared_elsewhere)}"
+        return note
+    if result.completeness is None or result.completeness >= _PARTIAL_COMPLETENESS:
+        return None
+    pct = f"{result.completeness * 100:.1f}%"
+    sites = f"{result.contributing_sites} site(s)"
+    if result.provenance.ratio == "metered":
+        return (
+            f"metered data cover only {pct} of the expected site-slots ({sites}): "
+            "the ratio describes the slots present, not the whole period"
+        )
+    if result.provenance.ratio == "mixed":
+        return (
+            f"mostly declared (published) figures: metered data cover only {pct} of the expected site-slots "
+            f"({sites}) and are added to the declared figures"
+        )
+    return None
+
+
 def _render(
     result: Sufficiency,
     period: Period,
@@ -69,37 +134,43 @@ def _render(
     version: int,
     co2_factor: float,
     now: datetime,
+    note: str | None,
     separately: DeclaredSeparateOut | None = None,
 ) -> bytes:
+    # Timestamps in Japan time, as the periods themselves are (tz=UTC converts on the way out).
     out = SufficiencyOut(
         region_id=region_id,
         site_id=site_id,
-        period=PeriodOut(kind=period.kind, label=period.label, start=period.start, end=period.end),
+        period=PeriodOut(
+            kind=period.kind, label=period.label, start=period.start.astimezone(JST), end=period.end.astimezone(JST)
+        ),
         supply=SupplyOut(
-            pv_on_site_kwh=result.supply.pv_on_site_kwh,
-            contract_renewable_kwh=result.supply.contract_renewable_kwh,
-            declared_kwh=result.supply.declared_renewable_kwh,
-            total_kwh=result.supply.total_kwh,
+            pv_on_site_kwh=_kwh(result.supply.pv_on_site_kwh),
+            contract_renewable_kwh=_kwh(result.supply.contract_renewable_kwh),
+            declared_kwh=_kwh(result.supply.declared_renewable_kwh),
+            total_kwh=_kwh(result.supply.total_kwh),
             provenance=result.provenance.supply,
         ),
         savings=SavingsOut(
-            verified_dr_kwh=result.savings.verified_dr_kwh,
-            declared_kwh=result.savings.declared_kwh,
-            total_kwh=result.savings.total_kwh,
+            verified_dr_kwh=_kwh(result.savings.verified_dr_kwh),
+            declared_kwh=_kwh(result.savings.declared_kwh),
+            total_kwh=_kwh(result.savings.total_kwh),
             provenance=result.provenance.savings,
         ),
         demand=DemandOut(
-            metered_kwh=result.demand.metered_kwh,
-            declared_kwh=result.demand.declared_kwh,
-            total_kwh=result.demand.total_kwh,
+            metered_kwh=_kwh(result.demand.metered_kwh),
+            declared_kwh=_kwh(result.demand.declared_kwh),
+            total_kwh=_kwh(result.demand.total_kwh),
             provenance=result.provenance.demand,
         ),
-        ratio=result.ratio,
-        ratio_pct=result.ratio_pct,
+        ratio=rounded(result.ratio, RATIO_DECIMALS),
+        ratio_pct=rounded(result.ratio_pct, RATIO_DECIMALS - 2),
         ratio_provenance=result.provenance.ratio,
-        co2_avoided_kg=result.co2_avoided_kg,
+        ratio_note=note,
+        exact=ExactOut(ratio=result.ratio, ratio_pct=result.ratio_pct, completeness=result.completeness),
+        co2_avoided_kg=_kwh(result.co2_avoided_kg),
         co2_factor_kg_per_kwh=co2_factor,
-        completeness=result.completeness,
+        completeness=rounded(result.completeness, RATIO_DECIMALS),
         slots_present=slots_present,
         slots_expected=slots_expected,
         member_sites=member_sites,
@@ -108,7 +179,7 @@ def _render(
         declared_sources=declared.source if declared else None,
         declared_separately=separately,
         data_version=version,
-        computed_at=now,
+        computed_at=now.astimezone(JST),
     )
     return out.model_dump_json().encode()
 
@@ -136,6 +207,15 @@ async def region_report(
             demand_kwh=declared.demand_kwh, ratio=alone.ratio, source=declared.source, reason=str(overlap),
         )  # fmt: skip
         declared = None
+    elsewhere = await regions_declared_elsewhere(conn, region.region_pk, period) if result.ratio is None else []
+    note = ratio_note(
+        result,
+        whose=f"region {region.region_id!r}",
+        slots_present=present,
+        slots_expected=expected,
+        member_sites=len(contracts),
+        declared_elsewhere=elsewhere,
+    )
     body = _render(
         result,
         period,
@@ -148,6 +228,7 @@ async def region_report(
         version=region.version,
         co2_factor=settings.api_co2_factor_kg_per_kwh,
         now=now,
+        note=note,
         separately=separately,
     )
     return CachedReport(body, result.private_sites)
@@ -173,4 +254,7 @@ async def site_report(
         version=0,
         co2_factor=settings.api_co2_factor_kg_per_kwh,
         now=now,
+        note=ratio_note(
+            result, whose=f"site {contract.site_id!r}", slots_present=present, slots_expected=expected, member_sites=1
+        ),
     )

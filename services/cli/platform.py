@@ -18,7 +18,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from services.cli.platform_file import read_platform_record
-from services.cli.seed import DEPOT, register_simulated_site, seed_defaults, seed_published_figures
+from services.cli.seed import (
+    DEMO_SITES,
+    DEPOT,
+    demo_site_is_public,
+    register_simulated_site,
+    seed_defaults,
+    seed_published_figures,
+)
 from services.cli.stack import PlatformStack, StartupError
 from services.ingest.worker import IngestWorker
 from vpp.embedded.broker import EmbeddedBroker
@@ -72,7 +79,9 @@ def up(
         help="History the sites send first; the default 8 days give the DR forecast a complete weekday and "
         "weekend day, so the first DR event plans a real reduction (less: events allocate 0 kW until then)",
     ),
-    sites: int = typer.Option(1, "--sites", help="Simulated sites (the depot plus generated ones)"),
+    sites: int = typer.Option(
+        DEMO_SITES, "--sites", help="Simulated sites (the depot plus generated ones; private and public mixed)"
+    ),
     api_port: int | None = typer.Option(None, "--api-port", help="Dashboard and API port (default VPP_API_PORT)"),
 ) -> None:
     """Start everything on embedded defaults: database, broker, ingest, DR scheduler, API with the
@@ -96,7 +105,7 @@ def up(
                 seed_published_figures(conn)
                 for spec in specs[1:]:
                     # Generated sites are city facilities on partly renewable contracts; the depot is 100%.
-                    public = int(spec.site_id[-1]) % 2 == 0
+                    public = demo_site_is_public(spec.site_id)
                     register_simulated_site(conn, spec, is_public=public, renewable_share=GENERATED_RENEWABLE_SHARE)
                 conn.commit()
         _done("PostgreSQL", database_url + (" (embedded)" if db_server else ""))

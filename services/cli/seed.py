@@ -11,7 +11,14 @@ from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 from vpp.published import CAPACITY_CSV, LEADING_AREA_FY_CSV, published_csv
 from vpp.simulation.model import SiteSpec
 
-__all__ = ["REGIONS", "register_simulated_site", "seed_defaults", "seed_published_figures"]
+__all__ = [
+    "DEMO_SITES",
+    "REGIONS",
+    "demo_site_is_public",
+    "register_simulated_site",
+    "seed_defaults",
+    "seed_published_figures",
+]
 
 # (region_id, English name, Japanese name)
 REGIONS = (
@@ -23,6 +30,20 @@ FY_SOURCE = "Kawasaki City, 2024-11-21, 脱炭素先行地域づくりの推進"
 CAPACITY_SOURCE = "Kawasaki City, renewable capacity, table 1.4"
 
 DEPOT = SiteSpec()  # the Yamato Transport Takatsu Chitose depot (shared/data/yamato_takatsu_depot.md)
+
+# Sites the default demo simulates: the depot and five generated ones (site-00001 ... site-00005).
+# Odd-numbered generated sites are private companies, even-numbered ones city facilities, so the demo
+# has 4 private sites (the depot, 1, 3, 5) and 2 public ones (2, 4). The city role is refused any
+# aggregate over fewer than 3 private sites (VPP_API_CITY_MIN_PRIVATE_SITES): with 4, every role can be
+# tried on the default demo, even with one private site offline.
+DEMO_SITES = 6
+
+
+def demo_site_is_public(site_id: str) -> bool:
+    """Whether a generated demo site (``site-NNNNN``) is a city facility; the depot is private."""
+    return site_id[-1:].isdigit() and int(site_id[-1]) % 2 == 0
+
+
 DEPOT_NAME = "Yamato Transport Takatsu Chitose depot (ヤマト運輸 高津千歳営業所)"
 
 

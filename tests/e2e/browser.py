@@ -24,9 +24,10 @@ _ARGS = [
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
+def chromium(extra_args: list[str] | None = None) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=_ARGS, headless=True)
+        args = _ARGS + list(extra_args or [])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         try:
             yield browser
         finally:

@@ -97,6 +97,12 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
             assert site_points[1] == 48, site_points  # the target line across the day
             assert page.locator("#sites-table tbody tr").count() == len(platform.site_ids)
             assert page.locator("#suff-today .value").inner_text().endswith("%")
+            # A fiscal year with about a week of metered data: the card says the ratio covers only the
+            # slots received, and mutes the figure, instead of showing it bare beside "completeness 3%".
+            fy_warning = page.locator("#suff-fy .partial-warning")
+            fy_warning.wait_for(timeout=15_000)
+            assert "実測データは期間の" in fy_warning.inner_text()
+            assert page.locator("#suff-fy .value.partial").count() == 1
 
             page.locator("#dr-kw").fill("5")
             page.locator("#dr-create").click()

@@ -36,6 +36,8 @@ import numpy.typing as npt
 from vpp.domain.slots import require_aware
 
 __all__ = [
+    "ENERGY_DECIMALS",
+    "RATIO_DECIMALS",
     "DeclaredFigures",
     "FigureProvenance",
     "OverlappingFigures",
@@ -49,10 +51,22 @@ __all__ = [
     "SufficiencyDemand",
     "compute_sufficiency",
     "pv_on_site_kwh",
+    "rounded",
     "site_totals_from_slots",
 ]
 
 Provenance = Literal["metered", "declared", "mixed", "none"]
+
+# Published precision: ratios to 4 decimals (0.4626, i.e. 46.26 %; the city publishes "about 46 %"),
+# shares such as completeness likewise. Energies to 6 decimals (1 mWh): far below any meter's
+# resolution, and enough to drop the float noise of long sums (46.257698749999996 -> 46.257699).
+RATIO_DECIMALS = 4
+ENERGY_DECIMALS = 6
+
+
+def rounded(value: float | None, decimals: int) -> float | None:
+    """`value` rounded half-even to `decimals` places for display; None stays None."""
+    return None if value is None else round(value, decimals)
 
 
 def _check_energy(name: str, value: float) -> None:

@@ -203,6 +203,19 @@ async def declared_for_period(conn: AsyncConnection, region_pk: int, period: Per
     return DeclaredFigures(float(row[0]), float(row[1]), float(row[2]), str(row[4]), bool(row[5]))
 
 
+_DECLARED_ELSEWHERE = text(
+    """SELECT DISTINCT r.region_id FROM declared_figures d JOIN regions r ON r.id = d.region_pk
+       WHERE d.region_pk <> :region_pk AND d.period_start >= :start AND d.period_end <= :end
+       ORDER BY r.region_id"""
+)
+
+
+async def regions_declared_elsewhere(conn: AsyncConnection, region_pk: int, period: Period) -> list[str]:
+    """Other regions holding declared figures wholly inside `period` (to point a caller at them)."""
+    params = {"region_pk": region_pk, "start": period.start, "end": period.end}
+    return [str(r[0]) for r in (await conn.execute(_DECLARED_ELSEWHERE, params)).all()]
+
+
 # Written by DR verification (migration 0003). Negative reductions (a site used more than its
 # baseline) count against the savings; the total is floored at 0 as the sufficiency formula expects.
 # "Increase" events (migration 0006) deliver extra consumption, which is no saving.

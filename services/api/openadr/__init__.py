@@ -1,4 +1,4 @@
-"""OpenADR 3.1.0 VTN under ``/openadr3/3.1.0`` (spec: specs/openadr3/openadr3-3.1.0.yaml)."""
+"""OpenADR 3.1.0 VTN under ``/openadr3/3.1.0`` (spec: services/api/openadr/spec/openadr3-3.1.0.yaml)."""
 
 from __future__ import annotations
 

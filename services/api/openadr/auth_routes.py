@@ -25,8 +25,13 @@ __all__ = ["add_auth_routes"]
 
 
 class _OAuthError(OpenAdrError):
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, detail, headers=headers or ({"WWW-Authenticate": "Basic"} if status == 401 else None))
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None, *, basic: bool = True
+    ) -> None:
+        # RFC 6749 section 5.2: challenge only a client that sent Basic credentials; a browser answers
+        # the challenge to a form post (Swagger UI's "Try it out") with its native password dialog.
+        challenge = {"WWW-Authenticate": 'Basic realm="openadr-vtn"'} if status == 401 and basic else None
+        super().__init__(status, detail, headers=headers or challenge)
         self.error = error
 
 
@@ -72,7 +77,7 @@ async def _grant(request: Request) -> JSONResponse:
     # Unknown client ids cost the same scrypt work as known ones (services/api/login_throttle.py).
     if not await verify_or_waste(secret, record.secret_hash if record is not None else None) or record is None:
         state.login_throttle.failed(client_id, address)
-        raise _OAuthError(401, "invalid_client", "unknown client or wrong secret")
+        raise _OAuthError(401, "invalid_client", "unknown client or wrong secret", basic=creds is not None)
     scopes = frozenset(record.scopes)
     asked = set(form.get("scope", "").split())
     if asked:

@@ -12,13 +12,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
 from services.api.deps import ConnDep, NowDep, OperatorDep
 from services.api.errors import ProblemError
+from services.api.series_format import TzQuery, in_zone_deep, zone
 from vpp.domain.dr_events import EventStatus, event_window_slots
 from vpp.postgres.dr_requests import (
     event_detail,
@@ -32,6 +33,10 @@ from vpp.postgres.dr_requests import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/dr", tags=["demand response"])
+
+# Event ids as created here; checked on the way in, so a stray byte (NUL) is a 422, not a database error.
+_EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+EventIdPath = Annotated[str, Path(pattern=_EVENT_ID_PATTERN, description="A DR event id, e.g. dr-3f2a9c1b0d4e")]
 
 _ADJUSTABLE = {EventStatus.PLANNED, EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED}
 _FINAL = {EventStatus.COMPLETED, EventStatus.CANCELLED}
@@ -51,7 +56,7 @@ class EventIn(BaseModel):
     )
     region_id: str | None = None
     site_ids: list[str] | None = Field(None, max_length=5000)
-    event_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    event_id: str | None = Field(None, pattern=_EVENT_ID_PATTERN)
     source: Literal["operator", "external", "openadr"] = "operator"
 
 
@@ -65,11 +70,12 @@ class Accepted(BaseModel):
     pending_action: str
 
 
-def _event_out(row: dict[str, Any]) -> dict[str, Any]:
+def _event_out(row: dict[str, Any], tz: str) -> dict[str, Any]:
     row = dict(row)
     if row.get("site_ids") is not None:
         row["site_ids"] = list(row["site_ids"])
-    return row
+    out: dict[str, Any] = in_zone_deep(row, zone(tz))  # Japan time unless tz=UTC
+    return out
 
 
 @router.get("/events", summary="DR events, newest first")
@@ -78,9 +84,10 @@ async def list_events(
     _principal: OperatorDep,
     status_filter: Annotated[EventStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tz: TzQuery = "Asia/Tokyo",
 ) -> list[dict[str, Any]]:
     rows = await list_event_rows(conn, status=str(status_filter) if status_filter else None, limit=limit)
-    return [_event_out(row) for row in rows]
+    return [_event_out(row, tz) for row in rows]
 
 
 @router.post("/events", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, summary="Request a DR event")
@@ -134,19 +141,23 @@ async def _request(conn: ConnDep, event_id: str, action: str, actor: str, now: d
 @router.patch(
     "/events/{event_id}", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, summary="Adjust the request"
 )
-async def adjust_event(conn: ConnDep, principal: OperatorDep, now: NowDep, event_id: str, body: AdjustIn) -> Accepted:
+async def adjust_event(
+    conn: ConnDep, principal: OperatorDep, now: NowDep, event_id: EventIdPath, body: AdjustIn
+) -> Accepted:
     return await _request(conn, event_id, "replan", f"{principal.role}:{principal.client_id}", now, body.requested_kw)
 
 
 @router.post(
     "/events/{event_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, summary="Cancel"
 )
-async def cancel_event(conn: ConnDep, principal: OperatorDep, now: NowDep, event_id: str) -> Accepted:
+async def cancel_event(conn: ConnDep, principal: OperatorDep, now: NowDep, event_id: EventIdPath) -> Accepted:
     return await _request(conn, event_id, "cancel", f"{principal.role}:{principal.client_id}", now, None)
 
 
 @router.get("/events/{event_id}", summary="An event with its sites, lifecycle audit and verified reductions")
-async def get_event(conn: ConnDep, _principal: OperatorDep, event_id: str) -> dict[str, Any]:
+async def get_event(
+    conn: ConnDep, _principal: OperatorDep, event_id: EventIdPath, tz: TzQuery = "Asia/Tokyo"
+) -> dict[str, Any]:
     detail = await event_detail(conn, event_id)
     if detail is None:
         raise ProblemError(404, f"no DR event {event_id!r}")
@@ -156,7 +167,7 @@ async def get_event(conn: ConnDep, _principal: OperatorDep, event_id: str) -> di
          "amount_jpy": s.amount_jpy, "missing_slots": s.missing_slots, "method": line["method"]}
         for line, s in lines
     ]  # fmt: skip
-    return _event_out(detail)
+    return _event_out(detail, tz)
 
 
 _CSV_COLUMNS = (
@@ -171,8 +182,9 @@ async def settlement(
     _principal: OperatorDep,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
-    event_id: str | None = None,
+    event_id: Annotated[str | None, Query(pattern=_EVENT_ID_PATTERN)] = None,
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Any:
     rows = [
         {**line, "delivered_kwh": s.delivered_kwh, "settled_kwh": s.settled_kwh, "amount_jpy": s.amount_jpy,
@@ -180,13 +192,17 @@ async def settlement(
         for line, s in await settlement_rows(conn, since=since, until=until, event_id=event_id)
     ]  # fmt: skip
     if fmt == "json":
-        return {"lines": rows, "total_settled_kwh": sum(r["settled_kwh"] for r in rows),
+        return {"lines": in_zone_deep(rows, zone(tz)), "total_settled_kwh": sum(r["settled_kwh"] for r in rows),
                 "total_amount_jpy": sum(r["amount_jpy"] for r in rows)}  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "start_at": row["start_at"].isoformat(), "end_at": row["end_at"].isoformat()})
+        where = zone(tz)  # the download in Japan time unless tz=UTC
+        writer.writerow(
+            {**row, "start_at": row["start_at"].astimezone(where).isoformat(),
+             "end_at": row["end_at"].astimezone(where).isoformat()}
+        )  # fmt: skip
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",

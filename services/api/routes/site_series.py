@@ -18,9 +18,12 @@ from services.api.series_format import (
     FormatQuery,
     LimitQuery,
     OffsetQuery,
+    TzQuery,
     csv_response,
+    localize_rows,
     next_link,
     split_page,
+    zone,
 )
 from services.api.site_access import SiteIdPath, readable_site
 from vpp.domain.demand import RATCHET_MONTHS, demand_kw, monthly_max_demand, ratchet_contract_demand
@@ -73,6 +76,7 @@ async def telemetry(
     limit: LimitQuery = 1000,
     offset: OffsetQuery = 0,
     format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Response:
     site = await readable_site(conn, principal, site_id)
     if bucket == "raw":
@@ -83,10 +87,11 @@ async def telemetry(
         _window(start, end, _MAX_SERIES)
         rows = await bucketed_readings(conn, site.site_pk, device_id, start, end, BUCKETS[bucket], limit + 1, offset)
         fields = list(BucketOut.model_fields)
-    items, next_offset = split_page(rows, limit, offset)
+    page_rows, next_offset = split_page(rows, limit, offset)
+    items = localize_rows(page_rows, zone(tz))
     headers = next_link(request, next_offset)
     if format == "csv":
-        return csv_response(fields, items, f"{site_id}-telemetry.csv", headers)
+        return csv_response(fields, items, f"{site_id}-telemetry.csv", headers, where=zone(tz))
     model = ReadingOut if bucket == "raw" else BucketOut
     page = Page[model](  # type: ignore[valid-type]
         items=[model(**dict(zip(fields, r, strict=True))) for r in items],
@@ -113,6 +118,7 @@ async def energy(
     limit: LimitQuery = 1000,
     offset: OffsetQuery = 0,
     format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Response:
     site = await readable_site(conn, principal, site_id)
     _window(start, end, _MAX_SERIES)
@@ -120,10 +126,10 @@ async def energy(
     items, next_offset = split_page(rows, limit, offset)
     headers = next_link(request, next_offset)
     # demand_kw sits before coverage, in model order.
-    table = [(*r[:8], demand_kw(float(r[1])), float(r[8])) for r in items]
+    table = localize_rows([(*r[:8], demand_kw(float(r[1])), float(r[8])) for r in items], zone(tz))
     fields = list(EnergySlotOut.model_fields)
     if format == "csv":
-        return csv_response(fields, table, f"{site_id}-energy-30min.csv", headers)
+        return csv_response(fields, table, f"{site_id}-energy-30min.csv", headers, where=zone(tz))
     page = Page[EnergySlotOut](
         items=[EnergySlotOut(**dict(zip(fields, r, strict=True))) for r in table],
         limit=limit,
@@ -159,6 +165,7 @@ async def demand(
     from_month: Annotated[str, Query(max_length=7, description="First month, YYYY-MM (JST)")],
     to_month: Annotated[str, Query(max_length=7, description="Last month, YYYY-MM (JST), inclusive")],
     format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Response:
     site = await readable_site(conn, principal, site_id)
     first_y, first_m = _parse_month(from_month, "from_month")
@@ -181,12 +188,14 @@ async def demand(
             MonthlyDemandOut(
                 month=f"{month[0]:04d}-{month[1]:02d}",
                 max_demand_kw=found[0] if found else None,
-                max_demand_slot_start=found[1] if found else None,
+                max_demand_slot_start=found[1].astimezone(zone(tz)) if found else None,
                 ratchet_contract_demand_kw=ratchet_contract_demand(max_kw, month) if window else None,
             )
         )
     if format == "csv":
         fields = list(MonthlyDemandOut.model_fields)
-        return csv_response(fields, [list(r.model_dump().values()) for r in rows], f"{site_id}-demand.csv", {})
+        return csv_response(
+            fields, [list(r.model_dump().values()) for r in rows], f"{site_id}-demand.csv", {}, where=zone(tz)
+        )
     body = b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
     return Response(body, media_type="application/json")

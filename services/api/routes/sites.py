@@ -8,9 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.api.deps import ConnDep, NowDep, PrincipalDep, StateDep
-from services.api.routes.sufficiency import PeriodKindQuery, PeriodValueQuery
+from services.api.routes.sufficiency import PeriodKindQuery, PeriodValueQuery, sufficiency_answer
 from services.api.schemas import ID_PATTERN, DeviceOut, Page, SiteDetail, SiteOut, SufficiencyOut
-from services.api.series_format import LimitQuery, OffsetQuery, next_link, split_page
+from services.api.series_format import (
+    CSV_RESPONSE,
+    FormatQuery,
+    LimitQuery,
+    OffsetQuery,
+    TzQuery,
+    next_link,
+    split_page,
+)
 from services.api.site_access import SiteIdPath, readable_site
 from services.api.sufficiency_report import parse_period_query, site_report
 from vpp.domain.sufficiency import SiteContract
@@ -74,6 +82,7 @@ async def site(conn: ConnDep, principal: PrincipalDep, site_id: SiteIdPath) -> S
 @router.get(
     "/api/v1/sites/{site_id}/sufficiency",
     response_model=SufficiencyOut,
+    responses=CSV_RESPONSE,
     summary="A site's renewable self-sufficiency over a period",
 )
 async def site_sufficiency(
@@ -84,9 +93,11 @@ async def site_sufficiency(
     site_id: SiteIdPath,
     period: PeriodKindQuery,
     value: PeriodValueQuery,
+    format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Response:
     parsed = parse_period_query(period, value)
     row = await readable_site(conn, principal, site_id)
     contract = SiteContract(row.site_id, row.renewable_share, row.is_public)
     body = await site_report(conn, state.settings, row.site_pk, contract, parsed, now)
-    return Response(content=body, media_type="application/json")
+    return sufficiency_answer(body, format, tz, f"{row.site_id}-sufficiency-{parsed.label}.csv")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
@@ -12,6 +15,7 @@ from services.api.deps import AggregateReaderDep, ConnDep, NowDep, StateDep
 from services.api.errors import ProblemError
 from services.api.regions_common import RegionIdPath, require_region
 from services.api.schemas import SufficiencyOut
+from services.api.series_format import CSV_RESPONSE, FormatQuery, TzQuery, csv_response, in_zone, zone
 from services.api.sufficiency_report import check_city_may_see, parse_period_query, region_report
 from vpp.domain.periods import current_slot
 
@@ -32,13 +36,34 @@ PeriodValueQuery = Annotated[
 ]
 
 
-def _json(body: bytes) -> Response:
-    return Response(content=body, media_type="application/json")
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}_{key}" if prefix else key, inner, out)
+    else:
+        out[prefix] = value
+
+
+def sufficiency_answer(body: bytes, format: str, tz: str, filename: str) -> Response:
+    """The cached report (rendered in Japan time) as asked: JSON or a one-row CSV, JST or UTC."""
+    if format == "json" and tz != "UTC":
+        return Response(content=body, media_type="application/json")
+    report = json.loads(body)
+    where = zone(tz)
+    for holder, key in ((report["period"], "start"), (report["period"], "end"), (report, "computed_at")):
+        holder[key] = in_zone(datetime.fromisoformat(holder[key]), where)
+    if format == "csv":
+        row: dict[str, Any] = {}
+        _flatten("", report, row)  # period_start, supply_pv_on_site_kwh, exact_ratio, ...
+        safe_name = re.sub(r"[^0-9A-Za-z._-]+", "_", filename)  # a range label holds '/', ':' and '+'
+        return csv_response(list(row), [list(row.values())], safe_name, {}, where=where)
+    return Response(content=json.dumps(report, default=datetime.isoformat), media_type="application/json")
 
 
 @router.get(
     "/api/v1/regions/{region_id}/sufficiency",
     response_model=SufficiencyOut,
+    responses=CSV_RESPONSE,
     summary="Renewable sufficiency of a region over a period",
 )
 async def sufficiency(
@@ -47,6 +72,8 @@ async def sufficiency(
     region_id: RegionIdPath,
     period: PeriodKindQuery,
     value: PeriodValueQuery,
+    format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
     cache_control: Annotated[
         str | None, Header(max_length=200, description="'no-cache' recomputes instead of answering from the cache")
     ] = None,
@@ -73,18 +100,25 @@ async def sufficiency(
         report, computed = await state.cache.get_or_compute(key, region.version, compute)
     (state.metrics.cache_misses if computed else state.metrics.cache_hits).inc()
     check_city_may_see(principal, report.private_sites, state.settings.api_city_min_private_sites)
-    return _json(report.body)
+    return sufficiency_answer(report.body, format, tz, f"{region.region_id}-sufficiency-{parsed.label}.csv")
 
 
 @router.get(
     "/api/v1/regions/{region_id}/sufficiency/live",
     response_model=SufficiencyOut,
+    responses=CSV_RESPONSE,
     summary="Sufficiency of the running 30-minute slot so far",
 )
 async def sufficiency_live(
-    state: StateDep, conn: ConnDep, principal: AggregateReaderDep, now: NowDep, region_id: RegionIdPath
+    state: StateDep,
+    conn: ConnDep,
+    principal: AggregateReaderDep,
+    now: NowDep,
+    region_id: RegionIdPath,
+    format: FormatQuery = "json",
+    tz: TzQuery = "Asia/Tokyo",
 ) -> Response:
     region = await require_region(conn, region_id)
     report = await region_report(conn, state.settings, region, current_slot(now), now, live=True)
     check_city_may_see(principal, report.private_sites, state.settings.api_city_min_private_sites)
-    return _json(report.body)
+    return sufficiency_answer(report.body, format, tz, f"{region.region_id}-sufficiency-live.csv")

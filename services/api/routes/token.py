@@ -24,10 +24,12 @@ _CLIENT = text(
 )
 
 
-def _invalid_client(detail: str) -> ProblemError:
-    return ProblemError(
-        401, detail, slug="invalid-client", headers={"WWW-Authenticate": "Basic"}, extra={"error": "invalid_client"}
-    )
+def _invalid_client(detail: str, *, basic: bool = True) -> ProblemError:
+    # RFC 6749 section 5.2: the Basic challenge is due only to a client that authenticated with the
+    # Authorization header. Sent to a form (client_secret_post) login, it makes a browser hold the
+    # fetch behind its native password dialog, and the page never sees the 401.
+    headers = {"WWW-Authenticate": 'Basic realm="vpp-api"'} if basic else {}
+    return ProblemError(401, detail, slug="invalid-client", headers=headers, extra={"error": "invalid_client"})
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -76,7 +78,7 @@ async def token(
             extra={"error": "invalid_client"},
         )
     try:
-        principal = await _authenticate(state, conn, client_id, client_secret)
+        principal = await _authenticate(state, conn, client_id, client_secret, basic=basic is not None)
     except ProblemError:
         state.login_throttle.failed(client_id, address)
         raise
@@ -85,16 +87,16 @@ async def token(
     return TokenOut(access_token=access_token, expires_in=ttl_s, scope=scope)
 
 
-async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: str) -> Principal:
+async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: str, *, basic: bool) -> Principal:
     dev = dev_client(client_id, secret)
     if dev is not None:
         if state.settings.environment != "development":
             raise _invalid_client(
-                f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}"
+                f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}", basic=basic
             )
         return dev
     row = (await conn.execute(_CLIENT, {"client_id": client_id})).first()
     # An unknown client id costs the same scrypt work as a known one: timing does not tell them apart.
     if not await verify_or_waste(secret, str(row[0]) if row is not None else None) or row is None:
-        raise _invalid_client("unknown client or wrong secret")
+        raise _invalid_client("unknown client or wrong secret", basic=basic)
     return Principal(client_id, row[1], row[2])

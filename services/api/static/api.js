@@ -30,6 +30,12 @@ async function login(clientId, clientSecret) {
     body: form,
   });
   const body = await response.json().catch(() => null);
+  if (response.status === 429) {
+    // Too many failed attempts for this client id: say when to try again rather than "wrong secret".
+    const wait = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    throw new AuthError(t("login_throttled", { s: Number.isFinite(wait) ? wait : 60 }));
+  }
+  if (response.status === 401) throw new AuthError(t("login_wrong", { detail: problemDetail(body, "HTTP 401") }));
   if (!response.ok) throw new AuthError(problemDetail(body, `HTTP ${response.status}`));
   const role = String(body.scope || "").split(":")[0];
   if (role !== "operator") throw new AuthError(t("not_operator", { role }));

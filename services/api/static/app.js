@@ -74,24 +74,44 @@ function kwhLine(label, metered, declared) {
     el("span", { text: `${t("metered")} ${fmtNumber(metered, 1)} · ${t("declared")} ${fmtNumber(declared, 0)} ${t("kwh")}` }));
 }
 
+// Below this share of expected metered site-slots a metered ratio describes the slots present, not the
+// period (e.g. a fiscal year with a week of data): the card says so instead of showing a bare figure.
+const PARTIAL_COMPLETENESS = 0.9;
+
+function fmtShare(share) {
+  return share === null || share === undefined ? "–" : `${fmtNumber(share * 100, share < 0.1 ? 1 : 0)}%`;
+}
+
 function renderSufficiency(id, report) {
   const body = $(`#${id} .kpi-body`);
   const supplyMetered = report.supply.pv_on_site_kwh + report.supply.contract_renewable_kwh;
-  body.replaceChildren(
-    el("div", { class: "big" }, el("span", { class: "value", text: report.ratio_pct === null ? "–" : `${fmtNumber(report.ratio_pct, 1)}%` }),
-      provenanceBadge(report.ratio_provenance)),
+  const partial = report.completeness !== null && report.completeness < PARTIAL_COMPLETENESS
+    && report.ratio_provenance !== "declared" && report.ratio_provenance !== "none";
+  const value = el("span", { class: partial ? "value partial" : "value",
+    text: report.ratio_pct === null ? "–" : `${fmtNumber(report.ratio_pct, 1)}%` });
+  const rows = [
+    el("div", { class: "big" }, value, provenanceBadge(report.ratio_provenance)),
+  ];
+  if (partial) {
+    const key = report.ratio_provenance === "mixed" ? "partial_mixed" : "partial_metered";
+    rows.push(el("p", { class: "partial-warning", role: "note",
+      text: t(key, { pct: fmtShare(report.completeness), n: report.contributing_sites }) }));
+  } else if (report.ratio_pct === null) {
+    rows.push(el("p", { class: "partial-warning", role: "note", text: t("no_ratio") }));
+  }
+  rows.push(
     kwhLine(t("supply"), supplyMetered, report.supply.declared_kwh),
     kwhLine(t("demand"), report.demand.metered_kwh, report.demand.declared_kwh),
-    el("div", { class: "kv" }, el("span", { text: t("completeness") }),
-      el("span", { text: report.completeness === null ? "–" : `${fmtNumber(report.completeness * 100, 0)}%` })),
+    el("div", { class: "kv" }, el("span", { text: t("completeness") }), el("span", { text: fmtShare(report.completeness) })),
   );
   // Declared figures that already include the metered sites are shown beside them, never added.
   const apart = report.declared_separately;
   if (apart) {
-    body.append(el("div", { class: "kv", title: apart.reason },
+    rows.push(el("div", { class: "kv", title: apart.reason },
       el("span", { text: t("declared_apart") }),
       el("span", { text: `${apart.ratio === null ? "–" : `${fmtNumber(apart.ratio * 100, 1)}%`} · ${apart.source}` })));
   }
+  body.replaceChildren(...rows);
 }
 
 function renderCapacity(progress) {

@@ -41,6 +41,22 @@ def test_basic_credentials_and_form_both_work(api: httpx.Client) -> None:
     assert api.post("/api/v1/oauth/token", data=form).json()["scope"] == "site:depot-a"
 
 
+def test_basic_challenge_only_for_basic_clients(api: httpx.Client) -> None:
+    # A form login (the dashboard's) must get no Basic challenge: browsers answer it with a native
+    # password dialog and the page never sees the 401. A client that sent Basic credentials gets one.
+    form = {"grant_type": "client_credentials", "client_id": "ops-1", "client_secret": "wrong"}
+    response = api.post("/api/v1/oauth/token", data=form)
+    assert response.status_code == 401
+    assert "www-authenticate" not in response.headers
+    assert response.json()["detail"] == "unknown client or wrong secret"
+    basic = base64.b64encode(b"ops-1:wrong").decode()
+    response = api.post(
+        "/api/v1/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Basic ")
+
+
 @pytest.mark.parametrize(
     ("form", "status", "error"),
     [

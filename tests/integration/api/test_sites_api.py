@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -47,6 +47,7 @@ def test_site_detail_has_devices_and_regions(api: httpx.Client, tokens: dict[str
     assert [d["device_id"] for d in body["devices"]] == ["meter-1", "pv-1"]
     assert "kawasaki" in body["regions"]
     assert body["last_reading_at"] is not None
+    assert body["last_reading_at"].endswith("+09:00")  # Japan time, as everything a person reads
 
 
 def test_energy_30min_json_and_csv(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
@@ -62,6 +63,15 @@ def test_energy_30min_json_and_csv(api: httpx.Client, tokens: dict[str, str], t0
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == HOURS * 2
     assert float(rows[0]["pv_kwh"]) == pytest.approx(DEPOT.pv_kw / 2)
+    # Japan time by default, in the download as in the JSON; tz=UTC for UTC. Same instants either way.
+    assert rows[0]["slot_start"] == t0.astimezone(JST).isoformat()
+    assert slot["slot_start"] == t0.astimezone(JST).isoformat()
+    utc = api.get("/api/v1/sites/depot-a/energy", params={**_window(t0), "format": "csv", "tz": "UTC"}, headers=headers)
+    utc_rows = list(csv.DictReader(io.StringIO(utc.text)))
+    assert utc_rows[0]["slot_start"] == t0.astimezone(UTC).isoformat()
+    assert [datetime.fromisoformat(r["slot_start"]) for r in utc_rows] == [
+        datetime.fromisoformat(r["slot_start"]) for r in rows
+    ]
 
 
 def test_telemetry_raw_bucketed_and_paged(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -12,6 +13,7 @@ import pytest
 from tests.integration.api.api_fixtures import HOURS, SITES
 from tests.integration.api.conftest import bearer
 from tests.support.waiting import wait_for
+from vpp.domain.slots import JST
 from vpp.published import LEADING_AREA_FY_CSV, published_csv
 
 pytestmark = pytest.mark.integration
@@ -37,7 +39,15 @@ def test_public_region_matches_hand_computed_figures(api: httpx.Client, tokens: 
     assert body["supply"]["pv_on_site_kwh"] == pytest.approx(pv, rel=1e-6)
     assert body["supply"]["contract_renewable_kwh"] == pytest.approx(contract, rel=1e-6)
     assert body["demand"]["metered_kwh"] == pytest.approx(load, rel=1e-6)
-    assert body["ratio"] == pytest.approx((pv + contract) / load, rel=1e-6)
+    exact = (pv + contract) / load
+    assert body["exact"]["ratio"] == pytest.approx(exact, rel=1e-9)
+    assert body["exact"]["ratio_pct"] == pytest.approx(exact * 100, rel=1e-9)
+    # Published rounded: 4 decimals for the ratio, 2 for the percentage (no float noise).
+    assert body["ratio"] == round(body["exact"]["ratio"], 4)
+    assert body["ratio_pct"] == round(body["exact"]["ratio_pct"], 2)
+    assert body["ratio_note"] is None
+    assert body["period"]["start"].endswith("+09:00")
+    assert body["computed_at"].endswith("+09:00")
     assert body["supply"]["provenance"] == "metered"
     assert body["completeness"] == pytest.approx(1.0)
     assert body["slots_expected"] == len(public) * slots
@@ -64,6 +74,91 @@ def test_fiscal_year_figures_reproduce_the_city_rates(api: httpx.Client, tokens:
         assert body["period"]["label"] == f"FY{year}"
     declared = api.get("/api/v1/regions/leading-area/declared", headers=ops).json()
     assert [d["demand_kwh"] for d in declared] == [400_000_000, 400_000_000]
+
+
+def test_a_null_ratio_says_why_and_where_the_figures_are(api: httpx.Client, tokens: dict[str, str]) -> None:
+    # A city developer's first call: FY2023 for the whole city. The published FY figures belong to the
+    # leading area, and no site was metered in FY2023, so the ratio is null; the answer says so.
+    ops = bearer(tokens["operator"])
+    imported = api.post(
+        "/api/v1/regions/leading-area/declared/csv",
+        params={"source": "Kawasaki City 2024-11-21"},
+        content=published_csv(LEADING_AREA_FY_CSV).encode(),
+        headers={**ops, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    params = {"period": "fiscal_year", "value": "2023"}
+    body = api.get("/api/v1/regions/kawasaki/sufficiency", params=params, headers=ops).json()
+    assert body["ratio"] is None
+    assert body["exact"]["ratio"] is None
+    note = body["ratio_note"]
+    assert note.startswith("no demand in this period")
+    assert "0 of " in note
+    assert "leading-area" in note
+    declared = api.get("/api/v1/regions/leading-area/sufficiency", params=params, headers=ops).json()
+    assert declared["ratio_pct"] == 46.26
+    assert declared["ratio_note"] is None
+
+
+def test_sufficiency_as_csv_in_jst_or_utc(api: httpx.Client, tokens: dict[str, str], t0: datetime) -> None:
+    city = bearer(tokens["city"])
+    params = {"period": "range", "value": _range(t0), "format": "csv"}
+    response = api.get("/api/v1/regions/leading-area-public/sufficiency", params=params, headers=city)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    header, row = response.text.splitlines()
+    fields = dict(zip(header.split(","), next(csv.reader([row])), strict=True))
+    body = api.get(
+        "/api/v1/regions/leading-area-public/sufficiency", params={**params, "format": "json"}, headers=city
+    ).json()
+    assert float(fields["ratio"]) == body["ratio"]
+    assert float(fields["exact_ratio"]) == body["exact"]["ratio"]
+    assert float(fields["supply_pv_on_site_kwh"]) == body["supply"]["pv_on_site_kwh"]
+    assert fields["period_start"] == t0.astimezone(JST).isoformat()
+    assert fields["period_start"].endswith("+09:00")
+    utc = api.get(
+        "/api/v1/regions/leading-area-public/sufficiency", params={**params, "tz": "UTC"}, headers=city
+    ).text.splitlines()
+    utc_fields = dict(zip(utc[0].split(","), next(csv.reader([utc[1]])), strict=True))
+    assert utc_fields["period_start"] == t0.astimezone(UTC).isoformat()
+    assert datetime.fromisoformat(utc_fields["period_start"]) == datetime.fromisoformat(fields["period_start"])
+    utc_json = api.get(
+        "/api/v1/regions/leading-area-public/sufficiency",
+        params={"period": "range", "value": _range(t0), "tz": "UTC"},
+        headers=city,
+    ).json()
+    assert utc_json["period"]["start"] == t0.astimezone(UTC).isoformat()
+
+
+def test_unescaped_plus_and_unknown_parameters_are_named(
+    api: httpx.Client, tokens: dict[str, str], t0: datetime
+) -> None:
+    ops = bearer(tokens["operator"])
+    # Typed by hand into a URL, "+09:00" arrives as " 09:00": the 422 names the field and says why.
+    raw = f"/api/v1/regions/kawasaki/sufficiency?period=slot&value={t0.astimezone(JST):%Y-%m-%dT%H:%M}+09:00"
+    response = api.get(raw, headers=ops)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("query.value:")
+    assert "%2B" in detail
+    series = f"/api/v1/sites/depot-a/energy?start={t0.astimezone(JST):%Y-%m-%dT%H:%M:%S}+09:00&end=2099-01-01T00:00Z"
+    response = api.get(series, headers=ops)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("query.start:")
+    assert "%2B" in response.json()["detail"]
+    # Escaped, the same value works.
+    escaped = raw.replace("+09:00", "%2B09:00")
+    assert api.get(escaped, headers=ops).status_code == 200
+    # A parameter an endpoint does not take is refused by name, not silently ignored.
+    response = api.get("/api/v1/regions", params={"format": "csv"}, headers=ops)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("query.format: this endpoint does not take 'format'")
+    params = {"period": "day", "value": "2026-11-23", "fromat": "csv"}
+    response = api.get("/api/v1/regions/kawasaki/sufficiency", params=params, headers=ops)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("query.fromat: this endpoint does not take 'fromat'")
+    assert "format" in response.json()["detail"]
 
 
 def test_city_cannot_see_an_aggregate_of_fewer_than_k_private_sites(

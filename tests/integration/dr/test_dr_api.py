@@ -105,6 +105,11 @@ def test_request_is_carried_out_by_the_scheduler_and_audited(
     assert client.post("/api/v1/dr/events/api-ev-1/cancel", headers=auth).status_code == 409
     listed = client.get("/api/v1/dr/events", params={"status": "cancelled"}, headers=auth).json()
     assert [row["event_id"] for row in listed] == ["api-ev-1"]
+    # Japan time by default, UTC on request; the same instant either way.
+    assert detail["start_at"].endswith("+09:00")
+    utc = client.get("/api/v1/dr/events/api-ev-1", params={"tz": "UTC"}, headers=auth).json()
+    assert utc["start_at"].endswith(("Z", "+00:00"))
+    assert datetime.fromisoformat(utc["start_at"]) == datetime.fromisoformat(detail["start_at"]) == start
 
 
 def test_bad_requests_are_problems_not_crashes(api: tuple[httpx.Client, dict[str, str]]) -> None:

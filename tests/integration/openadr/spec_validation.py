@@ -1,7 +1,7 @@
 """Validate real HTTP exchanges against the official OpenADR 3.1.0 YAML with openapi-core.
 
 The YAML is loaded with spec validation off: its line 2009 (`default: null          -` under
-BlVenRequest.targets) makes openapi-spec-validator reject the file (see specs/openadr3/SOURCES.txt).
+BlVenRequest.targets) makes openapi-spec-validator reject the file (see services/api/openadr/spec/SOURCES.txt).
 
 A second defect is patched, narrowly: `ven` is `allOf: [objectMetadata, BlVenRequest]` and
 `resource` is `allOf: [objectMetadata, BlResourceRequest]`, whose `objectType` enums are disjoint
@@ -19,7 +19,6 @@ Nothing else is changed.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,12 +27,14 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from services.api.openadr.docs import VTN_SPEC_PATH
+
 __all__ = ["SPEC_PATH", "assert_valid", "spec"]
 
 BASE_PATH = "/openadr3/3.1.0"
 
 
-SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openadr3-3.1.0.yaml"  # provenance: spec/SOURCES.txt
+SPEC_PATH = VTN_SPEC_PATH  # provenance: services/api/openadr/spec/SOURCES.txt
 
 
 # The YAML's only server is SwaggerHub's mock; match ours instead (path prefix kept).
