@@ -20,6 +20,7 @@ from services.api.metrics import ApiMetrics
 from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
 from services.api.openadr import shutdown as openadr_shutdown
+from services.api.openadr import start as openadr_start
 from services.api.openapi import install_openapi
 from services.api.ratelimit import RateLimiter
 from services.api.region_versions import RegionVersions
@@ -86,6 +87,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
         )
+        openadr_start(app)
         try:
             yield
         finally:
