@@ -11,6 +11,7 @@ from tests.integration.openadr.vtn_setup import grant_sites
 
 pytestmark = pytest.mark.integration
 
+
 def test_vtn_notifies_subscribers_of_events_they_may_see(vtn: httpx.Client, tokens: dict[str, str]) -> None:
     bl, a = bearer(tokens["bl"]), bearer(tokens["ven_a"])
     grant_sites(vtn, tokens["bl"])
