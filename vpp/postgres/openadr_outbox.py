@@ -201,7 +201,5 @@ async def outbox_stats(conn: AsyncConnection) -> OutboxStats:
 
 async def purge_ended_events(conn: AsyncConnection, ended_before: datetime) -> int:
     """Delete events that ended before `ended_before` (their reports stay); return how many."""
-    result = await conn.execute(
-        text("DELETE FROM openadr_events WHERE ends_at < :before"), {"before": ended_before}
-    )
+    result = await conn.execute(text("DELETE FROM openadr_events WHERE ends_at < :before"), {"before": ended_before})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -70,7 +70,9 @@ class OutboxLoop:
         self._last_purge = 0.0
         self._in_flight: set[int] = set()  # leased by this process, outcome not yet recorded
         self.pending = Gauge(
-            "vpp_openadr_notifications_pending", "OpenADR changes and webhook deliveries not yet made", registry=registry
+            "vpp_openadr_notifications_pending",
+            "OpenADR changes and webhook deliveries not yet made",
+            registry=registry,
         )
         self.failed = Gauge(
             "vpp_openadr_notifications_failed", "OpenADR webhook deliveries given up (dead letters)", registry=registry
@@ -139,7 +141,9 @@ class OutboxLoop:
 
         async def in_order(deliveries: list[Delivery]) -> None:
             for delivery in deliveries:
-                attempt = await post_notification(client, delivery.callback_url, delivery.message, delivery.bearer_token)
+                attempt = await post_notification(
+                    client, delivery.callback_url, delivery.message, delivery.bearer_token
+                )
                 await self._record(delivery, attempt)
 
         await asyncio.gather(*(in_order(group) for group in by_url.values()))
