@@ -63,14 +63,15 @@ def vtn_app(vtn_db: str) -> FastAPI:
     return create_app(vtn_settings(), database_url=vtn_db)
 
 
-def vtn_settings() -> Settings:
+def vtn_settings(**overrides: object) -> Settings:
     # Short back-off and poll so the retry tests take a fraction of a second.
-    return api_settings(
-        openadr_webhook_attempts=4,
-        openadr_webhook_first_delay_s=0.05,
-        openadr_webhook_max_delay_s=0.5,
-        openadr_outbox_poll_s=0.05,
-    )
+    values: dict[str, object] = {
+        "openadr_webhook_attempts": 4,
+        "openadr_webhook_first_delay_s": 0.05,
+        "openadr_webhook_max_delay_s": 0.5,
+        "openadr_outbox_poll_s": 0.05,
+    }
+    return api_settings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
