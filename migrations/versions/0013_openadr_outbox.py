@@ -7,9 +7,10 @@ to the subscriptions entitled to it (`openadr_deliveries`, one row per callback)
 least once with back-off; rows are claimed with FOR UPDATE SKIP LOCKED so several API processes
 share the work.
 
-Reports are settlement evidence: deleting their event no longer deletes them (`event_id` becomes
-NULL; the report body keeps the eventID it was made for), and a program cannot be deleted while it
-still has events or reports.
+Reports are settlement evidence: deleting their event no longer deletes them. `event_id` keeps
+naming the event the report was made for (no foreign key any more: the VTN checks the event
+exists when the report is created), so `GET /reports?eventID=` still finds them; a program cannot
+be deleted while it still has events or reports.
 
 Revision ID: 0013
 Revises: 0007
@@ -70,10 +71,7 @@ BEGIN
 END $$;
 
 -- Reports outlive their event; a program keeps its events and reports or is not deleted.
-ALTER TABLE openadr_reports ALTER COLUMN event_id DROP NOT NULL;
 ALTER TABLE openadr_reports DROP CONSTRAINT openadr_reports_event_id_fkey;
-ALTER TABLE openadr_reports ADD CONSTRAINT openadr_reports_event_id_fkey
-    FOREIGN KEY (event_id) REFERENCES openadr_events (id) ON DELETE SET NULL;
 ALTER TABLE openadr_reports DROP CONSTRAINT openadr_reports_program_id_fkey;
 ALTER TABLE openadr_reports ADD CONSTRAINT openadr_reports_program_id_fkey
     FOREIGN KEY (program_id) REFERENCES openadr_programs (id) ON DELETE RESTRICT;
@@ -93,11 +91,9 @@ ALTER TABLE openadr_events ADD CONSTRAINT openadr_events_program_id_fkey
 ALTER TABLE openadr_reports DROP CONSTRAINT openadr_reports_program_id_fkey;
 ALTER TABLE openadr_reports ADD CONSTRAINT openadr_reports_program_id_fkey
     FOREIGN KEY (program_id) REFERENCES openadr_programs (id) ON DELETE CASCADE;
-DELETE FROM openadr_reports WHERE event_id IS NULL;
-ALTER TABLE openadr_reports DROP CONSTRAINT openadr_reports_event_id_fkey;
+DELETE FROM openadr_reports r WHERE NOT EXISTS (SELECT 1 FROM openadr_events e WHERE e.id = r.event_id);
 ALTER TABLE openadr_reports ADD CONSTRAINT openadr_reports_event_id_fkey
     FOREIGN KEY (event_id) REFERENCES openadr_events (id) ON DELETE CASCADE;
-ALTER TABLE openadr_reports ALTER COLUMN event_id SET NOT NULL;
 """
 
 

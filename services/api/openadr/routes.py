@@ -237,7 +237,7 @@ async def _delete(request: Request, caller: Caller, kind: Kind, param: str) -> J
     except IntegrityError:
         # A program keeps its events and reports (settlement records): delete or keep those first.
         raise OpenAdrError(
-            409, f"the {kind.object_type.lower()} {object_id!r} still has events or reports; it was not deleted"
+            400, f"the {kind.object_type.lower()} {object_id!r} still has events or reports; it was not deleted"
         ) from None
     if obj is None:
         raise OpenAdrError(404, f"no {kind.object_type.lower()} {object_id!r}")
