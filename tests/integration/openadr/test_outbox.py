@@ -17,6 +17,7 @@ import httpx
 import openadr3
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from services.api.main import create_app
 from tests.integration.api.server import serving
@@ -25,6 +26,7 @@ from tests.integration.openadr.receiver import Receiver, receiving
 from tests.integration.openadr.spec_validation import BASE_PATH
 from tests.integration.openadr.vtn_setup import cancel_scheduler_event, scheduler_event
 from vpp.domain.slots import JST
+from vpp.postgres.openadr_clients import add_openadr_client
 
 pytestmark = pytest.mark.integration
 
@@ -145,10 +147,12 @@ def test_scheduler_peak_cut_revision_and_cancellation_reach_the_ven_across_an_ap
     assert _queued(vtn_db) == 0
 
 
-def _metric(api_url: str, name: str) -> float:
+def _metric(api_url: str, name: str, missing: float | None = None) -> float:
     for line in httpx.get(api_url + "/metrics", timeout=10).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
+    if missing is not None:
+        return missing
     raise AssertionError(f"{name} not exported")
 
 
@@ -178,3 +182,37 @@ def test_refused_webhook_is_a_dead_letter_in_the_metrics(vtn_url: str, vtn_db: s
     assert _metric(vtn_url, "vpp_openadr_notifications_pending") == 0
     assert _metric(vtn_url, "vpp_openadr_notifications_oldest_pending_seconds") == 0
     assert _metric(vtn_url, 'vpp_openadr_webhook_attempts_total{outcome="failed"}') == 1
+
+
+def test_two_api_processes_share_the_outbox_without_sending_twice(db_url: str) -> None:
+    bl_client = CLIENTS["bl"]
+    with psycopg.connect(db_url) as conn:
+        add_openadr_client(conn, bl_client.client_id, bl_client.secret, "bl")
+        conn.commit()
+    count = 40
+    with (
+        receiving() as receiver,
+        _api(db_url) as first,
+        _api(db_url) as second,
+        _validated(
+            openadr3.create_bl_client(first, openadr3.fetch_token(first, bl_client.client_id, bl_client.secret))
+        ) as bl,
+    ):
+        sub = {"clientName": "bl-audit", "objectOperations": [
+            {"objects": ["PROGRAM"], "operations": ["CREATE"], "callbackUrl": receiver.url}]}  # fmt: skip
+        assert bl.create_subscription(sub).status_code == 201
+        with psycopg.connect(db_url) as conn:  # written outside either process: both loops race for them
+            for n in range(count):
+                conn.execute(
+                    """INSERT INTO openadr_programs (id, program_name, client_id, body, created_at, modified_at)
+                       VALUES (%s, %s, 'cli', %s, now(), now())""",
+                    (f"p-{n}", f"p-{n}", Jsonb({"programName": f"p-{n}"})),
+                )
+            conn.commit()
+        receiver.wait(count, timeout_s=10)
+        time.sleep(0.5)  # a duplicate would arrive within a few poll intervals
+        delivered = 'vpp_openadr_webhook_attempts_total{outcome="delivered"}'
+        per_process = [_metric(api.removesuffix(BASE_PATH), delivered, missing=0.0) for api in (first, second)]
+        assert sum(per_process) == count
+    ids = [raw["object"]["id"] for raw, _ in receiver.received]
+    assert sorted(ids) == sorted(f"p-{n}" for n in range(count))

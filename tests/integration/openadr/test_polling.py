@@ -98,4 +98,6 @@ def test_ended_events_past_retention_are_deleted_and_their_reports_kept(db_url: 
             time.sleep(0.1)
     assert left == ["recent"]
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT event_id, body->>'eventID' FROM openadr_reports").fetchall() == [("past-0", "past-0")]
+        assert conn.execute("SELECT event_id, body->>'eventID' FROM openadr_reports").fetchall() == [
+            ("past-0", "past-0")
+        ]

@@ -39,7 +39,8 @@ def test_success_carries_the_subscription_bearer_token() -> None:
 @pytest.mark.parametrize("outcome", [503, 500, 429, 408, httpx.ConnectError("refused")])
 def test_server_errors_throttling_and_connection_errors_are_retried(outcome: int | Exception) -> None:
     attempt, _ = _post(outcome)
-    assert not attempt.ok and attempt.retry
+    assert not attempt.ok
+    assert attempt.retry
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410])
