@@ -10,6 +10,7 @@ dies mid-delivery leaves it to be sent again: at least once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,6 +73,11 @@ class OutboxStats:
     oldest_pending_age_s: float  # 0 when nothing is pending
 
 
+def _json(value: Any) -> Any:
+    # The driver may hand jsonb back decoded or as text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
@@ -103,7 +109,7 @@ async def claim_changes(conn: AsyncConnection, limit: int) -> list[Change]:
             {"limit": limit},
         )
     ).all()
-    changes = [Change(row[0], row[2], _snapshot_object(row[1], row[3]), row[4]) for row in rows]
+    changes = [Change(row[0], row[2], _snapshot_object(row[1], _json(row[3])), row[4]) for row in rows]
     return sorted(changes, key=lambda c: c.id)
 
 
@@ -139,6 +145,8 @@ async def claim_deliveries(conn: AsyncConnection, limit: int, lease_s: float) ->
                    SET attempts = attempts + 1, next_attempt_at = clock_timestamp() + make_interval(secs => :lease)
                    FROM (SELECT id FROM openadr_deliveries
                          WHERE failed_at IS NULL AND next_attempt_at <= clock_timestamp()
+                           -- a subscription deleted since is not notified any more
+                           AND EXISTS (SELECT 1 FROM openadr_subscriptions s WHERE s.id = subscription_id)
                          ORDER BY change_id, id LIMIT :limit FOR UPDATE SKIP LOCKED) due
                    WHERE d.id = due.id
                    RETURNING d.id, d.callback_url, d.bearer_token, d.message, d.attempts, d.change_id"""
@@ -147,7 +155,7 @@ async def claim_deliveries(conn: AsyncConnection, limit: int, lease_s: float) ->
         )
     ).all()
     rows = sorted(rows, key=lambda r: (r[5], r[0]))
-    return [Delivery(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+    return [Delivery(row[0], row[1], row[2], _json(row[3]), row[4]) for row in rows]
 
 
 async def delivered(conn: AsyncConnection, delivery_id: int) -> None:
@@ -200,6 +208,13 @@ async def outbox_stats(conn: AsyncConnection) -> OutboxStats:
 
 
 async def purge_ended_events(conn: AsyncConnection, ended_before: datetime) -> int:
-    """Delete events that ended before `ended_before` (their reports stay); return how many."""
+    """Delete events that ended before `ended_before` (their reports stay), and deliveries whose
+    subscription is gone; return how many events."""
+    await conn.execute(
+        text(
+            """DELETE FROM openadr_deliveries d
+               WHERE NOT EXISTS (SELECT 1 FROM openadr_subscriptions s WHERE s.id = d.subscription_id)"""
+        )
+    )
     result = await conn.execute(text("DELETE FROM openadr_events WHERE ends_at < :before"), {"before": ended_before})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

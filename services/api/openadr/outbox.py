@@ -107,15 +107,20 @@ class OutboxLoop:
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(transport=self._transport, timeout=self.policy.timeout_s) as client:
+            failures = 0
             while True:
                 try:
                     busy = await self.run_once(client)
+                    failures = 0
                 except Exception:  # a database hiccup must not end delivery for good
-                    _log.exception("OpenADR outbox round failed; retrying")
+                    failures += 1
+                    _log.exception("OpenADR outbox round failed; retrying", extra={"failures": failures})
                     busy = False
                 if not busy:
+                    # While the database is failing, wait longer each round (up to 5 s) rather than spin.
+                    wait_s = min(self.poll_s * 2**failures, max(self.poll_s, 5.0))
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                        await asyncio.wait_for(self._wake.wait(), wait_s)
                     self._wake.clear()
 
     async def run_once(self, client: httpx.AsyncClient) -> bool:

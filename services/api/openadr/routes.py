@@ -82,6 +82,8 @@ def _text_param(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
+    if "\x00" in raw:
+        raise OpenAdrError(400, f"{name} must not contain the NUL character")
     if name in _ID_PARAMS and not _OBJECT_ID.match(raw):
         raise OpenAdrError(400, f"{name} must be an object ID (letters, digits, '_' or '-'); got {raw!r}")
     if not 1 <= len(raw) <= 128:
@@ -93,8 +95,8 @@ def _list_param(request: Request, name: str) -> list[str] | None:
     values = request.query_params.getlist(name)
     if not values:
         return None
-    if any(not 1 <= len(v) <= 128 for v in values):
-        raise OpenAdrError(400, f"each {name} value must be 1 to 128 characters long")
+    if any(not 1 <= len(v) <= 128 or "\x00" in v for v in values):
+        raise OpenAdrError(400, f"each {name} value must be 1 to 128 characters long, without NUL characters")
     return values
 
 
@@ -102,9 +104,23 @@ async def _json(request: Request) -> Any:
     if not request.headers.get("content-type", "").lower().startswith("application/json"):
         raise OpenAdrError(400, "send the object as JSON (Content-Type: application/json)")
     try:
-        return await request.json()
+        payload = await request.json()
     except (JSONDecodeError, UnicodeDecodeError):
         raise OpenAdrError(400, "the body is not valid JSON") from None
+    if _has_nul(payload):
+        raise OpenAdrError(400, "strings in the body must not contain the NUL character (\\u0000)")
+    return payload
+
+
+def _has_nul(value: Any) -> bool:
+    # PostgreSQL text and jsonb cannot store U+0000: refuse it here rather than fail in the database.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _object_id(request: Request, param: str) -> str:

@@ -66,3 +66,18 @@ def test_unhandled_paths_answer_a_json_problem(vtn_url: str, method: str, path: 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
     assert response.json()["status"] == 404
+
+
+def test_nul_characters_are_a_400_not_a_database_error(
+    vtn: httpx.Client, tokens: dict[str, str], program_id: str
+) -> None:
+    bl = bearer(tokens["bl"])
+    event = {"programID": program_id, "eventName": "peak\u0000cut", "intervals": []}
+    refused = vtn.post("/events", json=event, headers=bl)
+    assert refused.status_code == 400
+    assert "NUL" in refused.json()["detail"]
+    assert vtn.get("/vens", params={"venName": "a\u0000b"}, headers=bl).status_code == 400
+    token = vtn.post(
+        "/auth/token", data={"grant_type": "client_credentials", "client_id": "x\u0000y", "client_secret": "s"}
+    )
+    assert token.status_code == 401
