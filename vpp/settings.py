@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535)  # 0 disables the metrics server
     scheduler_tick_s: float = Field(5.0, gt=0, le=300)
 
+    # OpenADR VTN: the notification outbox's delivery loop (in every API process) and event retention.
+    openadr_outbox_poll_s: float = Field(0.25, gt=0, le=60)  # how often idle loops look for new changes
+    openadr_webhook_attempts: int = Field(10, ge=1, le=100)  # then the delivery is a dead letter
+    openadr_webhook_first_delay_s: float = Field(1.0, gt=0, le=3600)  # doubles per failure
+    openadr_webhook_max_delay_s: float = Field(600.0, gt=0, le=86_400)
+    openadr_webhook_timeout_s: float = Field(5.0, gt=0, le=120)
+    openadr_event_retention_days: float = Field(30.0, gt=0)  # ended events older than this are deleted
+
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
 

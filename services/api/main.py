@@ -20,10 +20,12 @@ from services.api.cache import ReportCache
 from services.api.client_status import ClientStatus
 from services.api.errors import install_problem_handlers
 from services.api.login_throttle import LoginThrottle
-from services.api.metrics import ApiMetrics, WebhookCollector
+from services.api.metrics import ApiMetrics
 from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
 from services.api.openadr import shutdown as openadr_shutdown
+from services.api.openadr import start as openadr_start
+from services.api.openadr.outbox import OutboxMetrics
 from services.api.openapi import install_openapi
 from services.api.ratelimit import RateLimiter
 from services.api.region_versions import RegionVersions
@@ -107,6 +109,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
         )
+        openadr_start(app)
         try:
             yield
         finally:
@@ -144,7 +147,7 @@ def create_app(
         RequestGuard, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    metrics.registry.register(WebhookCollector(lambda: getattr(app.state, "openadr_webhooks", None)))
+    app.state.openadr_outbox_metrics = OutboxMetrics(metrics.registry)
     app.state.api_metrics = metrics  # before the lifespan too: deploy/ checks alert rules against it
     install_openapi(app)
     return app

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-__all__ = ["ApiMetrics", "WebhookCollector"]
+__all__ = ["ApiMetrics"]
 
 
 class _Deliveries(Protocol):
@@ -19,29 +16,6 @@ class _Deliveries(Protocol):
 
     delivered: int
     failed: int
-
-
-class WebhookCollector(Collector):
-    """OpenADR webhook deliveries, read at scrape time from the app's deliverer (made on first use)."""
-
-    def __init__(self, deliverer: Callable[[], _Deliveries | None]) -> None:
-        self._deliverer = deliverer
-
-    def collect(self) -> Iterator[Metric]:
-        deliverer = self._deliverer()
-        yield GaugeMetricFamily(
-            "vpp_api_webhook_deliveries_pending",
-            "Webhook deliveries under way or waiting to retry",
-            value=deliverer.pending if deliverer else 0,
-        )
-        yield CounterMetricFamily(
-            "vpp_api_webhook_deliveries", "Webhooks delivered (2xx)", value=deliverer.delivered if deliverer else 0
-        )
-        yield CounterMetricFamily(
-            "vpp_api_webhook_deliveries_failed",
-            "Webhooks given up (refused, or out of attempts)",
-            value=deliverer.failed if deliverer else 0,
-        )
 
 
 @dataclass

@@ -154,17 +154,20 @@ async def search_objects(
     kind: Kind,
     *,
     equal: Mapping[str, Any] | None = None,
-    any_target: Sequence[str] | None = None,
+    all_targets: Sequence[str] | None = None,
     visible_targets: Sequence[str] | None = None,
     client_id: str | None = None,
     active_at: datetime | None = None,
+    current_first_at: datetime | None = None,
     subscribed_to: Sequence[str] | None = None,
     skip: int = 0,
     limit: int = 50,
 ) -> list[StoredObject]:
-    """Objects matching every filter given, oldest first.
+    """Objects matching every filter given, oldest first (with `current_first_at`: events not ended by
+    then first, oldest first, then the ended ones).
 
-    `any_target`: the object has one of these targets (a query's ``targets``). `visible_targets`:
+    `all_targets`: the object has every one of these targets (a query's ``targets``; Definition.md,
+    "the request targets ... match with the object's targets"). `visible_targets`:
     the object has no targets or one of these (a VEN's granted targets). `client_id`: created by
     or assigned to that client. `active_at`: (events) not ended by then. `subscribed_to`:
     (subscriptions) naming one of these object types.
@@ -175,9 +178,9 @@ async def search_objects(
         if value is not None:
             where.append(f"{column} = :{column}")
             params[column] = value
-    if any_target is not None:
-        where.append("targets && CAST(:any_target AS text[])")
-        params["any_target"] = list(any_target)
+    if all_targets is not None:
+        where.append("targets @> CAST(:all_targets AS text[])")
+        params["all_targets"] = list(all_targets)
     if visible_targets is not None:
         where.append("(cardinality(targets) = 0 OR targets && CAST(:visible AS text[]))")
         params["visible"] = list(visible_targets)
@@ -195,7 +198,13 @@ async def search_objects(
                        WHERE op -> 'objects' ?| CAST(:subscribed_to AS text[]))"""
         )
         params["subscribed_to"] = list(subscribed_to)
-    statement = text(f"{_select(kind)} WHERE {' AND '.join(where)} ORDER BY created_at, id OFFSET :skip LIMIT :limit")
+    order = "created_at, id"
+    if current_first_at is not None:
+        if "ends_at" not in kind.columns:
+            raise ValueError(f"{kind.table} objects do not end")
+        order = "(ends_at IS NOT NULL AND ends_at <= :current_first_at), created_at, id"
+        params["current_first_at"] = current_first_at
+    statement = text(f"{_select(kind)} WHERE {' AND '.join(where)} ORDER BY {order} OFFSET :skip LIMIT :limit")
     return [_stored(kind, row) for row in (await conn.execute(statement, params)).all()]
 
 

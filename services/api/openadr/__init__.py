@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, FastAPI
 
 from services.api.openadr.auth_routes import add_auth_routes
+from services.api.openadr.outbox import OutboxLoop, OutboxMetrics
 from services.api.openadr.problems import OpenAdrRoute
-from services.api.openadr.routes import add_object_routes
-from services.api.openadr.webhooks import WebhookDeliverer
+from services.api.openadr.routes import add_object_routes, add_unhandled_route
+from services.api.openadr.webhooks import RetryPolicy
+from services.api.state import AppState
 
-__all__ = ["PREFIX", "build_router", "shutdown"]
+__all__ = ["PREFIX", "build_router", "shutdown", "start"]
 
 PREFIX = "/openadr3/3.1.0"
 
@@ -20,11 +24,36 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=OpenAdrRoute, include_in_schema=False)
     add_auth_routes(router)
     add_object_routes(router)
+    add_unhandled_route(router)
     return router
 
 
+def start(app: FastAPI) -> None:
+    """Start the notification delivery loop (call from the app's lifespan once `app.state.vpp` is set)."""
+    state: AppState = app.state.vpp
+    settings = state.settings
+    policy = RetryPolicy(
+        attempts=settings.openadr_webhook_attempts,
+        first_delay_s=settings.openadr_webhook_first_delay_s,
+        max_delay_s=settings.openadr_webhook_max_delay_s,
+        timeout_s=settings.openadr_webhook_timeout_s,
+    )
+    metrics = getattr(app.state, "openadr_outbox_metrics", None) or OutboxMetrics(state.metrics.registry)
+    app.state.openadr_outbox_metrics = metrics
+    loop = OutboxLoop(
+        state.engine,
+        metrics,
+        policy=policy,
+        poll_s=settings.openadr_outbox_poll_s,
+        retention=timedelta(days=settings.openadr_event_retention_days),
+        clock=state.clock,
+    )
+    app.state.openadr_outbox = loop
+    loop.start()
+
+
 async def shutdown(app: FastAPI) -> None:
-    """Stop webhook deliveries still retrying (call from the app's lifespan, after serving)."""
-    deliverer: WebhookDeliverer | None = getattr(app.state, "openadr_webhooks", None)
-    if deliverer is not None:
-        await deliverer.aclose()
+    """Stop the delivery loop (call from the app's lifespan, after serving); undelivered rows stay queued."""
+    loop: OutboxLoop | None = getattr(app.state, "openadr_outbox", None)
+    if loop is not None:
+        await loop.stop()

@@ -66,6 +66,8 @@ async def _grant(request: Request) -> JSONResponse:
     client_id, secret = creds if creds is not None else (form.get("client_id"), form.get("client_secret"))
     if not client_id or not secret:
         raise _OAuthError(401, "invalid_client", "send client_id and client_secret in the form or as HTTP Basic")
+    if "\x00" in client_id:  # no client has one, and the database could not even look it up
+        raise _OAuthError(401, "invalid_client", "unknown client or wrong secret")
     state: AppState = request.app.state.vpp
     address = request.client.host if request.client else "unknown"
     wait_s = state.login_throttle.wait_s(client_id, address)

@@ -1,30 +1,22 @@
-"""Notifications to subscribers after an object is created, updated or deleted.
+"""Who hears about a change: the subscriptions entitled to it, and the message each one gets.
 
 A subscription hears about an object only if its own client could read it (the privacy rules of
 `access`), restricted to its programID when it names one; the object it receives is the one that
-client would read (targets hidden for a VEN).
+client would read (targets hidden for a VEN). Entitlement is decided when the delivery loop fans
+the change out (normally well under a second after the commit), from the subscriptions and grants
+of that moment.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.openadr.access import TARGETED, ReadView
-from services.api.openadr.webhooks import WebhookDeliverer
 from services.api.openadr.wire import to_wire
 from vpp.postgres.openadr import StoredObject, fetch_client, granted_targets, subscriptions_for
+from vpp.postgres.openadr_outbox import Change, NewDelivery
 
-__all__ = ["deliverer_of", "notify"]
-
-
-def deliverer_of(app: FastAPI) -> WebhookDeliverer:
-    """The app's webhook deliverer, made on first use (the app may also set `openadr_webhooks` itself)."""
-    deliverer: WebhookDeliverer | None = getattr(app.state, "openadr_webhooks", None)
-    if deliverer is None:
-        deliverer = WebhookDeliverer()
-        app.state.openadr_webhooks = deliverer
-    return deliverer
+__all__ = ["fan_out"]
 
 
 def _program_of(obj: StoredObject) -> str | None:
@@ -45,9 +37,10 @@ async def _view_of(conn: AsyncConnection, client_id: str, obj: StoredObject) -> 
     return ReadView(all=False, client_id=client_id)
 
 
-async def notify(conn: AsyncConnection, deliverer: WebhookDeliverer, obj: StoredObject, operation: str) -> int:
-    """Queue a notification to every subscriber entitled to it; return how many were queued."""
-    queued = 0
+async def fan_out(conn: AsyncConnection, change: Change) -> list[NewDelivery]:
+    """One delivery per callback of every subscription entitled to hear about `change`."""
+    out: list[NewDelivery] = []
+    obj, operation = change.obj, change.operation
     object_type = obj.kind.object_type
     for sub in await subscriptions_for(conn, object_type, operation):
         wanted_program = sub.columns.get("program_id")
@@ -59,6 +52,9 @@ async def notify(conn: AsyncConnection, deliverer: WebhookDeliverer, obj: Stored
         message = {"objectType": object_type, "operation": operation, "object": to_wire(obj, granted=view.hide)}
         for entry in sub.body.get("objectOperations", ()):
             if object_type in entry.get("objects", ()) and operation in entry.get("operations", ()):
-                deliverer.submit(entry["callbackUrl"], message, entry.get("bearerToken"))
-                queued += 1
-    return queued
+                out.append(
+                    NewDelivery(
+                        change.id, sub.id, entry["callbackUrl"], entry.get("bearerToken"), message, change.created_at
+                    )
+                )
+    return out

@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.api.openadr.access import WRITE_SCOPES, owned_or_404, read_view, visible_or_404
-from services.api.openadr.notify import deliverer_of, notify
 from services.api.openadr.problems import OpenAdrError
 from services.api.openadr.security import Caller, CallerDep, require
 from services.api.openadr.wire import to_wire
@@ -27,7 +26,6 @@ from services.api.state import AppState
 from vpp.postgres.openadr import (
     KINDS,
     Kind,
-    StoredObject,
     delete_object,
     insert_object,
     replace_object,
@@ -84,6 +82,8 @@ def _text_param(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
+    if "\x00" in raw:
+        raise OpenAdrError(400, f"{name} must not contain the NUL character")
     if name in _ID_PARAMS and not _OBJECT_ID.match(raw):
         raise OpenAdrError(400, f"{name} must be an object ID (letters, digits, '_' or '-'); got {raw!r}")
     if not 1 <= len(raw) <= 128:
@@ -95,8 +95,8 @@ def _list_param(request: Request, name: str) -> list[str] | None:
     values = request.query_params.getlist(name)
     if not values:
         return None
-    if any(not 1 <= len(v) <= 128 for v in values):
-        raise OpenAdrError(400, f"each {name} value must be 1 to 128 characters long")
+    if any(not 1 <= len(v) <= 128 or "\x00" in v for v in values):
+        raise OpenAdrError(400, f"each {name} value must be 1 to 128 characters long, without NUL characters")
     return values
 
 
@@ -104,9 +104,23 @@ async def _json(request: Request) -> Any:
     if not request.headers.get("content-type", "").lower().startswith("application/json"):
         raise OpenAdrError(400, "send the object as JSON (Content-Type: application/json)")
     try:
-        return await request.json()
+        payload = await request.json()
     except (JSONDecodeError, UnicodeDecodeError):
         raise OpenAdrError(400, "the body is not valid JSON") from None
+    if _has_nul(payload):
+        raise OpenAdrError(400, "strings in the body must not contain the NUL character (\\u0000)")
+    return payload
+
+
+def _has_nul(value: Any) -> bool:
+    # PostgreSQL text and jsonb cannot store U+0000: refuse it here rather than fail in the database.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _object_id(request: Request, param: str) -> str:
@@ -120,7 +134,17 @@ def _new_id(kind: Kind) -> str:
     return f"{kind.object_type.lower()}-{uuid.uuid4().hex[:20]}"
 
 
+# OpenADR 3.0.1's target query; 3.1 replaced it with `targets` (a list of strings). Honouring it
+# would need a type-to-string mapping 3.1 does not define, so it is refused rather than ignored.
+_RETIRED_PARAMS = ("targetType", "targetValues")
+
+
 async def _search(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
+    retired = [name for name in _RETIRED_PARAMS if name in request.query_params]
+    if retired:
+        raise OpenAdrError(
+            400, f"{' and '.join(retired)} are OpenADR 3.0.1 parameters; 3.1.0 filters by targets=<target> (repeatable)"
+        )
     skip = _int_param(request, "skip", 0, 0, None)
     limit = _int_param(request, "limit", MAX_LIMIT, 0, MAX_LIMIT)
     equal = {column: _text_param(request, name) for name, column in _QUERY[kind.object_type].items()}
@@ -145,10 +169,12 @@ async def _search(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
             conn,
             kind,
             equal=equal,
-            any_target=targets,
+            all_targets=targets,
             visible_targets=sorted(view.granted) if view.granted is not None else None,
             client_id=view.client_id,
             active_at=active_at,
+            # Events: current and upcoming ones first, so a VEN polling the first page never misses one.
+            current_first_at=_state(request).clock() if kind.object_type == "EVENT" else None,
             subscribed_to=objects,
             skip=skip,
             limit=limit,
@@ -180,13 +206,16 @@ async def _create(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
             )
     except IntegrityError as exc:
         raise _conflict(kind, exc) from None
-    await _announce(request, obj, "CREATE")
+    _wake_outbox(request)
     return JSONResponse(to_wire(obj), status_code=201)
 
 
-async def _announce(request: Request, obj: StoredObject, operation: str) -> None:
-    async with _state(request).engine.connect() as conn:
-        await notify(conn, deliverer_of(request.app), obj, operation)
+def _wake_outbox(request: Request) -> None:
+    # The change's notification rows were committed with it (outbox triggers); this only saves the
+    # delivery loop of this process its poll interval.
+    loop = getattr(request.app.state, "openadr_outbox", None)
+    if loop is not None:
+        loop.wake()
 
 
 async def _read(request: Request, caller: Caller, kind: Kind, param: str) -> JSONResponse:
@@ -211,18 +240,24 @@ async def _update(request: Request, caller: Caller, kind: Kind, param: str) -> J
         raise _conflict(kind, exc) from None
     if obj is None:
         raise OpenAdrError(404, f"no {kind.object_type.lower()} {object_id!r}")
-    await _announce(request, obj, "UPDATE")
+    _wake_outbox(request)
     return JSONResponse(to_wire(obj))
 
 
 async def _delete(request: Request, caller: Caller, kind: Kind, param: str) -> JSONResponse:
     object_id = _object_id(request, param)
-    async with _state(request).engine.begin() as conn:
-        await owned_or_404(conn, caller, kind, object_id)
-        obj = await delete_object(conn, kind, object_id)
+    try:
+        async with _state(request).engine.begin() as conn:
+            await owned_or_404(conn, caller, kind, object_id)
+            obj = await delete_object(conn, kind, object_id)
+    except IntegrityError:
+        # A program keeps its events and reports (settlement records): delete or keep those first.
+        raise OpenAdrError(
+            400, f"the {kind.object_type.lower()} {object_id!r} still has events or reports; it was not deleted"
+        ) from None
     if obj is None:
         raise OpenAdrError(404, f"no {kind.object_type.lower()} {object_id!r}")
-    await _announce(request, obj, "DELETE")
+    _wake_outbox(request)
     return JSONResponse(to_wire(obj))
 
 
@@ -260,3 +295,19 @@ def add_object_routes(router: APIRouter) -> None:
         router.add_api_route(item, handlers["read"], methods=["GET"], tags=[tag], name=f"read_{name}")
         router.add_api_route(item, handlers["update"], methods=["PUT"], tags=[tag], name=f"update_{name}")
         router.add_api_route(item, handlers["delete"], methods=["DELETE"], tags=[tag], name=f"delete_{name}")
+
+
+def add_unhandled_route(router: APIRouter) -> None:
+    """Answer every other path and method under the prefix with the spec's problem as
+    ``application/json`` (the app's own 404/405 would be ``application/problem+json``, which the YAML
+    does not allow). Register it last: it matches everything."""
+
+    async def unhandled(request: Request, path: str) -> JSONResponse:
+        raise OpenAdrError(404, f"the VTN has no operation {request.method} /{path}")
+
+    router.add_api_route(
+        "/{path:path}",
+        unhandled,
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"],
+        name="openadr_unhandled",
+    )

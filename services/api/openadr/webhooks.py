@@ -1,36 +1,33 @@
-"""Webhook delivery for OpenADR subscriptions: POST a notification, retrying with exponential back-off.
+"""One webhook POST for an OpenADR notification, and the back-off between attempts.
 
-At-most-a-few-attempts delivery from the API process: a callback that answers 2xx is done; a
-connection error, timeout, 408, 429 or 5xx is retried after ``first_delay_s × factor**n`` (capped,
-with a little jitter so many subscribers do not retry in step, and never sooner than a
-``Retry-After`` the receiver asked for, within the cap); any other 4xx is the subscriber's error
-and is not retried. Deliveries run as tasks so a slow receiver never holds up the request that
-caused the notification.
+A callback that answers 2xx is done; a connection error, timeout, 408, 425, 429 or 5xx is worth
+another attempt after ``first_delay_s × factor**n`` (capped, with a little jitter so many
+subscribers do not retry in step, and never sooner than a ``Retry-After`` the receiver asked for,
+within the cap); any other 4xx is the subscriber's error and is not retried. The outbox
+(`services.api.openadr.outbox`) keeps the attempts count and the schedule in the database, so a
+retry survives an API restart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-__all__ = ["RetryPolicy", "WebhookDeliverer"]
+__all__ = ["Attempt", "RetryPolicy", "next_delay_s", "post_notification"]
 
-_log = logging.getLogger(__name__)
 _RETRY_STATUSES = {408, 425, 429}
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    attempts: int = 6
-    first_delay_s: float = 0.5
+    attempts: int = 10
+    first_delay_s: float = 1.0
     factor: float = 2.0
-    max_delay_s: float = 60.0
+    max_delay_s: float = 600.0
     jitter: float = 0.1  # ± fraction of each delay
     timeout_s: float = 5.0
 
@@ -38,6 +35,14 @@ class RetryPolicy:
         """Wait before the attempt after `failures` failed ones (1-based)."""
         base = min(self.first_delay_s * self.factor ** (failures - 1), self.max_delay_s)
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    ok: bool
+    retry: bool  # worth another attempt
+    reason: str = ""
+    retry_after_s: float | None = None  # what the receiver asked for
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -48,68 +53,27 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         return None
 
 
-class WebhookDeliverer:
-    def __init__(
-        self,
-        policy: RetryPolicy | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.policy = policy or RetryPolicy()
-        self._transport = transport
-        self._sleep = sleep
-        self._tasks: set[asyncio.Task[bool]] = set()
-        self.delivered = 0
-        self.failed = 0
+async def post_notification(
+    client: httpx.AsyncClient, url: str, body: Mapping[str, Any], bearer_token: str | None
+) -> Attempt:
+    headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+    try:
+        response = await client.post(url, json=dict(body), headers=headers)
+    except httpx.HTTPError as exc:
+        return Attempt(False, True, f"{type(exc).__name__}: {exc}")
+    if response.is_success:
+        return Attempt(True, False)
+    reason = f"HTTP {response.status_code}"
+    if response.status_code < 500 and response.status_code not in _RETRY_STATUSES:
+        return Attempt(False, False, reason)
+    return Attempt(False, True, reason, _retry_after_s(response))
 
-    @property
-    def pending(self) -> int:
-        """Deliveries under way or waiting to retry (the backlog an operator watches)."""
-        return len(self._tasks)
 
-    def submit(self, url: str, body: Mapping[str, Any], bearer_token: str | None = None) -> asyncio.Task[bool]:
-        """Start delivering `body` to `url` in the background; the task's result says whether it arrived."""
-        task = asyncio.get_running_loop().create_task(self.deliver(url, body, bearer_token))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def deliver(self, url: str, body: Mapping[str, Any], bearer_token: str | None = None) -> bool:
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
-        policy = self.policy
-        async with httpx.AsyncClient(transport=self._transport, timeout=policy.timeout_s) as client:
-            for attempt in range(1, policy.attempts + 1):
-                wait_s: float | None = None
-                try:
-                    response = await client.post(url, json=dict(body), headers=headers)
-                except httpx.HTTPError as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.is_success:
-                        self.delivered += 1
-                        return True
-                    reason = f"HTTP {response.status_code}"
-                    if response.status_code < 500 and response.status_code not in _RETRY_STATUSES:
-                        _log.warning("webhook refused; not retried", extra={"url": url, "reason": reason})
-                        break
-                    wait_s = _retry_after_s(response)
-                if attempt == policy.attempts:
-                    _log.warning("webhook gave up", extra={"url": url, "reason": reason, "attempts": attempt})
-                    break
-                delay_s = policy.delay_s(attempt)
-                if wait_s is not None:
-                    delay_s = min(max(delay_s, wait_s), policy.max_delay_s)
-                await self._sleep(delay_s)
-        self.failed += 1
-        return False
-
-    async def drain(self) -> None:
-        """Wait for every delivery under way (shutdown, tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+def next_delay_s(policy: RetryPolicy, attempts: int, attempt: Attempt) -> float | None:
+    """Wait before retrying after `attempts` failed ones ending with `attempt`; None: give up."""
+    if attempt.ok or not attempt.retry or attempts >= policy.attempts:
+        return None
+    delay_s = policy.delay_s(attempts)
+    if attempt.retry_after_s is not None:
+        delay_s = min(max(delay_s, attempt.retry_after_s), policy.max_delay_s)
+    return delay_s

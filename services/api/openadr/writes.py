@@ -14,6 +14,7 @@ from services.api.openadr.access import TARGETED, read_view
 from services.api.openadr.problems import OpenAdrError, pydantic_problem
 from services.api.openadr.security import Caller
 from vpp.domain.openadr import event_end
+from vpp.domain.openadr_payloads import payload_problems
 from vpp.postgres.openadr import KINDS, StoredObject, fetch_object
 
 __all__ = ["Prepared", "prepare"]
@@ -45,7 +46,12 @@ def _validate(object_type: str, payload: Any) -> dict[str, Any]:
         model = _MODELS[object_type].model_validate(payload)
     except ValidationError as exc:
         raise pydantic_problem(exc) from None
-    return model.model_dump(mode="json", exclude_none=True)
+    data = model.model_dump(mode="json", exclude_none=True)
+    problems = payload_problems(object_type, data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise OpenAdrError(400, problems[0] + more)
+    return data
 
 
 def _no_targets_from_ven(caller: Caller, data: dict[str, Any], object_type: str) -> None:

@@ -14,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 
 from services.api.main import create_app
-from services.api.openadr.webhooks import RetryPolicy, WebhookDeliverer
 from tests.integration.api.api_fixtures import api_settings
 from tests.integration.api.server import serving
 from tests.integration.openadr.spec_validation import BASE_PATH, assert_valid
@@ -22,6 +21,7 @@ from tests.support.servers import fresh_database
 from vpp.embedded.postgres import EmbeddedPostgres
 from vpp.postgres.openadr_clients import add_openadr_client
 from vpp.postgres.registry import SiteRecord, register_site
+from vpp.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,18 @@ def vtn_db(pg_server: EmbeddedPostgres) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def vtn_app(vtn_db: str) -> FastAPI:
-    app = create_app(api_settings(), database_url=vtn_db)
-    # Short back-off so the retry test takes a fraction of a second.
-    app.state.openadr_webhooks = WebhookDeliverer(RetryPolicy(attempts=5, first_delay_s=0.05, max_delay_s=0.5))
-    return app
+    return create_app(vtn_settings(), database_url=vtn_db)
+
+
+def vtn_settings(**overrides: object) -> Settings:
+    # Short back-off and poll so the retry tests take a fraction of a second.
+    values: dict[str, object] = {
+        "openadr_webhook_attempts": 4,
+        "openadr_webhook_first_delay_s": 0.05,
+        "openadr_webhook_max_delay_s": 0.5,
+        "openadr_outbox_poll_s": 0.05,
+    }
+    return api_settings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def test_the_rules_cover_the_runbook_alarms() -> None:
         "vpp_ingest_messages_rejected_total",
         "vpp_ingest_db_errors_total",
         "vpp_dr_signal_publish_failures_total",
-        "vpp_api_webhook_deliveries_pending",
+        "vpp_openadr_notifications_pending",
     ):
         assert metric in exprs
 
