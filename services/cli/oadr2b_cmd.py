@@ -43,7 +43,9 @@ def add(
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
         conn.commit()
-    console.print(f"2.0b VEN [bold]{ven.ven_name}[/bold] onboarded as venID {ven.ven_id}, targets {', '.join(ven.targets)}")
+    console.print(
+        f"2.0b VEN [bold]{ven.ven_name}[/bold] onboarded as venID {ven.ven_id}, targets {', '.join(ven.targets)}"
+    )
 
 
 @app.command("list")

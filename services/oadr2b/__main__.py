@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from services.oadr2b.settings import Oadr2bSettings
 from services.oadr2b.vtn import Oadr2bVtn
@@ -25,10 +26,8 @@ def main() -> None:
     configure_logging(platform.log_level, platform.log_format)
     settings = Oadr2bSettings()
     url, _server = ensure_database(platform)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, url))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ class Oadr2bSettings(BaseSettings):
 
     vtn_id: str = "KAWASAKI-VPP-VTN"  # VENs reject lower-case VTN IDs
     host: str = "127.0.0.1"
-    port: int = Field(8443, ge=0, le=65535)
-    poll_interval_s: float = Field(10.0, gt=0, le=86_400)  # oadrRequestedOadrPollFreq sent at registration
+    port: int = Field(default=8443, ge=0, le=65535)
+    poll_interval_s: float = Field(default=10.0, gt=0, le=86_400)  # oadrRequestedOadrPollFreq sent at registration
     market_context: str = "urn:kawasaki-vpp:program:kawasaki-vpp-dr"
     # TLS server certificate and key, and the CA that issued the VENs' client certificates.
     tls_cert: Path | None = None

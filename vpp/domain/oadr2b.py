@@ -78,7 +78,7 @@ def signal_from_json(data: Mapping[str, Any]) -> Signal2b:
 
 def signal_from_event_body(body: Mapping[str, Any]) -> Signal2b:
     """The 2.0b signal of a scheduler-published 3.1 event body; ValueError for a body of another shape."""
-    descriptors = body.get("payloadDescriptors") or ()
+    descriptors: list[Mapping[str, Any]] = list(body.get("payloadDescriptors") or [])
     if len(descriptors) != 1 or descriptors[0].get("payloadType") not in _SIGNALS:
         raise ValueError("not one payload the 2.0b VTN can carry")
     payload_type = str(descriptors[0]["payloadType"])
@@ -157,18 +157,24 @@ def usage_report_body(
         "clientName": client_name,
         "reportName": "OpenADR 2.0b TELEMETRY_USAGE",
         "payloadDescriptors": [
-            {"objectType": "REPORT_PAYLOAD_DESCRIPTOR", "payloadType": "USAGE", "readingType": "DIRECT_READ",
-             "units": "KWH"}
-        ],  # fmt: skip
+            {
+                "objectType": "REPORT_PAYLOAD_DESCRIPTOR",
+                "payloadType": "USAGE",
+                "readingType": "DIRECT_READ",
+                "units": "KWH",
+            }
+        ],
         "resources": [
             {
                 "resourceName": resource_name,
                 "intervals": [
-                    {"id": n, "intervalPeriod": {"start": start.isoformat(), "duration": "PT30M"},
-                     "payloads": [{"type": "USAGE", "values": [kwh]}]}
+                    {
+                        "id": n,
+                        "intervalPeriod": {"start": start.isoformat(), "duration": "PT30M"},
+                        "payloads": [{"type": "USAGE", "values": [kwh]}],
+                    }
                     for n, (start, kwh) in enumerate(ordered)
-                ],  # fmt: skip
+                ],
             }
         ],
     }
-

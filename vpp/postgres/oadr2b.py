@@ -144,9 +144,7 @@ async def deliveries(conn: psycopg.AsyncConnection, ven_pk: int) -> dict[str, De
     return {r[0]: Delivery(r[0], r[1], r[2], signal_from_json(r[3]), r[4], r[5]) for r in await cur.fetchall()}
 
 
-async def record_delivery(
-    conn: psycopg.AsyncConnection, ven_pk: int, delivery: Delivery, now: datetime
-) -> None:
+async def record_delivery(conn: psycopg.AsyncConnection, ven_pk: int, delivery: Delivery, now: datetime) -> None:
     """What was sent; an earlier opt stays, with the modification number it answered."""
     await conn.execute(
         """INSERT INTO oadr2b_event_deliveries (ven_pk, event_id, dr_event_pk, modification_number, signal,
@@ -160,9 +158,7 @@ async def record_delivery(
     )  # fmt: skip
 
 
-async def record_opt(
-    conn: psycopg.AsyncConnection, ven_pk: int, event_id: str, opt_type: str, now: datetime
-) -> bool:
+async def record_opt(conn: psycopg.AsyncConnection, ven_pk: int, event_id: str, opt_type: str, now: datetime) -> bool:
     """Record a VEN's optIn/optOut against the modification it was last sent; False for an unknown event."""
     if opt_type not in ("optIn", "optOut"):
         raise ValueError(f"opt type must be optIn or optOut, not {opt_type!r}")

@@ -80,9 +80,12 @@ async def _eventually(probe: Callable[[], T], ok: Callable[[T], bool], timeout_s
 def _signal(event: dict[str, Any]) -> tuple[str, str, list[float], list[timedelta]]:
     signal = event["event_signals"][0]
     intervals = signal["intervals"]
-    return signal["signal_name"], signal["signal_type"], [i["signal_payload"] for i in intervals], [
-        i["duration"] for i in intervals
-    ]
+    return (
+        signal["signal_name"],
+        signal["signal_type"],
+        [i["signal_payload"] for i in intervals],
+        [i["duration"] for i in intervals],
+    )
 
 
 def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellation(
@@ -92,7 +95,9 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
     start = now.replace(minute=now.minute - now.minute % 30, second=0, microsecond=0)  # the current JST slot
     usage: list[tuple[datetime, float]] = [(start, 18.5)]
 
-    def read_usage(date_from: datetime, date_to: datetime, sampling_interval: timedelta) -> list[tuple[datetime, float]]:
+    def read_usage(
+        date_from: datetime, date_to: datetime, sampling_interval: timedelta
+    ) -> list[tuple[datetime, float]]:
         return usage
 
     async def scenario() -> None:
@@ -107,7 +112,8 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             await ven_a.run()
             await ven_b.run()
             assert (ven_a.ven_id, ven_b.ven_id) == ("VEN-A", "VEN-B")
-            assert ven_a.registration_id and ven_b.registration_id
+            assert ven_a.registration_id
+            assert ven_b.registration_id
             await impostor.create_party_registration()
             assert impostor.registration_id is None  # the fingerprint is not the onboarded one
             assert len(ven_a.report_requests) == 1  # the VTN asked for energy per 30 minutes
@@ -144,7 +150,8 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             # B's certificate cannot speak as A: openleadr checks the fingerprint of the venID's VEN.
             impostor.ven_id = "VEN-A"
             kind, refused = await impostor.poll()
-            assert (kind, refused["response"]["response_code"]) == ("oadrResponse", 463)  # 463: not registered or authorised
+            assert kind == "oadrResponse"
+            assert refused["response"]["response_code"] == 463  # not registered or authorised
             # openleadr 0.5.36 answers a refused oadrRequestEvent with HTTP 500 instead of an error
             # oadrDistributeEvent (a KeyError in its preflight); the VEN still gets no events.
             assert (await impostor.request_event())[0] is None
