@@ -49,6 +49,9 @@ class Oadr2bVtn:
         self._now = clock or (lambda: datetime.now(UTC))
         self._conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
+        # VENs that registered with this process. openleadr keeps the report requests it made in memory,
+        # so a VEN that registered before a restart is asked to re-register (and so re-offer its reports).
+        self._registered_here: set[str] = set()
         secure = not settings.insecure_http
         sign_cert = settings.signing_cert or settings.tls_cert
         sign_key = settings.signing_key or settings.tls_key
@@ -134,6 +137,7 @@ class Oadr2bVtn:
                 return False
             registration_id = f"reg-{uuid.uuid4().hex}"
             await store.record_registration(conn, ven.pk, registration_id, self._now())
+        self._registered_here.add(ven.ven_id)
         log.info("2.0b VEN registered", extra=kv(ven_id=ven.ven_id, ven_name=ven.ven_name))
         return ven.ven_id, registration_id
 
@@ -141,6 +145,8 @@ class Oadr2bVtn:
 
     async def on_poll(self, ven_id: str) -> tuple[str, dict[str, Any]] | None:
         """oadrPoll: the VEN's events when any changed since they were last sent; None otherwise."""
+        if ven_id not in self._registered_here:
+            return "oadrRequestReregistration", {"ven_id": ven_id}
         now = self._now()
         async with self._transaction() as conn:
             ven = await store.find_ven(conn, ven_id=ven_id)

@@ -195,3 +195,36 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             await vtn.stop()
 
     asyncio.run(scenario())
+
+
+def test_after_a_vtn_restart_the_ven_is_asked_to_reregister_and_offers_its_reports_again(
+    db_url: str, site_pks: dict[str, int], pki: dict[str, KeyPair]
+) -> None:
+    def read_usage(
+        date_from: datetime, date_to: datetime, sampling_interval: timedelta
+    ) -> list[tuple[datetime, float]]:
+        return []
+
+    async def scenario() -> None:
+        settings = _vtn_settings(pki)
+        vtn = Oadr2bVtn(settings, db_url)
+        await vtn.start()
+        ven = _ven(vtn, pki, "ven-depot-a", "ven_a")
+        ven.add_report(read_usage, "meter-1", measurement="energy_real", data_collection_mode="full", unit="Wh",
+                       scale="k", sampling_rate=timedelta(minutes=30), report_duration=timedelta(minutes=30))  # fmt: skip
+        try:
+            await ven.run()
+            first_request = ven.report_requests[0]["report_request_id"]
+            await vtn.stop()
+            vtn = Oadr2bVtn(settings, db_url)  # a new process: openleadr's report requests are gone
+            await vtn.start()
+            assert (await ven.poll())[0] == "oadrRequestReregistration"
+            await ven.create_party_reregistration()
+            assert ven.ven_id == "VEN-A"
+            assert ven.report_requests[-1]["report_request_id"] != first_request  # reports requested anew
+            assert (await ven.poll())[0] == "oadrResponse"
+        finally:
+            await ven.stop()
+            await vtn.stop()
+
+    asyncio.run(scenario())
