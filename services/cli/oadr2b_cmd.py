@@ -8,7 +8,7 @@ from rich.table import Table
 
 from vpp.embedded.resolve import ensure_database
 from vpp.postgres.connect import connect
-from vpp.postgres.oadr2b import add_ven, list_vens
+from vpp.postgres.oadr2b import add_ven, list_vens, revoke_ven
 from vpp.settings import load_settings
 
 app = typer.Typer(no_args_is_help=True, help="OpenADR 2.0b VTN (JSCA DR interface) and its VENs")
@@ -59,3 +59,15 @@ def list_() -> None:
         table.add_row(v.ven_name, v.ven_id, ", ".join(v.targets), "yes" if v.registration_id else "no", last,
                       "yes" if v.revoked else "")  # fmt: skip
     console.print(table)
+
+
+@app.command("revoke")
+def revoke(ven_name: str = typer.Argument(..., help="The VEN to revoke")) -> None:
+    """Revoke a VEN: it can no longer register, and its polls are answered with a re-registration request."""
+    with connect(_database_url()) as conn:
+        found = revoke_ven(conn, ven_name)
+        conn.commit()
+    if not found:
+        console.print(f"[red]no active 2.0b VEN {ven_name!r}[/red]")
+        raise typer.Exit(1)
+    console.print(f"2.0b VEN [bold]{ven_name}[/bold] revoked")

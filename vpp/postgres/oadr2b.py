@@ -32,6 +32,7 @@ __all__ = [
     "record_delivery",
     "record_opt",
     "record_registration",
+    "revoke_ven",
     "store_usage",
     "touch_poll",
     "visible_events",
@@ -96,6 +97,16 @@ def add_ven(
         raise ValueError("the fingerprint must be ten colon-separated hex pairs (AA:BB:...)") from None
     assert row is not None
     return _ven(row)
+
+
+def revoke_ven(conn: psycopg.Connection, ven_name: str) -> bool:
+    """Revoke a VEN: it can no longer register or poll. False when there is no such active VEN. Caller commits."""
+    row = conn.execute(
+        """UPDATE oadr2b_vens SET revoked_at = now(), registration_id = NULL
+           WHERE ven_name = %s AND revoked_at IS NULL RETURNING id""",
+        (ven_name,),
+    ).fetchone()
+    return row is not None
 
 
 def list_vens(conn: psycopg.Connection) -> list[Oadr2bVen]:

@@ -22,7 +22,7 @@ from services.oadr2b.vtn import Oadr2bVtn
 from tests.integration.oadr2b.pki import KeyPair, issue, make_ca
 from vpp.embedded.postgres import free_port
 from vpp.postgres.dr_events import create_event, set_event_sites
-from vpp.postgres.oadr2b import add_ven, event_opt_states
+from vpp.postgres.oadr2b import add_ven, event_opt_states, revoke_ven
 from vpp.postgres.openadr_dr import reported_usage_kwh
 from vpp.postgres.registry import SiteRecord, register_site
 
@@ -188,6 +188,16 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             with psycopg.connect(db_url) as conn:
                 polled = conn.execute("SELECT ven_name FROM oadr2b_vens WHERE last_poll_at IS NOT NULL").fetchall()
             assert sorted(r[0] for r in polled) == ["ven-depot-a", "ven-office-b"]
+
+            # A revoked VEN is no longer served: its polls ask it to re-register, which it cannot.
+            with psycopg.connect(db_url) as conn:
+                assert revoke_ven(conn, "ven-office-b")
+                conn.commit()
+            assert (await ven_b.poll())[0] == "oadrRequestReregistration"
+            await ven_b.create_party_registration()  # refused (463): its venID no longer resolves
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute("SELECT registration_id FROM oadr2b_vens WHERE ven_name = 'ven-office-b'").fetchone()
+            assert row == (None,)
         finally:
             for client in (ven_a, ven_b, impostor):
                 if client.client_session is not None:
