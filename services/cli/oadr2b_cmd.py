@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vpp.embedded.resolve import ensure_database
 from vpp.postgres.connect import connect
-from vpp.postgres.oadr2b import add_ven, list_vens, revoke_ven
+from vpp.postgres.oadr2b import add_ven, current_opt_states, list_vens, revoke_ven
 from vpp.settings import load_settings
 
 app = typer.Typer(no_args_is_help=True, help="OpenADR 2.0b VTN (JSCA DR interface) and its VENs")
@@ -50,14 +52,16 @@ def add(
 
 @app.command("list")
 def list_() -> None:
-    """List onboarded 2.0b VENs with their targets, registration and last poll."""
+    """List onboarded 2.0b VENs: targets, registration, last poll, and their opt state on events not yet ended."""
     with connect(_database_url()) as conn:
         vens = list_vens(conn)
-    table = Table("ven_name", "ven_id", "targets", "registered", "last poll", "revoked")
+        opts = current_opt_states(conn, datetime.now(UTC))
+    table = Table("ven_name", "ven_id", "targets", "registered", "last poll", "revoked", "events (mod: opt)")
     for v in vens:
         last = v.last_poll_at.isoformat(timespec="seconds") if v.last_poll_at else ""
+        events = "; ".join(f"{e} ({n}: {opt or 'no answer'})" for e, n, opt in opts.get(v.ven_name, []))
         table.add_row(v.ven_name, v.ven_id, ", ".join(v.targets), "yes" if v.registration_id else "no", last,
-                      "yes" if v.revoked else "")  # fmt: skip
+                      "yes" if v.revoked else "", events)  # fmt: skip
     console.print(table)
 
 

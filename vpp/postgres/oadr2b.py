@@ -25,6 +25,7 @@ __all__ = [
     "Oadr2bVen",
     "VisibleEvent",
     "add_ven",
+    "current_opt_states",
     "deliveries",
     "event_opt_states",
     "find_ven",
@@ -224,3 +225,17 @@ def event_opt_states(conn: psycopg.Connection, dr_event_pk: int) -> list[tuple[s
         (dr_event_pk,),
     ).fetchall()
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def current_opt_states(conn: psycopg.Connection, now: datetime) -> dict[str, list[tuple[str, int, str | None]]]:
+    """Per VEN name, the events it was sent that have not ended: (event_id, modification_number, opt or None)."""
+    rows = conn.execute(
+        """SELECT v.ven_name, d.event_id, d.modification_number, d.opt_type FROM oadr2b_event_deliveries d
+           JOIN oadr2b_vens v ON v.id = d.ven_pk JOIN dr_events e ON e.id = d.dr_event_pk
+           WHERE NOT d.cancelled AND e.end_at > %s ORDER BY v.ven_name, e.start_at, d.event_id""",
+        (now,),
+    ).fetchall()
+    out: dict[str, list[tuple[str, int, str | None]]] = {}
+    for ven_name, event_id, number, opt in rows:
+        out.setdefault(ven_name, []).append((event_id, number, opt))
+    return out

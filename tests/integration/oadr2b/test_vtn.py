@@ -20,10 +20,11 @@ from services.dr_scheduler.scheduler import Scheduler
 from services.oadr2b.settings import Oadr2bSettings
 from services.oadr2b.vtn import Oadr2bVtn
 from tests.integration.oadr2b.pki import KeyPair, issue, make_ca
+from vpp.domain.slots import JST
 from vpp.embedded.postgres import free_port
 from vpp.postgres.dr_events import create_event, set_event_sites
-from vpp.postgres.oadr2b import add_ven, event_opt_states, revoke_ven
-from vpp.postgres.openadr_dr import reported_usage_kwh
+from vpp.postgres.oadr2b import add_ven, current_opt_states, event_opt_states, revoke_ven
+from vpp.postgres.openadr_dr import reported_usage_day, reported_usage_kwh
 from vpp.postgres.registry import SiteRecord, register_site
 
 pytestmark = pytest.mark.integration
@@ -143,6 +144,7 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             await ven_a.created_event(payload["request_id"], descriptor["event_id"], "optIn", 0)
             with psycopg.connect(db_url) as conn:
                 assert event_opt_states(conn, event.pk) == [("ven-depot-a", descriptor["event_id"], 0, "optIn")]
+                assert current_opt_states(conn, now) == {"ven-depot-a": [(descriptor["event_id"], 0, "optIn")]}
 
             # The office's VEN is not called: it sees nothing, by poll or by asking for all its events.
             assert (await ven_b.poll())[0] == "oadrResponse"
@@ -160,7 +162,10 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
             await ven_a.update_report(ven_a.report_requests[0]["report_request_id"])
             with psycopg.connect(db_url) as conn:
                 reported = await _eventually(lambda: reported_usage_kwh(conn, event.pk, site_pks["depot-a"]), bool)
+                # What verification reads for the event day (JST slots), filling slots the meter missed.
+                day = reported_usage_day(conn, event.pk, site_pks["depot-a"], start.astimezone(JST).date())
             assert reported == {start: 18.5}
+            assert [v for v in day if v is not None] == [18.5]
 
             # Re-plan: a tighter limit is a new revision, sent as modification 1.
             with psycopg.connect(db_url) as conn:
@@ -186,6 +191,7 @@ def test_ven_registers_gets_event_opts_reports_and_sees_revision_and_cancellatio
                 "cancelled", 2)  # fmt: skip
             assert (await ven_b.poll())[0] == "oadrResponse"
             with psycopg.connect(db_url) as conn:
+                assert current_opt_states(conn, now) == {}  # a cancelled event is no longer current
                 polled = conn.execute("SELECT ven_name FROM oadr2b_vens WHERE last_poll_at IS NOT NULL").fetchall()
             assert sorted(r[0] for r in polled) == ["ven-depot-a", "ven-office-b"]
 
