@@ -35,6 +35,7 @@ from services.api.routes import (
     sites,
     sufficiency,
     token,
+    vens,
 )
 from services.api.state import AppState
 from vpp.postgres.connect import asyncpg_url
@@ -111,6 +112,7 @@ def create_app(
         health,
         dr,
         dashboard_api,
+        vens,
         dashboard,
     ):
         app.include_router(module.router)
