@@ -97,6 +97,7 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
             assert site_points[1] == 48, site_points  # the target line across the day
             assert page.locator("#sites-table tbody tr").count() == len(platform.site_ids)
             assert page.locator("#suff-today .value").inner_text().endswith("%")
+            page.locator("#ven-table tbody tr").first.wait_for(timeout=15_000)  # the OpenADR VEN panel rendered
 
             page.locator("#dr-kw").fill("5")
             page.locator("#dr-create").click()
