@@ -25,9 +25,16 @@ def _database_url() -> str:
 @app.command("serve")
 def serve() -> None:
     """Run the 2.0b VTN (settings VPP_OADR2B_*: TLS certificate, key and the VENs' CA, port)."""
+    from pydantic import ValidationError
+
     from services.oadr2b.__main__ import main
 
-    main()
+    try:
+        main()
+    except ValidationError as exc:
+        for error in exc.errors():
+            console.print(f"[red]{error['msg']}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command("add-ven")

@@ -37,3 +37,12 @@ def test_onboard_list_and_revoke_a_ven(db_url: str, monkeypatch: pytest.MonkeyPa
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT fingerprint, revoked_at IS NOT NULL FROM oadr2b_vens").fetchone()
     assert row == (FINGERPRINT, True)
+
+
+def test_serve_refuses_to_start_without_tls_settings(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPP_DATABASE_URL", db_url)
+    for name in ("TLS_CERT", "TLS_KEY", "TLS_CA", "INSECURE_HTTP"):
+        monkeypatch.delenv(f"VPP_OADR2B_{name}", raising=False)
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "VPP_OADR2B_TLS_CERT" in result.output
