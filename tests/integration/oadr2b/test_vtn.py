@@ -41,7 +41,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyPair]:
     base = tmp_path_factory.mktemp("pki")
     ca = make_ca(base)
     return {"ca": ca, "vtn": issue(ca, base, "vtn", server=True),
-            "ven_a": issue(ca, base, "ven-a"), "ven_b": issue(ca, base, "ven-b")}  # fmt: skip
+            "ven_a": issue(ca, base, "ven-a"), "ven_b": issue(ca, base, "ven-b", rsa=True)}  # fmt: skip
 
 
 @pytest.fixture
