@@ -99,7 +99,7 @@ class Oadr2bVtn:
     async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """One transaction on the VTN's connection; serialised, as one connection serves all VENs."""
         async with self._lock:
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = await psycopg.AsyncConnection.connect(
                     libpq_url(self._database_url), autocommit=True, application_name="vpp-oadr2b"
                 )
