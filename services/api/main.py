@@ -43,6 +43,7 @@ from services.api.routes import (
     sites,
     sufficiency,
     token,
+    vens,
 )
 from services.api.state import AppState
 from services.api.strict_query import reject_unknown_query
@@ -138,6 +139,7 @@ def create_app(
         health,
         dr,
         dashboard_api,
+        vens,
     ):
         app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
     for module in (dashboard, docs):

@@ -103,6 +103,7 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
             fy_warning.wait_for(timeout=15_000)
             assert "実測データは期間の" in fy_warning.inner_text()
             assert page.locator("#suff-fy .value.partial").count() == 1
+            page.locator("#ven-table tbody tr").first.wait_for(timeout=15_000)  # the OpenADR VEN panel rendered
 
             page.locator("#dr-kw").fill("5")
             page.locator("#dr-create").click()

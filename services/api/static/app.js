@@ -225,6 +225,7 @@ async function poll() {
       return renderSiteDetail();
     }),
     api("/api/v1/dashboard/dr/timeline").then((events) => renderDrTimeline(events, poll)),
+    api("/api/v1/dashboard/vens").then(renderVens),
   ];
   if (Date.now() >= view.slowDueAt) {
     $("#suff-fy .fy-title").textContent = t("suff_fy", { fy: day.fiscalYear });

@@ -105,6 +105,7 @@ def _cases(month: str, window: dict[str, str]) -> list[Case]:
         ),
         ("GET", "/api/v1/dashboard/live", "/api/v1/dashboard/live", {}, operator_only),
         ("GET", "/api/v1/dashboard/dr/timeline", "/api/v1/dashboard/dr/timeline", {}, operator_only),
+        ("GET", "/api/v1/dashboard/vens", "/api/v1/dashboard/vens", {}, operator_only),
         ("GET", "/healthz", "/healthz", {}, everyone),
         ("GET", "/readyz", "/readyz", {}, everyone),
         ("GET", "/metrics", "/metrics", {}, everyone),
