@@ -102,6 +102,7 @@ class EmulatedNode:
         self.namespace, self.ip, self.objects = namespace, ip, {o.code: o for o in objects}
         self.node_id = node_id
         self.requests = 0
+        self.ignore_esv: set[int] = set()  # requests of these services go unanswered (a hung device)
         self._socks: list[socket.socket] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -150,6 +151,8 @@ class EmulatedNode:
             return
         request.from_addr = addr
         self.requests += 1
+        if request.ESV in self.ignore_esv:
+            return
         if request.DEOJ >> 8 == NODE_PROFILE >> 8:
             response = self._node_profile(request)
         else:
