@@ -101,14 +101,16 @@ def test_peak_cut_counts_the_battery_already_discharging() -> None:
     assert interval is not None
     discharging = DeviceView("battery-1", 3.0, Mode.DISCHARGING, (100, 3000), (100, 3000))
     writes, short_kw = plan_writes(interval, grid_kw=1.0, battery=discharging, ev=None)
-    assert writes[0].edt == (3000).to_bytes(4, "big") and short_kw == 0.0
+    assert writes[0].edt == (3000).to_bytes(4, "big")
+    assert short_kw == 0.0
 
 
 def test_ev_below_its_minimum_goes_to_standby_and_shortfall_is_reported() -> None:
     interval = interval_at(signal(0.0), NOW)
     assert interval is not None
     writes, short_kw = plan_writes(interval, grid_kw=10.0, battery=BATTERY, ev=EV)
-    assert writes[-1].epc == Epc.OPERATION_MODE and writes[-1].edt == bytes([Mode.STANDBY])
+    assert writes[-1].epc == Epc.OPERATION_MODE
+    assert writes[-1].edt == bytes([Mode.STANDBY])
     assert short_kw == pytest.approx(1.0)  # 10 − 3 (battery) − 6 (EV stopped)
 
 
@@ -116,7 +118,8 @@ def test_floor_charges_the_battery_within_its_range() -> None:
     interval = interval_at(signal(None, floor=9.0), NOW)
     assert interval is not None
     writes, short_kw = plan_writes(interval, grid_kw=2.0, battery=BATTERY, ev=None)
-    assert writes[0].epc == Epc.CHARGE_POWER_SETTING and writes[0].edt == (3000).to_bytes(4, "big")
+    assert writes[0].epc == Epc.CHARGE_POWER_SETTING
+    assert writes[0].edt == (3000).to_bytes(4, "big")
     assert short_kw == pytest.approx(4.0)
 
 

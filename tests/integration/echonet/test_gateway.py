@@ -32,7 +32,9 @@ def site_balance_error_kw(watcher: Watcher, home: EmulatedHome) -> float:
     The contract's load includes EV charging; a wrong sign or unit anywhere in the three makes this
     kilowatts off, so it is how the tests catch a mapping mistake."""
     meter, pv, battery = (watcher.latest(kind) for kind in ("meter", "pv", "battery"))
-    assert meter and pv and battery
+    assert meter
+    assert pv
+    assert battery
     published_load_kw = meter["power_kw"] + pv["power_kw"] + battery["power_kw"]
     return published_load_kw - (home.state.load_w + home.state.ev_w) / 1000.0
 
@@ -81,14 +83,19 @@ def test_discovery_and_periodic_reads_in_contract_units_and_signs(
     assert gateway.gateway.polls >= polls_before + 3, "periodic reads"
     assert len(watcher.telemetry) >= count_before + 3 * 4
     battery, meter, pv, ev = (watcher.latest(k) for k in ("battery", "meter", "pv", "ev_charger"))
-    assert battery and meter and pv and ev
+    assert battery
+    assert meter
+    assert pv
+    assert ev
     assert battery["power_kw"] == pytest.approx(1.0)  # + discharge in the contract
     assert battery["soc_pct"] == pytest.approx(home.state.soc_pct, abs=1)
     assert battery["mode"] == "discharging"
     assert meter["power_kw"] == pytest.approx(home.state.grid_w / 1000.0, abs=0.01)
     assert meter["import_kwh"] == pytest.approx(home.state.imported_wh / 1000.0, abs=0.2)  # 0.1 kWh counts
-    assert pv["power_kw"] == 0.5 and pv["energy_kwh"] == pytest.approx(home.state.pv_generated_wh / 1000, abs=0.01)
-    assert ev["power_kw"] == 6.0 and ev["vehicles"] == 1
+    assert pv["power_kw"] == 0.5
+    assert pv["energy_kwh"] == pytest.approx(home.state.pv_generated_wh / 1000, abs=0.01)
+    assert ev["power_kw"] == 6.0
+    assert ev["vehicles"] == 1
     assert abs(site_balance_error_kw(watcher, home)) < 0.05
 
 
@@ -119,7 +126,8 @@ def test_peak_cut_makes_the_battery_discharge_and_cancel_releases_it(
     send_signal(watcher, limit_kw=1.0)
     ack = ack_for(watcher, 1)
     assert ack["status"] == "accepted", ack
-    assert "discharge 3000 W" in ack["detail"] and "charging limited to 1500 W" in ack["detail"]
+    assert "discharge 3000 W" in ack["detail"]
+    assert "charging limited to 1500 W" in ack["detail"]
     wait_for(lambda: home.state.battery_w, lambda w: w == -3000.0, timeout_s=5)  # ECHONET sign: discharging
     assert home.state.ev_w == 1500.0
     assert home.state.grid_w <= 1000.0 + 1.0
@@ -146,7 +154,8 @@ def test_a_refused_write_is_acknowledged_as_rejected_with_the_reason(
         ack = ack_for(watcher, 1)
         # uecho answers the refused SETC with 0x50, which pychonet counts as success: the read-back catches it.
         assert ack["status"] == "rejected"
-        assert "mode discharging: refused" in ack["detail"] and "device holds 0x46" in ack["detail"], ack
+        assert "mode discharging: refused" in ack["detail"], ack
+        assert "device holds 0x46" in ack["detail"], ack
         assert home.state.battery_w == 0.0
         assert any(o.status == "refused" for o in gateway.gateway.outcomes)
     finally:
@@ -164,12 +173,14 @@ def test_a_device_that_disappears_and_returns(home: EmulatedHome, gateway: Runni
     with watcher.lock:
         during = [d for d, _ in watcher.telemetry[gone_at:] if d.startswith("battery-")]
         others = [d for d, _ in watcher.telemetry[gone_at:] if d.startswith("meter-")]
-    assert during == [] and others, "nothing invented for the missing device; the others go on"
+    assert during == [], "nothing invented for the missing device"
+    assert others, "the other devices go on"
     # While it is gone the EV charger alone answers the signal, and the ack says what is not covered.
     send_signal(watcher, limit_kw=1.0)
     ack = ack_for(watcher, 1)
     assert ack["status"] == "accepted", ack
-    assert "mode standby" in ack["detail"] and "1.50 kW beyond the devices' ranges" in ack["detail"], ack
+    assert "mode standby" in ack["detail"], ack
+    assert "1.50 kW beyond the devices' ranges" in ack["detail"], ack
     battery_node.start()
     wait_for(lambda: inst.online, lambda online: online, timeout_s=15)
     # Back: it takes the 1.5 kW the EV charger could not (3 kW load − 0.5 kW PV − 1 kW limit).
