@@ -41,7 +41,7 @@ __all__ = ["EchonetGateway", "GatewayConfig", "Instance", "WriteOutcome"]
 
 log = logging.getLogger("vpp.gateway.echonet")
 ENL_PORT = 3610
-_MAPS = (Epc.STATUS_MAP, Epc.SET_MAP, Epc.GET_MAP)
+_STARTUP_POLLS = 3
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ class EchonetGateway:
             return
         assert signal is not None
         if meter is None or meter.last is None or "power_kw" not in meter.last.fields:
-            self._report(signal, "no smart meter reading: cannot follow an import limit")
+            if self.polls > _STARTUP_POLLS:  # a retained signal may arrive before discovery is done
+                self._report(signal, "no smart meter reading: cannot follow an import limit")
             return
         writes, short_kw = plan_writes(
             interval, float(meter.last.fields["power_kw"]), self._view(battery), self._view(ev)

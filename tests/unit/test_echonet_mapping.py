@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from vpp.domain.devices import DeviceKind
 from vpp.domain.dr_events import DrSignal, SignalInterval
+from vpp.domain.telemetry import Limits, Reading, decode_payload, validate_reading
 from vpp.echonet.codes import ElClass, Epc, Mode
 from vpp.echonet.control import DeviceView, interval_at, plan_writes, release_writes
 from vpp.echonet.mapping import decode, power_range_w, reading_body
@@ -132,3 +136,31 @@ def test_outside_the_interval_and_after_the_signal() -> None:
         ("ev-1", (6000).to_bytes(4, "big")),
         ("ev-1", bytes([Mode.CHARGING])),
     ]
+
+
+@pytest.mark.parametrize(
+    ("class_code", "props", "kind", "stored"),
+    [
+        (ElClass.BATTERY, {Epc.MEASURED_POWER: s32(-2000), Epc.CUMULATIVE_DISCHARGE: u(10), Epc.SOC_PCT: u(40, 1),
+                           Epc.OPERATION_MODE: b"\x43"}, "battery", (2.0, 0.01, None, 40.0, None)),
+        (ElClass.SMART_METER, {Epc.METER_POWER: s32(-700), Epc.METER_IMPORT: u(5), Epc.METER_EXPORT: u(7),
+                               Epc.METER_UNIT: b"\x00"}, "meter", (-0.7, 5.0, 7.0, None, None)),
+        (ElClass.PV, {Epc.PV_POWER: u(3200, 2), Epc.PV_ENERGY: u(1500)}, "pv", (3.2, 1.5, None, None, None)),
+        (ElClass.EV_CHARGER, {Epc.MEASURED_POWER: s32(3000), Epc.CUMULATIVE_CHARGE: u(900),
+                              Epc.EV_CONNECTION: b"\x42"}, "ev_charger", (3.0, 0.9, None, None, 1)),
+    ],
+)  # fmt: skip
+def test_gateway_bodies_pass_ingest_validation_with_the_same_meaning(
+    class_code: int, props: dict[int, bytes], kind: str, stored: tuple[Any, ...]
+) -> None:
+    """What ingest stores from a gateway reading is what the device measured, in the contract's terms."""
+    body = reading_body(decode(class_code, props), NOW.isoformat())
+    assert body is not None
+    raw = decode_payload(json.dumps(body).encode(), received_at=NOW, max_bytes=65536)
+    assert isinstance(raw, list)
+    reading = validate_reading(raw[0], DeviceKind(kind), now=NOW, limits=Limits())
+    assert isinstance(reading, Reading), reading
+    assert (reading.power_kw, reading.energy_pos_kwh, reading.energy_neg_kwh, reading.soc_pct, reading.vehicles) == (
+        pytest.approx(stored[0]), pytest.approx(stored[1]) if stored[1] is not None else None,
+        pytest.approx(stored[2]) if stored[2] is not None else None, stored[3], stored[4],
+    )  # fmt: skip
