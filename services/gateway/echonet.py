@@ -34,6 +34,7 @@ from vpp.domain.dr_events import DrAck, DrSignal
 from vpp.echonet.codes import CONTROL_EPCS, KIND_BY_CLASS, READ_EPCS, ElClass, Epc
 from vpp.echonet.control import DEADBAND_W, DeviceView, Write, interval_at, plan_writes, release_writes
 from vpp.echonet.mapping import Decoded, decode, reading_body
+from vpp.echonet.mapping import device_id as make_device_id
 from vpp.log import kv
 from vpp.mqtt import telemetry_topic
 
@@ -168,7 +169,7 @@ class EchonetGateway:
                         if key in self.instances:
                             continue
                         await self.api.getAllPropertyMaps(host, gc, cc, ci)
-                        device_id = f"{KIND_BY_CLASS[class_code]}-{uid[-8:]}-{ci}"
+                        device_id = make_device_id(class_code, uid, ci)
                         self.instances[key] = Instance(host, class_code, ci, device_id)
                         log.info(
                             "ECHONET device found",

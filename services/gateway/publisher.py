@@ -55,6 +55,7 @@ class GatewayPublisher:
         self._connected = False
         self._generation = 0  # counts connections; the sender restarts from the oldest on each
         self.inflight = 0
+        self.enqueued = 0
         self.connected_event = threading.Event()
         self.client = make_client(
             f"gateway-{site_id}",
@@ -79,6 +80,7 @@ class GatewayPublisher:
     # -- telemetry ---------------------------------------------------------------------------------
     def enqueue(self, topic: str, body: dict[str, Any]) -> int:
         seq = self.backlog.append(topic, json.dumps(body, separators=(",", ":")).encode())
+        self.enqueued += 1
         self._wake.set()
         return seq
 

@@ -26,6 +26,7 @@ __all__ = [
     "METER_UNIT_KWH",
     "Decoded",
     "decode",
+    "device_id",
     "encode_uint",
     "power_range_w",
     "reading_body",
@@ -177,3 +178,11 @@ def reading_body(decoded: Decoded, ts_iso: str) -> dict[str, Any] | None:
     if decoded.mode is not None:
         body["mode"] = Mode(decoded.mode).name.lower()  # diagnostic: ingest ignores unknown fields
     return body
+
+
+def device_id(class_code: int, node_uid: str, instance: int) -> str:
+    """The contract device id of an ECHONET object: ``{kind}-{last 8 hex digits of the node's id}-{instance}``.
+
+    The node's identification number (0x83) survives a DHCP address change, so the id stays stable;
+    the gateway logs it at discovery so the site's devices can be registered under it."""
+    return f"{KIND_BY_CLASS[class_code]}-{node_uid[-8:]}-{instance}"

@@ -17,10 +17,10 @@ from pychonet.lib.udpserver import UDPServer
 from services.gateway.backlog import Backlog
 from services.gateway.echonet import EchonetGateway, GatewayConfig
 from services.gateway.publisher import GatewayPublisher
-from tests.support.echonet_home import EmulatedHome, HomeState
-from tests.support.netns import EchonetLan, in_namespace
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import BrokerAddress, close_client, make_client, session_properties
+from vpp.simulation.echonet_home import EmulatedHome, HomeState
+from vpp.simulation.netns import EchonetLan, in_namespace
 
 SITE = "jp-home-1"
 POLL_S = 0.5

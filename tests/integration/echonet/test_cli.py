@@ -19,10 +19,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.echonet_home import EmulatedHome
-from tests.support.netns import EchonetLan, in_namespace
 from tests.support.waiting import wait_for
 from vpp.mqtt import close_client, make_client
+from vpp.simulation.echonet_home import EmulatedHome
+from vpp.simulation.netns import EchonetLan, in_namespace
 
 pytestmark = pytest.mark.integration
 SITE = "jp-home-cli"

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from tests.integration.echonet.conftest import SITE, RunningGateway, Watcher
-from tests.support.echonet_home import EmulatedHome, HomeState
 from tests.support.waiting import wait_for
 from vpp.domain.dr_events import DrSignal, SignalInterval, signal_payload
 from vpp.echonet import mapping
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import dr_signal_topic
+from vpp.simulation.echonet_home import EmulatedHome, HomeState
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
-"""Emulated ECHONET Lite homes for the gateway's tests: uecho on the device side, pychonet on the gateway's.
+"""Emulated ECHONET Lite homes, for the gateway's tests and `vpp simulate --echonet-homes`.
 
+uecho on the device side, pychonet on the gateway's.
 A different implementation than the gateway's on purpose, so a shared misreading of the specification
 cannot hide. uecho supplies the frame codec and the device objects' request handling
 (`uecho.Object.message_received`); this module supplies what uecho gets wrong or does not allow:
@@ -28,7 +29,8 @@ from uecho.message import Message
 from uecho.object import Object, ObjectRequestHandler
 from uecho.property import Property
 
-from tests.support.netns import in_namespace
+from vpp.echonet.mapping import device_id
+from vpp.simulation.netns import in_namespace
 
 __all__ = ["EmulatedHome", "EmulatedNode", "HomeState", "encode_property_map"]
 
@@ -192,8 +194,14 @@ class EmulatedNode:
 class EmulatedHome:
     """A home: smart meter, PV, battery and EV charger, one node each, stepped by a thread."""
 
-    def __init__(self, namespace: str, ips: list[str], state: HomeState | None = None, *, tick_s: float = 0.1) -> None:
+    CLASSES = (0x0288, 0x0279, 0x027D, 0x027E)
+
+    def __init__(
+        self, namespace: str, ips: list[str], state: HomeState | None = None, *, tick_s: float = 0.1, home: int = 0
+    ) -> None:
+        """``home`` numbers the home in a fleet; it is part of each node's ECHONET id, so device ids differ."""
         self.state = state or HomeState()
+        self.home = home
         self.tick_s = tick_s
         self.meter = self._object(0x028801, {0x80: b"\x30", 0xE1: b"\x01", 0xD3: _u(1, 4), 0xD7: b"\x06"})
         self.pv = self._object(0x027901, {0x80: b"\x30"})
@@ -207,13 +215,21 @@ class EmulatedHome:
             0xC8: _u(self.state.ev_charge_range_w[0], 4) + _u(self.state.ev_charge_range_w[1], 4),
         }, settable=(0xDA, 0xEB))  # fmt: skip
         self.nodes = [
-            EmulatedNode(namespace, ip, [obj], bytes([0x00, 0x00, 0x77]) + bytes(12) + bytes([n + 1]))
+            EmulatedNode(namespace, ip, [obj], self._node_id(n))
             for n, (ip, obj) in enumerate(zip(ips, (self.meter, self.pv, self.battery, self.ev), strict=True))
         ]
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._step(0.0)
+
+    def _node_id(self, n: int) -> bytes:
+        # Manufacturer code 0x000077 (unregistered, for experiments), then a serial: home and node.
+        return bytes([0x00, 0x00, 0x77]) + bytes(9) + self.home.to_bytes(2, "big") + bytes([0, n + 1])
+
+    def device_ids(self) -> dict[int, str]:
+        """Class code → the device id a gateway gives each of this home's devices."""
+        return {code: device_id(code, self._node_id(n).hex(), 1) for n, code in enumerate(self.CLASSES)}
 
     def _object(self, code: int, fixed: dict[int, bytes], settable: tuple[int, ...] = ()) -> Object:
         obj = Object(code)
