@@ -141,7 +141,8 @@ class GatewayPublisher:
         with self._lock:
             self._connected = False
         self.connected_event.clear()
-        log.warning("gateway disconnected", extra=kv(site=self.site_id, reason=str(reason)))
+        if not self._stop.is_set():  # a shutdown's own disconnect is no news
+            log.warning("gateway disconnected", extra=kv(site=self.site_id, reason=str(reason)))
 
     # -- DR ------------------------------------------------------------------------------------------
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
