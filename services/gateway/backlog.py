@@ -4,18 +4,24 @@ SQLite in WAL mode (stdlib, crash-safe, one file): every message is written here
 published, and removed only when :meth:`Backlog.confirm` is called for it. A gateway restart, a
 broker outage or a lost connection therefore resends everything unconfirmed; ingest ignores the
 duplicates (same device and timestamp). The bound keeps a gateway that is offline for weeks from
-filling its disk: past ``max_messages`` the oldest are dropped and counted, and the count is logged
-and reported on the status topic, never silent.
+filling its disk: past ``max_messages`` the oldest are dropped and counted (`dropped()`, kept in the
+file) and a warning is logged, never silently.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpp.log import kv
+
 __all__ = ["Backlog", "Pending"]
+
+log = logging.getLogger("vpp.gateway.backlog")
+_WARN_EVERY = 1000  # a gateway offline for weeks drops one message per device per poll: warn, not flood
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,11 @@ class Backlog:
                 self._db.execute(
                     "DELETE FROM backlog WHERE seq IN (SELECT seq FROM backlog ORDER BY seq LIMIT ?)", (excess,)
                 )
-                self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
+                (dropped,) = self._db.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'dropped' RETURNING value", (excess,)
+                ).fetchone()
+                if dropped // _WARN_EVERY != (dropped - excess) // _WARN_EVERY or dropped == excess:
+                    log.warning("gateway backlog full: oldest readings dropped", extra=kv(dropped=dropped))
             self._db.execute("COMMIT")
             assert seq is not None
             return seq

@@ -131,9 +131,12 @@ class EchonetGateway:
                     await self.api.discover()  # multicast; answers reach _unknown_host
                     next_discovery = started + self.config.discover_s
                     await asyncio.sleep(min(0.5, self.config.timeout_s))
-                await self._admit_new_hosts()
-                await self.poll_once()
-                await self.control_once()
+                try:
+                    await self._admit_new_hosts()
+                    await self.poll_once()
+                    await self.control_once()
+                except Exception:  # one bad answer or bug must not take the site offline: log, go on
+                    log.exception("gateway round failed", extra=kv(site=self.config.site_id))
                 await _until_first(
                     (stop.wait(), self._wake.wait()), max(0.0, self.config.poll_s - (time.monotonic() - started))
                 )
@@ -179,9 +182,11 @@ class EchonetGateway:
 
     # -- telemetry -----------------------------------------------------------------------------------
     def _props(self, inst: Instance) -> dict[int, Any]:
+        """pychonet's state for the instance; an empty dict if pychonet has forgotten the host."""
         assert self.api is not None
         gc, cc, ci = inst.eoj
-        props: dict[int, Any] = self.api.state[inst.host]["instances"][gc][cc][ci]
+        node = self.api.state.get(inst.host) or {}
+        props: dict[int, Any] = node.get("instances", {}).get(gc, {}).get(cc, {}).get(ci, {})
         return props
 
     async def _get(self, inst: Instance, epcs: tuple[int, ...]) -> dict[int, bytes] | None:
@@ -283,6 +288,9 @@ class EchonetGateway:
         if meter is None or meter.last is None or "power_kw" not in meter.last.fields:
             if self.polls > _STARTUP_POLLS:  # a retained signal may arrive before discovery is done
                 self._report(signal, "no smart meter reading: cannot follow an import limit")
+            return
+        if battery is None and ev is None:
+            self._report(signal, "no controllable ECHONET Lite device (battery, EV charger) answers")
             return
         writes, short_kw = plan_writes(
             interval, float(meter.last.fields["power_kw"]), self._view(battery), self._view(ev)
