@@ -6,11 +6,12 @@ writes the emulated battery and EV charger; their effect shows in the meter read
 
 from __future__ import annotations
 
+import os
 import time
 
+import typer
 from rich.console import Console
 
-from services.gateway.fleet import EchonetFleet, register_home
 from vpp.embedded.resolve import ensure_broker, ensure_database
 from vpp.mqtt import BrokerAddress, parse_broker_url
 from vpp.postgres.connect import connect
@@ -31,6 +32,12 @@ def simulate_echonet_homes(
     register: bool,
     seed: int,
 ) -> None:
+    if os.geteuid() != 0:
+        raise typer.BadParameter("emulated homes live in network namespaces: run as root", param_hint="--echonet-homes")
+    try:
+        from services.gateway.fleet import EchonetFleet, register_home
+    except ImportError as missing:  # uecho emulates the devices; it comes with the dev extra
+        raise typer.BadParameter(f"{missing}: install with `pip install -e '.[dev]'`") from None
     configured = broker_url or settings.mqtt_url
     broker: BrokerAddress = parse_broker_url(configured) if configured else ensure_broker(settings)[0]
     fleet = EchonetFleet(homes, broker, settings.data_dir.resolve() / "echonet-fleet", poll_s=interval_s, seed=seed)

@@ -6,7 +6,7 @@ calling thread into it (setns(2) is per thread on Linux) and back: a socket keep
 was created in, so the gateway process can hold its ECHONET socket in the LAN namespace while its MQTT
 connection stays on the host's loopback, like a real gateway with a LAN and a WAN side.
 
-Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and `ip`; tests fail, not skip, without them.
+Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and `ip` (iproute2); tests fail, not skip, without them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ _setns_lock = threading.Lock()
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+    done = subprocess.run(["ip", *args], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`ip {' '.join(args)}` failed (network namespaces need root): {done.stderr.strip()}")
 
 
 def in_namespace(name: str, make: Callable[[], T]) -> T:
