@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "db": ("services.cli.db_cmd", "app", "Database migrations."),
     "bench": ("services.cli.bench", "app", "Benchmarks (ratios against references measured in the same run)."),
     "oadr2b": ("services.cli.oadr2b_cmd", "app", "OpenADR 2.0b VTN (JSCA DR interface) and its VENs."),
+    "gateway": ("services.cli.gateway_cmd", "app", "Site gateways (ECHONET Lite)."),
 }
 
 

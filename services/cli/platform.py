@@ -272,10 +272,18 @@ def simulate(
     broker_url: str | None = typer.Option(None, "--broker-url", help="Defaults to VPP_MQTT_URL or the embedded broker"),
     register: bool = typer.Option(True, help="Register the simulated sites in the database first"),
     seed: int = typer.Option(1, help="Random seed of the fleet"),
+    echonet_homes: int = typer.Option(
+        0, "--echonet-homes", help="Instead: N emulated ECHONET Lite homes, each behind `vpp gateway echonet` (root)"
+    ),
 ) -> None:
     """Publish realistic telemetry for N sites (PV, load, EVs, battery EMS) to the broker."""
     settings = load_settings()
     configure_logging("WARNING", "console")
+    if echonet_homes > 0:
+        from services.cli.echonet_sim import simulate_echonet_homes  # pychonet and uecho only when asked for
+
+        simulate_echonet_homes(settings, echonet_homes, interval_s, duration_s, broker_url, register, seed)
+        return
     specs = fleet_specs(sites, seed=seed)
     if register:
         database_url, _ = ensure_database(settings)

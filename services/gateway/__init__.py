@@ -1,0 +1,1 @@
+"""Site gateways: processes that run at a site and speak the v1 MQTT contract upward (`vpp gateway ...`)."""

@@ -1,0 +1,169 @@
+"""The gateway's MQTT side: telemetry from the on-disk backlog, the DR signal in, acks out.
+
+Every telemetry message goes to the :class:`~services.gateway.backlog.Backlog` first and is published
+from there by one sender thread, at most ``window`` unconfirmed at a time. A message leaves the backlog
+only through :meth:`GatewayPublisher.confirmed`, the single confirmation hook. Today it is called on
+the broker's PUBACK (delivery level "QoS 1", DESIGN.md section 3); with the platform's end-to-end
+stored-confirmation topic it is called from that topic's handler instead (set ``confirm_on_puback``
+to False and call :meth:`confirmed` with the sequence numbers the platform reports stored), with no
+other change. After any reconnect everything unconfirmed is sent again, oldest first; ingest ignores
+duplicates (same device and timestamp).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from services.gateway.backlog import Backlog
+from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
+from vpp.log import kv
+from vpp.mqtt import BrokerAddress, close_client, dr_ack_topic, dr_signal_topic, make_client, status_topic
+
+__all__ = ["GatewayPublisher"]
+
+log = logging.getLogger("vpp.gateway.publisher")
+
+
+class GatewayPublisher:
+    def __init__(
+        self,
+        site_id: str,
+        broker: BrokerAddress,
+        backlog: Backlog,
+        on_signal: Callable[[DrSignal], None],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        window: int = 200,
+        confirm_on_puback: bool = True,
+        reconnect_min_s: float = 1.0,
+    ) -> None:
+        self.site_id = site_id
+        self.backlog = backlog
+        self.window = window
+        self.confirm_on_puback = confirm_on_puback
+        self._on_signal = on_signal
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._connected = False
+        self._generation = 0  # counts connections; the sender restarts from the oldest on each
+        self.inflight = 0
+        self.enqueued = 0
+        self.connected_event = threading.Event()
+        self.client = make_client(
+            f"gateway-{site_id}",
+            mqtt5=broker.mqtt5,
+            username=username,
+            password=password,
+            tls=broker.tls,
+            reconnect_min_s=reconnect_min_s,
+            max_inflight=0,  # `window` caps what is outstanding (see vpp.mqtt.make_client)
+        )
+        self.client.will_set(status_topic(site_id), b"offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        # connect_async: the gateway starts (and keeps its backlog) even while the broker is unreachable.
+        self.client.connect_async(broker.host, broker.port, keepalive=15)
+        self.client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name=f"gateway-sender-{site_id}", daemon=True)
+        self._sender.start()
+
+    # -- telemetry ---------------------------------------------------------------------------------
+    def enqueue(self, topic: str, body: dict[str, Any]) -> int:
+        seq = self.backlog.append(topic, json.dumps(body, separators=(",", ":")).encode())
+        self.enqueued += 1
+        self._wake.set()
+        return seq
+
+    def confirmed(self, seqs: list[int]) -> None:
+        """THE confirmation hook: the platform (or, at delivery level QoS 1, the broker) has these."""
+        self.backlog.confirm(seqs)
+
+    def _send_loop(self) -> None:
+        # Only this thread touches _inflight and _sent_upto. Completion is read from paho's message
+        # infos rather than mapped from on_publish's mid: paho reuses mids and resends its own
+        # in-flight messages after a reconnect, so a mid alone could confirm the wrong message.
+        inflight: list[tuple[int, mqtt.MQTTMessageInfo]] = []
+        sent_upto = 0
+        seen_generation = 0
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            done = [seq for seq, info in inflight if info.is_published()]
+            if done:
+                inflight = [(seq, info) for seq, info in inflight if not info.is_published()]
+                if self.confirm_on_puback:
+                    self.confirmed(done)
+            with self._lock:
+                connected, generation = self._connected, self._generation
+            if not connected:
+                continue
+            if generation != seen_generation:  # a new connection: resend everything unconfirmed
+                inflight, sent_upto, seen_generation = [], 0, generation
+            room = self.window - len(inflight)
+            if room <= 0:
+                continue
+            for item in self.backlog.pending(sent_upto, limit=room):
+                info = self.client.publish(item.topic, item.payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # the connection dropped under us; the next connection starts over
+                inflight.append((item.seq, info))
+                sent_upto = item.seq
+            self.inflight = len(inflight)
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _reason: Any, _p: Any) -> None:
+        self._wake.set()
+
+    # -- connection --------------------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the gateway", extra=kv(site=self.site_id, reason=str(reason)))
+            return
+        with self._lock:
+            self._connected = True
+            self._generation += 1
+        client.publish(status_topic(self.site_id), b"online", qos=1, retain=True)
+        client.subscribe(dr_signal_topic(self.site_id), qos=1)
+        log.info("gateway connected", extra=kv(site=self.site_id, backlog=self.backlog.size()))
+        self.connected_event.set()
+        self._wake.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self._connected = False
+        self.connected_event.clear()
+        if not self._stop.is_set():  # a shutdown's own disconnect is no news
+            log.warning("gateway disconnected", extra=kv(site=self.site_id, reason=str(reason)))
+
+    # -- DR ------------------------------------------------------------------------------------------
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if not message.payload:
+            return  # a cleared retained signal
+        try:
+            signal = parse_signal(bytes(message.payload))
+        except ValueError as error:
+            # No event id to refuse: log it, as the simulated EMS does, and keep the last good signal.
+            log.warning("unreadable DR signal", extra=kv(site=self.site_id, error=str(error)))
+            return
+        self._on_signal(signal)
+
+    def ack(self, ack: DrAck) -> None:
+        """Publish a DR ack; paho queues it while offline (acks are state, not metered data)."""
+        self.client.publish(dr_ack_topic(self.site_id), ack_payload(ack), qos=1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._sender.join(5)
+        if self._connected:
+            self.client.publish(status_topic(self.site_id), b"offline", qos=1, retain=True).wait_for_publish(2)
+        close_client(self.client)
