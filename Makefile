@@ -15,8 +15,9 @@ UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3
 # back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
 # and screenshots (Playwright drives Debian's Chromium; it never downloads a browser).
 # PostgreSQL comes from the pgserver wheel.
-# Prometheus for `promtool check rules` on deploy/prometheus (make test).
-SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl prometheus
+# Prometheus for `promtool check rules` on deploy/prometheus (make test); iproute2 for the network
+# namespaces the ECHONET Lite gateway tests create.
+SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl prometheus iproute2
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
