@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.errors import problem_response
 
+_OPENADR_PREFIX = "/openadr3/"
+
 __all__ = ["RequestGuard", "json_depth"]
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -110,7 +112,11 @@ class RequestGuard:
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
         slug = "payload-too-large" if status == 413 else "bad-request-input"
-        await problem_response(status, detail, slug=slug)(scope, receive, send)
+        response = problem_response(status, detail, slug=slug)
+        if str(scope.get("path", "")).startswith(_OPENADR_PREFIX):
+            # The OpenADR 3.1.0 YAML allows only application/json for its Problem bodies.
+            response.headers["content-type"] = "application/json"
+        await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

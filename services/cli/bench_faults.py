@@ -175,6 +175,8 @@ class Platform:
     def start_worker(self, index: int) -> None:
         env = {
             **os.environ,
+            # Private, anonymous servers: the development placeholders stand in for the secrets.
+            "VPP_ENVIRONMENT": "development",
             "VPP_DATABASE_URL": self.db_url,
             "VPP_MQTT_URL": f"mqtt://127.0.0.1:{self.broker.port}",
             "VPP_INGEST_CLIENT_ID": f"ingest-fault-{index}",

@@ -36,9 +36,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def _load(name: str) -> Any:
     module_name, attribute, _help = COMMANDS[name]
     target = getattr(importlib.import_module(module_name), attribute)
+    command: Any
     if isinstance(target, typer.Typer):
         target._add_completion = False  # completion is installed for `vpp`, not per subcommand
-        command = typer.main.get_command(target)
+        command = typer.main.get_group(target)  # a group even with one subcommand (`vpp gateway echonet`)
     else:
         single = typer.Typer(add_completion=False)
         single.command(name)(target)

@@ -4,6 +4,7 @@ the event's revision."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -17,7 +18,7 @@ import pytest
 
 from services.api.main import create_app
 from services.cli import clients_cmd
-from services.cli.main import app as vpp_app
+from services.cli.main import COMMANDS
 from tests.integration.api.server import serving
 from tests.integration.openadr.conftest import vtn_settings
 from tests.integration.openadr.receiver import receiving
@@ -55,7 +56,8 @@ def _vpp_shim(directory: Path) -> Path:
 
 
 def test_connect_a_ven_as_the_runbook_says(db_url: str, tmp_path: Path) -> None:
-    assert any(group.typer_instance is clients_cmd.app for group in vpp_app.registered_groups)
+    module, attribute, _help = COMMANDS["clients"]
+    assert getattr(importlib.import_module(module), attribute) is clients_cmd.app  # what `vpp clients` runs
     with psycopg.connect(db_url) as conn:
         register_site(conn, SiteRecord("depot-a", "Depot A", 35.6, 139.6), ())
         conn.commit()
