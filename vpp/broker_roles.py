@@ -126,7 +126,8 @@ def dynamic_security_config(
         },
         {
             "rolename": "dr-scheduler",
-            "acls": [*_writes("vpp/v1/+/dr/signal"), *_reads(acks, telemetry, status)],
+            # It reads the retained signals back to put a restarted broker's right (README "Broker redundancy").
+            "acls": [*_writes("vpp/v1/+/dr/signal"), *_reads(acks, telemetry, status, "vpp/v1/+/dr/signal")],
         },
     ]
     clients = [_client(name, service_hashes[name], "ingest") for name in sorted(services.ingest_usernames)]

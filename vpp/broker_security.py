@@ -141,8 +141,8 @@ def password_file(accounts: Mapping[str, PasswordHash]) -> str:
 
 def acl_file(site_ids: Iterable[str], services: ServiceAccounts) -> str:
     """Mosquitto ACL: each site writes only its own telemetry, status and DR acks and reads only its
-    own DR signal; ingest reads telemetry (shared) and status; the scheduler writes DR signals and
-    reads acks, telemetry and status. Anything not granted is denied."""
+    own DR signal; ingest reads telemetry (shared) and status; the scheduler writes (and reads back) DR
+    signals and reads acks, telemetry and status. Anything not granted is denied."""
     sites = check_site_ids(site_ids, services)
     group = services.ingest_share_group
     shared = [("read", f"$share/{group}/vpp/v1/+/+/telemetry")] if group else []
@@ -174,7 +174,8 @@ def acl_file(site_ids: Iterable[str], services: ServiceAccounts) -> str:
             services.scheduler_username,
             "dr_scheduler: publishes DR signals, reads acknowledgements, telemetry and status",
             [
-                ("write", "vpp/v1/+/dr/signal"),
+                # read too: it compares every broker's retained signals with its own and republishes
+                ("readwrite", "vpp/v1/+/dr/signal"),
                 ("read", "vpp/v1/+/dr/ack"),
                 ("read", "vpp/v1/+/+/telemetry"),
                 ("read", "vpp/v1/+/status"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -13,13 +17,17 @@ from paho.mqtt.properties import Properties
 
 from vpp.mqtt_socket import BufferedClient
 
+log = logging.getLogger("vpp.mqtt")
+
 __all__ = [
     "BrokerAddress",
+    "BrokerFailover",
     "close_client",
     "dr_ack_topic",
     "dr_signal_topic",
     "make_client",
     "parse_broker_url",
+    "parse_broker_urls",
     "session_properties",
     "site_partition",
     "status_topic",
@@ -88,6 +96,22 @@ def parse_broker_url(url: str, *, mqtt5: bool = True) -> BrokerAddress:
     return BrokerAddress(parsed.hostname, parsed.port or (8883 if tls else 1883), mqtt5, tls)
 
 
+def parse_broker_urls(urls: str | Sequence[str], *, mqtt5: bool = True) -> list[BrokerAddress]:
+    """Several independent brokers: a comma-separated string or a list of `parse_broker_url` URLs.
+
+    One paho client carries one protocol version and one TLS setting whatever host it connects to, so
+    every URL of a list must agree on both (a mixed list is refused here, not at the first failover).
+    Duplicates are dropped, keeping the first occurrence's place in the order.
+    """
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    brokers = list(dict.fromkeys(parse_broker_url(u.strip(), mqtt5=mqtt5) for u in items if u.strip()))
+    if not brokers:
+        raise ValueError("no broker URL given")
+    if len({(b.mqtt5, b.tls) for b in brokers}) > 1:
+        raise ValueError("every broker URL of a list must use the same scheme (mqtt/mqtts) and protocol version")
+    return brokers
+
+
 def make_client(
     client_id: str,
     *,
@@ -144,3 +168,86 @@ def session_properties(receive_maximum: int = 65535, expiry_s: int = 7 * 24 * 36
     props.SessionExpiryInterval = expiry_s
     props.ReceiveMaximum = receive_maximum
     return props
+
+
+class BrokerFailover:
+    """Keeps one paho client connected to one of several independent brokers.
+
+    The client talks to one broker at a time and stays there (no fail-back while it works). When the
+    connection is lost, refused, or cannot be made, the next reconnect goes to the next broker of the
+    list, round-robin, with paho's own back-off between attempts; with a single broker this is paho's
+    plain reconnect. The owner's ``on_connect`` must (re)subscribe on every connect, since a session on
+    one broker means nothing to another, and resend what the platform has not confirmed stored: a
+    broker that died may have taken messages it had already PUBACKed with it.
+
+    Call :meth:`start` after setting the client's callbacks (it wraps ``on_disconnect``) and
+    :meth:`stop` to shut down: a disconnect asked for is not a reason to move on.
+    """
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        brokers: Sequence[BrokerAddress],
+        *,
+        keepalive: int = 30,
+        clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties: Properties | None = None,
+        on_switch: Callable[[BrokerAddress], None] = lambda _broker: None,
+    ) -> None:
+        if not brokers:
+            raise ValueError("at least one broker is needed")
+        self.client = client
+        self.brokers = list(brokers)
+        self.keepalive = keepalive
+        self._mqtt5 = self.brokers[0].mqtt5
+        self._clean_start = clean_start
+        self._properties = properties
+        self._on_switch = on_switch
+        self._index = 0
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.switches = 0  # how many times the client moved to another broker
+
+    @property
+    def current(self) -> BrokerAddress:
+        """The broker the client is connected to, or will try next."""
+        with self._lock:
+            return self.brokers[self._index]
+
+    def _connect_args(self, broker: BrokerAddress) -> dict[str, Any]:
+        args: dict[str, Any] = {"host": broker.host, "port": broker.port, "keepalive": self.keepalive}
+        if self._mqtt5:  # paho refuses clean_start and properties on a 3.1.1 connection
+            args |= {"clean_start": self._clean_start, "properties": self._properties}
+        return args
+
+    def start(self) -> None:
+        owner_on_disconnect = self.client.on_disconnect
+
+        def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if owner_on_disconnect is not None:
+                owner_on_disconnect(client, userdata, flags, reason, props)
+            self._move_on()
+
+        self.client.on_disconnect = on_disconnect
+        self.client.on_connect_fail = lambda _client, _userdata: self._move_on()
+        # connect_async: the owner starts (and keeps its backlog) even while no broker answers.
+        self.client.connect_async(**self._connect_args(self.current))
+        self.client.loop_start()
+
+    def _move_on(self) -> None:
+        with self._lock:
+            if self._stopping or len(self.brokers) == 1:
+                return
+            self._index = (self._index + 1) % len(self.brokers)
+            broker = self.brokers[self._index]
+            self.switches += 1
+        # connect_async only records where paho's loop reconnects to next; it does no I/O here, so it is
+        # safe on paho's network thread, inside its callbacks.
+        self.client.connect_async(**self._connect_args(broker))
+        log.info("moving to the next broker", extra={"host": broker.host, "port": broker.port})
+        self._on_switch(broker)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+        close_client(self.client)

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Unset means "start a private one under data_dir" (embedded default).
     database_url: str | None = None
     mqtt_url: str | None = None  # mqtt://host:port
+    # Several independent brokers (comma-separated, e.g. mqtt://mqtt-a:1883,mqtt://mqtt-b:1883): ingest
+    # subscribes on every one, the scheduler publishes DR signals to every one (README "Broker
+    # redundancy"). Wins over VPP_MQTT_URL, which then must be one of them; unset, VPP_MQTT_URL alone.
+    mqtt_urls: str | None = None
 
     mqtt_ingest_username: str = "ingest"
     # Further ingest workers' broker usernames, comma-separated (`vpp broker-config` gives each the
@@ -129,6 +133,28 @@ class Settings(BaseSettings):
                 raise ValueError("must look like mqtt://host:1883 or mqtts://host:8883")
         return value
 
+    @field_validator("mqtt_urls")
+    @classmethod
+    def _mqtt_urls_have_a_scheme(cls, value: str | None) -> str | None:
+        if value:
+            urls = [u.strip() for u in value.split(",") if u.strip()]
+            if not urls:
+                raise ValueError("must list one or more broker URLs, comma-separated")
+            for url in urls:
+                parsed = urlparse(url)
+                if parsed.scheme not in {"mqtt", "mqtts"} or not parsed.hostname:
+                    raise ValueError(f"{url!r} must look like mqtt://host:1883 or mqtts://host:8883")
+            if len({urlparse(u).scheme for u in urls}) > 1:
+                raise ValueError("every broker of the list must use the same scheme (all mqtt:// or all mqtts://)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_broker_list(self) -> Self:
+        # Both set and disagreeing is an operator who changed one and forgot the other: say so.
+        if self.mqtt_url and self.mqtt_urls and self.mqtt_url.strip() not in self.broker_urls:
+            raise ValueError("VPP_MQTT_URL is not one of VPP_MQTT_URLS: set only VPP_MQTT_URLS")
+        return self
+
     @model_validator(mode="after")
     def _partition_in_range(self) -> Self:
         if self.ingest_partition >= self.ingest_partitions:
@@ -160,6 +186,13 @@ class Settings(BaseSettings):
                 f"or VPP_ENVIRONMENT=development for a local trial (VPP_ENVIRONMENT is {self.environment})"
             )
         return value.get_secret_value()
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The configured brokers, in order (VPP_MQTT_URLS, else VPP_MQTT_URL); empty: the embedded one."""
+        if self.mqtt_urls:
+            return list(dict.fromkeys(u.strip() for u in self.mqtt_urls.split(",") if u.strip()))
+        return [self.mqtt_url] if self.mqtt_url else []
 
     @property
     def ingest_accounts(self) -> list[str]:

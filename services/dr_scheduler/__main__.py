@@ -14,12 +14,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
 from prometheus_client import start_http_server
 
-from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.embedded.resolve import ensure_brokers, ensure_database
 from vpp.log import configure_logging, kv
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
@@ -70,9 +71,11 @@ def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.E
         scheduler.metrics.tick_seconds.observe(time.perf_counter() - started)
 
 
-def dispatcher_from_settings(settings: Settings, broker: BrokerAddress, metrics: SchedulerMetrics) -> Dispatcher:
+def dispatcher_from_settings(
+    settings: Settings, broker: BrokerAddress | Sequence[BrokerAddress], metrics: SchedulerMetrics
+) -> Dispatcher:
     # The embedded broker accepts anonymous loopback clients; a configured one gets the scheduler's account.
-    authenticated = settings.mqtt_url is not None
+    authenticated = bool(settings.broker_urls)
     return Dispatcher(
         broker, metrics,
         username=settings.mqtt_scheduler_username if authenticated else None,
@@ -86,12 +89,12 @@ def main() -> None:
     database_url, _db = ensure_database(settings)
     if _db is not None:
         upgrade(database_url)
-    broker, _broker = ensure_broker(settings)
+    brokers, _broker = ensure_brokers(settings)
     metrics = SchedulerMetrics()
     if settings.scheduler_metrics_port:
         start_http_server(settings.scheduler_metrics_port, addr=settings.metrics_host, registry=metrics.registry)
     try:
-        dispatcher = dispatcher_from_settings(settings, broker, metrics)
+        dispatcher = dispatcher_from_settings(settings, brokers, metrics)
     except MissingSecretError as error:
         sys.exit(f"vpp: {error}")
     dispatcher.start()

@@ -8,6 +8,10 @@ stored-confirmation topic it is called from that topic's handler instead (set ``
 to False and call :meth:`confirmed` with the sequence numbers the platform reports stored), with no
 other change. After any reconnect everything unconfirmed is sent again, oldest first; ingest ignores
 duplicates (same device and timestamp).
+
+Given several independent brokers (``broker`` as a list) it is connected to one at a time and moves to
+the next when that one is lost (`vpp.mqtt.BrokerFailover`): the move is a reconnect like any other, so
+everything unconfirmed is sent to the new broker.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,7 +27,7 @@ import paho.mqtt.client as mqtt
 from services.gateway.backlog import Backlog
 from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
 from vpp.log import kv
-from vpp.mqtt import BrokerAddress, close_client, dr_ack_topic, dr_signal_topic, make_client, status_topic
+from vpp.mqtt import BrokerAddress, BrokerFailover, dr_ack_topic, dr_signal_topic, make_client, status_topic
 
 __all__ = ["GatewayPublisher"]
 
@@ -34,7 +38,7 @@ class GatewayPublisher:
     def __init__(
         self,
         site_id: str,
-        broker: BrokerAddress,
+        broker: BrokerAddress | Sequence[BrokerAddress],
         backlog: Backlog,
         on_signal: Callable[[DrSignal], None],
         *,
@@ -44,6 +48,8 @@ class GatewayPublisher:
         confirm_on_puback: bool = True,
         reconnect_min_s: float = 1.0,
     ) -> None:
+        brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
+        broker = brokers[0]
         self.site_id = site_id
         self.backlog = backlog
         self.window = window
@@ -71,9 +77,9 @@ class GatewayPublisher:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
-        # connect_async: the gateway starts (and keeps its backlog) even while the broker is unreachable.
-        self.client.connect_async(broker.host, broker.port, keepalive=15)
-        self.client.loop_start()
+        # Asynchronous: the gateway starts (and keeps its backlog) even while no broker is reachable.
+        self.failover = BrokerFailover(self.client, brokers, keepalive=15)
+        self.failover.start()
         self._sender = threading.Thread(target=self._send_loop, name=f"gateway-sender-{site_id}", daemon=True)
         self._sender.start()
 
@@ -166,4 +172,4 @@ class GatewayPublisher:
         self._sender.join(5)
         if self._connected:
             self.client.publish(status_topic(self.site_id), b"offline", qos=1, retain=True).wait_for_publish(2)
-        close_client(self.client)
+        self.failover.stop()

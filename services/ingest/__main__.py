@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
 
 from prometheus_client import start_http_server
 
 from vpp.domain.telemetry import Limits
-from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.embedded.resolve import ensure_brokers, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.migrate import upgrade
@@ -20,13 +21,16 @@ from .metrics import IngestMetrics
 from .worker import IngestConfig, IngestWorker
 
 
-def config_from_settings(settings: Settings, database_url: str, broker: BrokerAddress) -> IngestConfig:
+def config_from_settings(
+    settings: Settings, database_url: str, broker: BrokerAddress, more_brokers: Sequence[BrokerAddress] = ()
+) -> IngestConfig:
     # The embedded broker listens on loopback only and accepts anonymous clients; a configured
     # broker gets the ingest account's credentials.
-    authenticated = settings.mqtt_url is not None
+    authenticated = bool(settings.broker_urls)
     return IngestConfig(
         database_url=database_url,
         broker=broker,
+        more_brokers=tuple(more_brokers),
         client_id=settings.ingest_client_id,
         share_group=settings.ingest_share_group,
         partition=settings.ingest_partition,
@@ -54,9 +58,9 @@ def main() -> None:
     database_url, _db = ensure_database(settings)
     if _db is not None:
         upgrade(database_url)
-    broker, _broker = ensure_broker(settings)
+    brokers, _broker = ensure_brokers(settings)
     try:
-        config = config_from_settings(settings, database_url, broker)
+        config = config_from_settings(settings, database_url, brokers[0], brokers[1:])
     except MissingSecretError as error:
         sys.exit(f"vpp: {error}")
     metrics = IngestMetrics()

@@ -33,7 +33,8 @@ log = logging.getLogger("vpp.ingest.batcher")
 
 
 class Inbound(NamedTuple):
-    """A message as the subscriber hands it over; `mid`/`generation` are what acking needs.
+    """A message as the subscriber hands it over; `mid`/`generation`/`source` are what acking needs
+    (`source`: which of the configured brokers it came from, an index into the worker's subscribers).
 
     A named tuple rather than a frozen dataclass: one is built per message on the MQTT network
     thread, the busiest thread of ingest, and a tuple is built in C (a quarter of the cost).
@@ -45,6 +46,7 @@ class Inbound(NamedTuple):
     mid: int = 0
     qos: int = 0
     generation: int = 0
+    source: int = 0
 
 
 @dataclass

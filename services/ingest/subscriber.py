@@ -66,10 +66,13 @@ class Subscriber:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partition: int = 0,
         partitions: int = 1,
+        source: int = 0,
     ) -> None:
         if not 0 <= partition < partitions:
             raise ValueError(f"ingest partition {partition} is not in 0..{partitions - 1}")
         self.broker = broker
+        self.source = source  # this broker's index among the worker's brokers, carried by each Inbound
+        self.connected = False
         self.share_group = share_group
         self.partition = partition
         # A shared subscription already splits the stream; partitions split a plain one.
@@ -152,6 +155,7 @@ class Subscriber:
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
         else:
             client.subscribe([(f, 1) for f in self.filters])
+        self.connected = True
         self._on_connection_change(True)
         log.info("connected to broker", extra={"host": self.broker.host, "port": self.broker.port})
 
@@ -159,8 +163,11 @@ class Subscriber:
         with self._lock:
             self._generation += 1
         self.subscribed.clear()
+        self.connected = False
         self._on_connection_change(False)
-        log.warning("disconnected from broker", extra={"reason": str(reason)})
+        log.warning(
+            "disconnected from broker", extra={"reason": str(reason), "host": self.broker.host, "port": self.broker.port}
+        )
 
     def _handle_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
         refused = [(f, str(r)) for f, r in zip(self.filters, reasons, strict=False) if r.is_failure]
@@ -190,7 +197,15 @@ class Subscriber:
                 client.ack(message.mid, message.qos)
             return
         self.inbox.put(
-            Inbound(message.topic, bytes(message.payload), self._clock(), message.mid, message.qos, self._generation)
+            Inbound(
+                message.topic,
+                bytes(message.payload),
+                self._clock(),
+                message.mid,
+                message.qos,
+                self._generation,
+                self.source,
+            )
         )
         self._on_received()
 

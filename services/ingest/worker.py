@@ -5,7 +5,11 @@ Failure handling, which is the point of this file:
   unacknowledged at the broker (bounded by the session's receive maximum) until the write commits;
 - process killed: unacknowledged messages are redelivered to the persistent session on restart, and
   anything committed but not yet acked comes back as a duplicate that the insert ignores;
-- clean stop: the queue is drained, the last batch committed and acknowledged, then we disconnect.
+- clean stop: the queue is drained, the last batch committed and acknowledged, then we disconnect;
+- several brokers (`IngestConfig.more_brokers`, README "Broker redundancy"): one persistent-session
+  subscriber per broker feeds the same batches; each message is acknowledged on the broker it came
+  from, and each site's confirmation goes to the brokers its batch's messages came from, which is
+  where its gateway is connected.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ log = logging.getLogger("vpp.ingest")
 class IngestConfig:
     database_url: str
     broker: BrokerAddress
+    # Further independent brokers to subscribe on (the same client id, partition and filters on each).
+    more_brokers: tuple[BrokerAddress, ...] = ()
     client_id: str = "ingest-1"
     # Empty: a plain subscription in a persistent session, which Mosquitto restores on a restart;
     # several workers then split sites by `partition` of `partitions` (see subscriber.py).
@@ -80,6 +86,10 @@ class IngestConfig:
     # these objects anyway.
     gc_young_threshold: int = 10_000
 
+    @property
+    def brokers(self) -> list[BrokerAddress]:
+        return [self.broker, *(b for b in self.more_brokers if b != self.broker)]
+
 
 @dataclass(frozen=True)
 class _Validated:
@@ -88,6 +98,7 @@ class _Validated:
     rows: EncodedRows  # the batch's rows, already in COPY format: the writer thread only streams them
     started: float
     confirmations: list[tuple[str, bytes]]  # encoded here too, published by the writer after the commit
+    sources: dict[str, set[int]]  # site id -> the brokers its messages in this batch came from
 
 
 class IngestWorker:
@@ -116,20 +127,36 @@ class IngestWorker:
         self._registry_fingerprint = ""
         self._registry_verified_at = 0.0  # last successful fingerprint check (reload or not)
         self._registry_checked_at = 0.0
-        self.subscriber = Subscriber(
-            config.broker,
-            client_id=config.client_id,
-            share_group=config.share_group,
-            username=config.username,
-            password=config.password,
-            receive_maximum=config.receive_maximum,
-            inbox=self.inbox,
-            on_received=self.metrics.received.inc,
-            on_connection_change=lambda up: self.metrics.connected.set(1 if up else 0),
-            clock=clock,
-            partition=config.partition,
-            partitions=config.partitions,
-        )
+        # One subscriber per broker, all feeding one inbox: the batches (and the COPY) span every broker,
+        # and a worker keeps its partition's sites whichever broker their gateways are connected to now.
+        self.subscribers = [
+            Subscriber(
+                broker,
+                client_id=config.client_id,
+                share_group=config.share_group,
+                username=config.username,
+                password=config.password,
+                receive_maximum=config.receive_maximum,
+                inbox=self.inbox,
+                on_received=self.metrics.received.inc,
+                on_connection_change=self._connection_changed,
+                clock=clock,
+                partition=config.partition,
+                partitions=config.partitions,
+                source=index,
+            )
+            for index, broker in enumerate(config.brokers)
+        ]
+        self.subscriber = self.subscribers[0]
+
+    def _connection_changed(self, _up: bool) -> None:
+        # With several brokers the gauge counts the connected ones: 0 still means "receives nothing".
+        self.metrics.connected.set(sum(1 for s in getattr(self, "subscribers", ()) if s.connected))
+
+    def all_subscribed(self, timeout_s: float) -> bool:
+        """Wait until every broker has granted the subscriptions (a broker that is down never does)."""
+        deadline = time.monotonic() + timeout_s
+        return all(s.subscribed.wait(max(deadline - time.monotonic(), 0.0)) for s in self.subscribers)
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
@@ -157,7 +184,8 @@ class IngestWorker:
             daemon=True,
         )
         housekeeping_thread.start()
-        self.subscriber.start()
+        for subscriber in self.subscribers:
+            subscriber.start()
         try:
             while not self.stopping.is_set():
                 messages = self._collect()
@@ -169,7 +197,8 @@ class IngestWorker:
             writer_thread.join(self.config.stop_flush_timeout_s + 10)
             housekeeping_stop.set()
             housekeeping_thread.join(self.config.stop_flush_timeout_s + 10)
-            self.subscriber.stop()
+            for subscriber in self.subscribers:
+                subscriber.stop()
             for conn in (self._writer.conn if self._writer else None, self._rollup_conn, self._registry_conn):
                 if conn is not None and not conn.closed:
                     conn.close()
@@ -242,7 +271,15 @@ class IngestWorker:
             client_id=self.config.client_id,
             confirm=self.config.confirm,
         )
-        return _Validated(messages, batch, encode_rows(batch.rows), started, confirmation_messages(batch.stored))
+        sources: dict[str, set[int]] = {}
+        if len(self.subscribers) > 1 and batch.stored:
+            for message in messages:
+                parts = message.topic.split("/", 3)
+                if len(parts) > 2:
+                    sources.setdefault(parts[2], set()).add(message.source)
+        return _Validated(
+            messages, batch, encode_rows(batch.rows), started, confirmation_messages(batch.stored), sources
+        )
 
     def _write_loop(self) -> None:
         give_up_at: float | None = None
@@ -258,10 +295,32 @@ class IngestWorker:
                 continue  # stopping with the database down: leave unacked; the broker redelivers
             committed_at = self.clock()
             if item.confirmations:  # durable now: tell the sites, then let the broker forget
-                self.subscriber.confirm(item.confirmations)
-            self.subscriber.ack(item.messages)
+                self._confirm(item)
+            self._ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
+
+    def _confirm(self, item: _Validated) -> None:
+        if len(self.subscribers) == 1:
+            self.subscriber.confirm(item.confirmations)
+            return
+        # To the broker(s) the site's readings came through: its gateway is connected there (after a
+        # failover, the resends come through the new broker and are confirmed there).
+        for subscriber in self.subscribers:
+            mine = [
+                (topic, payload)
+                for topic, payload in item.confirmations
+                if subscriber.source in item.sources.get(topic.split("/", 3)[2], ())
+            ]
+            if mine:
+                subscriber.confirm(mine)
+
+    def _ack(self, messages: list[Inbound]) -> None:
+        if len(self.subscribers) == 1:
+            self.subscriber.ack(messages)
+            return
+        for subscriber in self.subscribers:
+            subscriber.ack([m for m in messages if m.source == subscriber.source])
 
     def _observe(self, batch: Batch, started: float, committed_at: datetime) -> None:
         m = self.metrics

@@ -62,6 +62,7 @@ def test_every_ingest_account_gets_the_ingest_role_and_its_password() -> None:
     assert [r["rolename"] for r in clients["ingest-2"]["roles"]] == ["ingest"]
     assert ("subscribePattern", "$share/ingest/vpp/v1/+/+/telemetry") in _acls(config, "ingest")
     assert ("publishClientSend", "vpp/v1/+/dr/signal") in _acls(config, "dr-scheduler")
+    assert ("subscribePattern", "vpp/v1/+/dr/signal") in _acls(config, "dr-scheduler")  # reads it back
     site = clients["site-a"]
     stored = PasswordHash(site["iterations"], base64.b64decode(site["salt"]), base64.b64decode(site["password"]))
     assert verify_password("secret-site-a", stored)

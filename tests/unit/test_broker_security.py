@@ -114,7 +114,7 @@ def test_service_accounts_get_what_their_roles_need() -> None:
     assert not any("$share" in g for g in plain)
     assert "read vpp/v1/+/+/telemetry" in plain
     assert blocks["sched-svc"] == [
-        "write vpp/v1/+/dr/signal",
+        "readwrite vpp/v1/+/dr/signal",
         "read vpp/v1/+/dr/ack",
         "read vpp/v1/+/+/telemetry",
         "read vpp/v1/+/status",

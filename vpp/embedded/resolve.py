@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.embedded.postgres import EmbeddedPostgres
-from vpp.mqtt import BrokerAddress, parse_broker_url
+from vpp.mqtt import BrokerAddress, parse_broker_urls
 from vpp.settings import Settings
 
-__all__ = ["UnreachableServer", "embedded_postgres", "ensure_broker", "ensure_database"]
+__all__ = ["UnreachableServer", "embedded_postgres", "ensure_broker", "ensure_brokers", "ensure_database"]
+
+log = logging.getLogger("vpp.embedded.resolve")
 
 
 class UnreachableServer(RuntimeError):  # noqa: N818 - reads as what happened
@@ -30,17 +33,35 @@ def ensure_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
 
 
 def ensure_broker(settings: Settings) -> tuple[BrokerAddress, EmbeddedBroker | None]:
-    if settings.mqtt_url:
-        address = parse_broker_url(settings.mqtt_url)
-        # Fail here, naming the setting, rather than after "✓ MQTT broker" when ingest cannot connect.
-        try:
-            socket.create_connection((address.host, address.port), timeout=5).close()
-        except OSError as error:
+    """The first configured broker (or the embedded one): for clients that serve a single broker."""
+    brokers, server = ensure_brokers(settings)
+    return brokers[0], server
+
+
+def ensure_brokers(settings: Settings) -> tuple[list[BrokerAddress], EmbeddedBroker | None]:
+    """Every configured broker (VPP_MQTT_URLS or VPP_MQTT_URL), or a private embedded one.
+
+    With several brokers one that does not answer is a warning, not a refusal to start: surviving the
+    loss of one broker is what the list is for, and the services connect to it when it comes back.
+    """
+    if settings.broker_urls:
+        addresses = parse_broker_urls(settings.broker_urls)
+        setting = "VPP_MQTT_URLS" if settings.mqtt_urls else "VPP_MQTT_URL"
+        unreachable: list[str] = []
+        for address in addresses:
+            # Fail here, naming the setting, rather than after "✓ MQTT broker" when ingest cannot connect.
+            try:
+                socket.create_connection((address.host, address.port), timeout=5).close()
+            except OSError as error:
+                unreachable.append(f"{address.host}:{address.port} ({error.strerror or error})")
+        if len(unreachable) == len(addresses):
             raise UnreachableServer(
-                f"cannot reach the MQTT broker at {address.host}:{address.port} ({error.strerror or error}); "
-                "check VPP_MQTT_URL or unset it to use the embedded broker"
-            ) from None
-        return address, None
+                f"cannot reach the MQTT broker at {', '.join(unreachable)}; "
+                f"check {setting} or unset it to use the embedded broker"
+            )
+        if unreachable:
+            log.warning("a configured broker does not answer; starting on the others", extra={"brokers": unreachable})
+        return addresses, None
     broker = EmbeddedBroker(settings.data_dir / "broker")
     info = broker.start()
-    return BrokerAddress(info.host, info.port, mqtt5=info.mqtt5), broker
+    return [BrokerAddress(info.host, info.port, mqtt5=info.mqtt5)], broker

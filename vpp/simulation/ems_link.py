@@ -3,6 +3,10 @@
 Used by `vpp up` and the tests, so the loop operator → scheduler → broker → site → telemetry can be
 watched end to end. Signals arrive on paho's network thread; the simulator is stepped by another thread,
 so signals are queued here and applied by :meth:`SiteEmsLink.apply_pending` between steps.
+
+With further brokers (`more_brokers`) it moves to the next when its broker is lost and subscribes
+there: the retained signal on the new broker is its current state (the scheduler keeps every broker's
+retained signals current), so a signal issued while its first broker is dead still reaches it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +22,7 @@ import paho.mqtt.client as mqtt
 
 from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
 from vpp.log import kv
-from vpp.mqtt import close_client, dr_ack_topic, dr_signal_topic, make_client
+from vpp.mqtt import BrokerAddress, BrokerFailover, close_client, dr_ack_topic, dr_signal_topic, make_client
 from vpp.simulation.model import SiteSimulator
 
 log = logging.getLogger("vpp.simulation.ems")
@@ -33,16 +38,26 @@ class SiteEmsLink:
         mqtt5: bool = True,
         username: str | None = None,
         password: str | None = None,
+        more_brokers: Sequence[BrokerAddress] = (),
+        reconnect_min_s: float = 1.0,
     ) -> None:
         self.sim = sim
         self.site_id = sim.spec.site_id
         self.pending: queue.Queue[DrSignal] = queue.Queue()
         self.received: list[DrSignal] = []
         self.subscribed = threading.Event()
-        self.client = make_client(f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password)
+        self.client = make_client(
+            f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password, reconnect_min_s=reconnect_min_s
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self.subscribed.set()
         self.client.on_message = self._on_message
+        self.failover: BrokerFailover | None = None
+        if more_brokers:
+            first = BrokerAddress(host, port, mqtt5=mqtt5)
+            self.failover = BrokerFailover(self.client, [first, *more_brokers], keepalive=10)
+            self.failover.start()
+            return
         self.client.connect(host, port, keepalive=10)
         self.client.loop_start()
 
@@ -77,4 +92,7 @@ class SiteEmsLink:
             applied += 1
 
     def close(self) -> None:
-        close_client(self.client)
+        if self.failover is not None:
+            self.failover.stop()
+        else:
+            close_client(self.client)

@@ -7,6 +7,10 @@ One connection carries every simulated site (a real deployment has one per site;
 It keeps every reading until the platform confirms it stored (`vpp/v1/{site}/stored`, see
 `vpp.gateway_backlog`), in a bounded backlog, and sends the unconfirmed ones again after any
 reconnect and when they have waited `resend_after_s`.
+
+Given several independent brokers it is connected to one at a time and moves to the next when that
+one is lost (`vpp.mqtt.BrokerFailover`); the move is a reconnect like any other, so everything
+unconfirmed goes to the new broker, including what the old one PUBACKed and took with it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from vpp.gateway_backlog import ConfirmationBacklog
 from vpp.mqtt import (
     STORED_TOPIC,
     BrokerAddress,
+    BrokerFailover,
     close_client,
     make_client,
     session_properties,
@@ -39,7 +44,7 @@ class SimulationPublisher:
     def __init__(
         self,
         simulators: Sequence[SiteSimulator],
-        broker: BrokerAddress,
+        broker: BrokerAddress | Sequence[BrokerAddress],
         *,
         client_id: str = "vpp-simulator",
         username: str | None = None,
@@ -47,7 +52,10 @@ class SimulationPublisher:
         batch_per_site: bool = False,
         backlog_max_readings: int = 100_000,
         resend_after_s: float = 30.0,
+        reconnect_min_s: float = 1.0,
     ) -> None:
+        brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
+        broker = brokers[0]
         self.simulators = list(simulators)
         self.batch_per_site = batch_per_site
         self.backlog = ConfirmationBacklog(backlog_max_readings)
@@ -60,14 +68,28 @@ class SimulationPublisher:
         self._acked = 0
         self._cond = threading.Condition()
         self.client = make_client(
-            client_id, mqtt5=broker.mqtt5, username=username, password=password, tls=broker.tls, max_inflight=0
-        )  # MAX_UNACKED bounds what is outstanding
+            client_id,
+            mqtt5=broker.mqtt5,
+            username=username,
+            password=password,
+            tls=broker.tls,
+            max_inflight=0,  # MAX_UNACKED bounds what is outstanding
+            reconnect_min_s=reconnect_min_s,
+        )
         if len(self.simulators) == 1:
             site_id = self.simulators[0].spec.site_id
             self.client.will_set(status_topic(site_id), b"offline", qos=1, retain=True)
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.failover: BrokerFailover | None = None
+        if len(brokers) > 1:
+            # Not connected yet when this returns: readings queue (and stay in the backlog) meanwhile.
+            self.failover = BrokerFailover(
+                self.client, brokers, keepalive=30, clean_start=False, properties=session_properties()
+            )
+            self.failover.start()
+            return
         if broker.mqtt5:
             self.client.connect(
                 broker.host, broker.port, keepalive=30, clean_start=False, properties=session_properties()
@@ -196,4 +218,7 @@ class SimulationPublisher:
             self.client.publish(status_topic(sim.spec.site_id), b"offline", qos=1, retain=True)
             self.published += 1
         self.wait_acked(10)
-        close_client(self.client)
+        if self.failover is not None:
+            self.failover.stop()
+        else:
+            close_client(self.client)
