@@ -221,7 +221,8 @@ class BrokerFailover:
         return args
 
     def start(self) -> None:
-        owner_on_disconnect = self.client.on_disconnect
+        # paho types on_disconnect as the union of its callback API versions; make_client uses VERSION2.
+        owner_on_disconnect: Any = self.client.on_disconnect
 
         def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if owner_on_disconnect is not None:

@@ -167,7 +167,12 @@ def retained_signal(broker: BrokerAddress, site_id: str, timeout_s: float = 5.0)
     arrived = threading.Event()
     client = make_client(f"ha-probe-{site_id}-{time.monotonic_ns()}")
     client.on_connect = lambda c, *_a: c.subscribe(dr_signal_topic(site_id), qos=1)
-    client.on_message = lambda _c, _u, m: (got.append(bytes(m.payload)), arrived.set())
+
+    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        got.append(bytes(message.payload))
+        arrived.set()
+
+    client.on_message = on_message
     try:
         client.connect(broker.host, broker.port, keepalive=10)
         client.loop_start()
@@ -326,9 +331,7 @@ def broker_fault_round(
     confirmed = {key for gw in gateways for key in gw.confirmed_at}
     stored, rows = _storage(db_url, site_ids, t0)
     after_kill = [at for gw in gateways for key, at in gw.confirmed_at.items() if gw.sent_at[key] > killed_at]
-    switched = [
-        at for gw in gateways for at, broker in gw.connected_at if at > killed_at and broker == brokers[1]
-    ]
+    switched = [at for gw in gateways for at, broker in gw.connected_at if at > killed_at and broker == brokers[1]]
     return {
         "seed": seed,
         "published": len(published),

@@ -170,7 +170,9 @@ class Dispatcher:
         if not link.connected.is_set():
             return
         with self._lock:
-            missing = [(site, payload) for site, (_at, payload) in self._newest.items() if link.held.get(site) != payload]
+            missing = [
+                (site, payload) for site, (_at, payload) in self._newest.items() if link.held.get(site) != payload
+            ]
         for site_id, payload in missing:
             self._republish(link, site_id, payload)
         if missing:

@@ -30,4 +30,6 @@ class SchedulerMetrics:
         )
         self.verified_kwh = Counter("vpp_dr_verified_reduction_kwh", "Verified reductions, kWh", registry=r)
         self.tick_seconds = Histogram("vpp_dr_tick_seconds", "Duration of one scheduler tick", registry=r)
-        self.connected = Gauge("vpp_dr_broker_connected", "How many of the configured brokers the scheduler is connected to", registry=r)
+        self.connected = Gauge(
+            "vpp_dr_broker_connected", "How many of the configured brokers the scheduler is connected to", registry=r
+        )

@@ -35,4 +35,8 @@ class IngestMetrics:
         self.queue_depth = Gauge("vpp_ingest_queue_depth", "Messages received but not yet committed", registry=r)
         self.db_errors = Counter("vpp_ingest_db_errors", "Failed batch writes (retried)", registry=r)
         self.rollup_slots = Counter("vpp_ingest_rollup_device_slots", "Device-slots recomputed", registry=r)
-        self.connected = Gauge("vpp_ingest_broker_connected", "How many of the configured brokers ingest is connected to (1 with one broker)", registry=r)
+        self.connected = Gauge(
+            "vpp_ingest_broker_connected",
+            "How many of the configured brokers ingest is connected to (1 with one broker)",
+            registry=r,
+        )

@@ -166,7 +166,8 @@ class Subscriber:
         self.connected = False
         self._on_connection_change(False)
         log.warning(
-            "disconnected from broker", extra={"reason": str(reason), "host": self.broker.host, "port": self.broker.port}
+            "disconnected from broker",
+            extra={"reason": str(reason), "host": self.broker.host, "port": self.broker.port},
         )
 
     def _handle_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:

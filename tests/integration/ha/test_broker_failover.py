@@ -27,7 +27,7 @@ from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.gateway.backlog import Backlog
 from services.gateway.publisher import GatewayPublisher
-from tests.integration.ingest_fixtures import scalar
+from tests.integration.ingest_fixtures import running_ingest, scalar
 from tests.support.waiting import wait_for
 from vpp.domain.dr_events import DrSignal, SignalInterval, signal_payload
 from vpp.embedded.broker import EmbeddedBroker
@@ -94,8 +94,6 @@ def test_simulated_sites_and_their_ems_follow_the_surviving_broker(
 ) -> None:
     """The simulator's gateway and EMS (as `vpp up` runs them) given both brokers: the first dies,
     telemetry keeps being confirmed through the second and a signal issued meanwhile is obeyed."""
-    from tests.integration.ingest_fixtures import running_ingest
-
     spec = SiteSpec(site_id="depot-a")
     with psycopg.connect(db_url) as conn:
         register_simulated_site(conn, spec)
@@ -120,11 +118,14 @@ def test_simulated_sites_and_their_ems_follow_the_surviving_broker(
                 publisher.step(start + timedelta(seconds=10 * i))
             now = datetime.now(UTC)
             window = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-            signal = DrSignal("ha-ev", 1, "peak_cut", "active", now, (SignalInterval(window, window + timedelta(hours=1), 12.0),))
+            signal = DrSignal(
+                "ha-ev", 1, "peak_cut", "active", now, (SignalInterval(window, window + timedelta(hours=1), 12.0),)
+            )
             dispatcher.publish("depot-a", signal_payload(signal), "active")
             wait_for(lambda: [s.event_id for s in ems.received], lambda ids: "ha-ev" in ids)
             wait_for(lambda: len(publisher.backlog), lambda n: n == 0, timeout_s=30)
-            assert publisher.failover is not None and publisher.failover.current == brokers[1]
+            assert publisher.failover is not None
+            assert publisher.failover.current == brokers[1]
             assert scalar(db_url, "SELECT count(DISTINCT ts) FROM readings") == 7
         finally:
             publisher.close()
