@@ -17,7 +17,7 @@ from services.gateway.backlog import Backlog
 from services.gateway.echonet import EchonetGateway, GatewayConfig
 from services.gateway.publisher import GatewayPublisher
 from vpp.log import configure_logging
-from vpp.mqtt import parse_broker_url
+from vpp.mqtt import parse_broker_urls
 
 __all__ = ["app", "echonet"]
 
@@ -30,7 +30,12 @@ def echonet(
     interface_ip: str = typer.Option(
         ..., "--interface-ip", help="This machine's address on the site LAN; multicast leaves only through it"
     ),
-    broker_url: str = typer.Option(..., "--broker-url", envvar="VPP_GATEWAY_BROKER_URL", help="mqtt(s)://host:port"),
+    broker_url: str = typer.Option(
+        ...,
+        "--broker-url",
+        envvar="VPP_GATEWAY_BROKER_URL",
+        help="mqtt(s)://host:port; several independent brokers comma-separated (it fails over between them)",
+    ),
     username: str | None = typer.Option(None, "--username", help="MQTT user (default: the site id)"),
     password: str | None = typer.Option(None, envvar="VPP_GATEWAY_PASSWORD", help="The site's MQTT secret"),
     data_dir: Path = typer.Option(Path(".vpp-data/gateway"), "--data-dir", help="Where the backlog file lives"),
@@ -44,13 +49,13 @@ def echonet(
 ) -> None:
     """Run the ECHONET Lite gateway for one site until interrupted."""
     configure_logging(log_level, "console")
-    broker = parse_broker_url(broker_url)
+    brokers = parse_broker_urls(broker_url)
     backlog = Backlog(data_dir / site / "backlog.sqlite3", max_messages=backlog_max)
     config = GatewayConfig(site, interface_ip, poll_s=poll_s, discover_s=discover_s, timeout_s=timeout_s)
     gateway = EchonetGateway(
         config,
         lambda on_signal: GatewayPublisher(
-            site, broker, backlog, on_signal, username=username or site, password=password
+            site, brokers, backlog, on_signal, username=username or site, password=password
         ),
     )
 
