@@ -346,3 +346,44 @@ def broker_fault_round(
         "signal_latency_s": round(received_at - signal_at, 3) if received_at is not None else None,
         "restarted_broker_has_signal": restored is not None and parse_signal(restored) == parse_signal(during),
     }
+
+
+def run_broker_fault(seed: int | None = None, **options: Any) -> dict[str, Any]:
+    """`broker_fault_round` on a private PostgreSQL of its own (for `vpp bench ha`, or alone)."""
+    import tempfile
+
+    from vpp.embedded.postgres import EmbeddedPostgres
+    from vpp.postgres.scratch import prepare_template, scratch_database
+
+    seed = random.SystemRandom().randrange(1_000_000) if seed is None else seed
+    with tempfile.TemporaryDirectory(prefix="vpp-bench-ha-broker-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)  # Mosquitto, run as its own user when we are root, writes its data here
+        pg = EmbeddedPostgres(workdir / "pg").start()
+        try:
+            prepare_template(pg.url)
+            with scratch_database(pg.url) as db_url:
+                return broker_fault_round(db_url, workdir, seed=seed, **options)
+        finally:
+            pg.destroy()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="SIGKILL one of two brokers under load; print the figures")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--sites", type=int, default=200)
+    parser.add_argument("--sites-per-gateway", type=int, default=10)
+    parser.add_argument("--readings-per-site", type=int, default=300)
+    args = parser.parse_args()
+    print(
+        json.dumps(
+            run_broker_fault(
+                args.seed,
+                sites=args.sites,
+                sites_per_gateway=args.sites_per_gateway,
+                readings_per_site=args.readings_per_site,
+            )
+        )
+    )
