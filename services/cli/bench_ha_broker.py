@@ -9,8 +9,9 @@ they have waited `resend_after_s`. At a seeded random moment the first broker is
 
 - the gateways move to the second broker (`vpp.mqtt.BrokerFailover`) and resend what is unconfirmed,
   including what the dead broker had PUBACKed and took with it;
-- half a second into the fault a DR signal is issued for a site whose EMS was on the dead broker;
-  it reaches the EMS through the surviving broker (the scheduler publishes to every broker);
+- right after the kill (`signal_after_s`) a DR signal is issued for a site whose EMS was on the dead
+  broker and is still moving; it reaches the EMS through the surviving broker (the scheduler
+  publishes to every broker, the EMS finds it retained there);
 - after `outage_s` the dead broker is started again (from its persistence file, which may hold an
   older retained signal or none); the dispatcher gives it the newest signal back.
 
@@ -228,6 +229,7 @@ def broker_fault_round(
     readings_per_site: int = 300,
     interval_s: float = 0.01,
     outage_s: float = 3.0,
+    signal_after_s: float = 0.0,
     drain_timeout_s: float = 90.0,
 ) -> dict[str, Any]:
     """One round: publish, SIGKILL the first broker at a seeded moment, issue a DR signal during the
@@ -289,7 +291,7 @@ def broker_fault_round(
                 servers[0].stop(hard=True)  # SIGKILL: what it had not saved is gone
                 killed_at = time.monotonic()
                 restart_at = killed_at + outage_s
-            if killed_at and during is None and now >= killed_at + 0.5:
+            if killed_at and during is None and time.monotonic() >= killed_at + signal_after_s:
                 during = _signal(site_ids[0], datetime.now(UTC), 20.0)
                 signal_at = time.monotonic()
                 dispatcher.publish(site_ids[0], during, "active")

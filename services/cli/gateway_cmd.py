@@ -45,17 +45,31 @@ def echonet(
     backlog_max: int = typer.Option(
         200_000, "--backlog-max", min=1, help="Messages kept on disk while unconfirmed (oldest dropped beyond)"
     ),
+    confirm: str = typer.Option(
+        "puback",
+        "--confirm",
+        help="When a reading leaves the backlog: 'stored' (the platform's vpp/v1/{site}/stored confirmation: "
+        "nothing is lost when a broker dies) or 'puback' (the broker has it)",
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run the ECHONET Lite gateway for one site until interrupted."""
     configure_logging(log_level, "console")
+    if confirm not in ("stored", "puback"):
+        raise typer.BadParameter("--confirm must be 'stored' or 'puback'")
     brokers = parse_broker_urls(broker_url)
     backlog = Backlog(data_dir / site / "backlog.sqlite3", max_messages=backlog_max)
     config = GatewayConfig(site, interface_ip, poll_s=poll_s, discover_s=discover_s, timeout_s=timeout_s)
     gateway = EchonetGateway(
         config,
         lambda on_signal: GatewayPublisher(
-            site, brokers, backlog, on_signal, username=username or site, password=password
+            site,
+            brokers,
+            backlog,
+            on_signal,
+            username=username or site,
+            password=password,
+            confirm_on_puback=confirm == "puback",
         ),
     )
 

@@ -218,11 +218,27 @@ class Dispatcher:
     def publish(self, site_id: str, payload: bytes, status: str) -> None:
         """Publish a site's signal (retained, QoS 1) to every broker; return once one of them holds it."""
         issued_at = _issued_at(payload)
+        # Recorded before publishing, so that a broker connecting meanwhile is given it by its resync;
+        # put back if no broker takes it: an undelivered signal must not reach sites later that way.
         with self._lock:
-            if issued_at is not None:
-                known = self._newest.get(site_id)
-                if known is None or issued_at >= known[0]:
-                    self._newest[site_id] = (issued_at, payload)
+            previous = self._newest.get(site_id)
+            if issued_at is not None and (previous is None or issued_at >= previous[0]):
+                self._newest[site_id] = (issued_at, payload)
+        try:
+            self._publish_everywhere(site_id, payload)
+        except SignalNotDelivered:
+            with self._lock:
+                if self._newest.get(site_id, (None, b""))[1] == payload:
+                    if previous is None:
+                        self._newest.pop(site_id, None)
+                    else:
+                        self._newest[site_id] = previous
+            raise
+        self.metrics.signals.labels(status).inc()
+        log.info("signal published", extra=kv(site_id=site_id, status=status, bytes=len(payload)))
+
+    def _publish_everywhere(self, site_id: str, payload: bytes) -> None:
+        """To every connected broker; returns when one has PUBACKed, else SignalNotDelivered."""
         if not self.connected.wait(self.publish_timeout_s):
             self.metrics.publish_failures.inc()
             raise SignalNotDelivered(f"signal for {site_id} not published: no broker connected")
@@ -244,8 +260,6 @@ class Dispatcher:
                     f"no broker acknowledged the signal for {site_id} in {self.publish_timeout_s} s"
                 )
             time.sleep(0.005)
-        self.metrics.signals.labels(status).inc()
-        log.info("signal published", extra=kv(site_id=site_id, status=status, bytes=len(payload), brokers=len(sent)))
 
     @staticmethod
     def _published(info: mqtt.MQTTMessageInfo) -> bool:

@@ -4,10 +4,11 @@ Every telemetry message goes to the :class:`~services.gateway.backlog.Backlog` f
 from there by one sender thread, at most ``window`` unconfirmed at a time. A message leaves the backlog
 only through :meth:`GatewayPublisher.confirmed`, the single confirmation hook. Today it is called on
 the broker's PUBACK (delivery level "QoS 1", DESIGN.md section 3); with the platform's end-to-end
-stored-confirmation topic it is called from that topic's handler instead (set ``confirm_on_puback``
-to False and call :meth:`confirmed` with the sequence numbers the platform reports stored), with no
-other change. After any reconnect everything unconfirmed is sent again, oldest first; ingest ignores
-duplicates (same device and timestamp).
+stored-confirmation topic it is called from that topic's handler instead: with ``confirm_on_puback``
+False the publisher subscribes to ``vpp/v1/{site}/stored`` and confirms a message once every reading
+in it has been reported stored (:class:`StoredTracker`; :meth:`confirmed` may still be called too).
+After any reconnect everything unconfirmed is sent again, oldest first, and so is everything once
+nothing was confirmed for ``resend_after_s``; ingest ignores duplicates (same device and timestamp).
 
 Given several independent brokers (``broker`` as a list) it is connected to one at a time and moves to
 the next when that one is lost (`vpp.mqtt.BrokerFailover`): the move is a reconnect like any other, so
@@ -19,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -27,11 +30,88 @@ import paho.mqtt.client as mqtt
 from services.gateway.backlog import Backlog
 from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
 from vpp.log import kv
-from vpp.mqtt import BrokerAddress, BrokerFailover, dr_ack_topic, dr_signal_topic, make_client, status_topic
+from vpp.mqtt import (
+    BrokerAddress,
+    BrokerFailover,
+    dr_ack_topic,
+    dr_signal_topic,
+    make_client,
+    status_topic,
+    stored_topic,
+)
 
-__all__ = ["GatewayPublisher"]
+__all__ = ["GatewayPublisher", "StoredTracker"]
 
 log = logging.getLogger("vpp.gateway.publisher")
+
+Reading = tuple[str, datetime]  # device, instant (aware datetimes compare as instants)
+
+
+class StoredTracker:
+    """Which backlog messages the platform's `stored` confirmations complete.
+
+    A message holds one reading or a batch; it is complete once every reading in it was reported
+    stored. A message whose readings cannot be read (no RFC 3339 ``ts``) is never completed here.
+    Thread-safe: paho's thread confirms while the sender tracks.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[Reading, set[int]] = {}  # a reading -> the messages holding it
+        self._open: dict[int, set[Reading]] = {}  # a message -> its readings not yet reported stored
+
+    def track(self, seq: int, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        try:
+            body = json.loads(payload)
+            readings = body["readings"] if isinstance(body, dict) and "readings" in body else [body]
+            keys = {(parts[3], datetime.fromisoformat(str(r["ts"]))) for r in readings}
+        except (ValueError, TypeError, KeyError, IndexError):
+            return
+        with self._lock:
+            if seq in self._open or not keys:
+                return  # a resend: already tracked
+            self._open[seq] = keys
+            for key in keys:
+                self._waiting.setdefault(key, set()).add(seq)
+
+    def stored(self, payload: bytes) -> list[int]:
+        """The messages a `stored` confirmation completes (anything unreadable completes nothing)."""
+        try:
+            keys = [
+                (str(device), datetime.fromisoformat(ts))
+                for device, stamps in json.loads(payload)["stored"].items()
+                for ts in stamps
+            ]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return []
+        done: list[int] = []
+        with self._lock:
+            for key in keys:
+                for seq in self._waiting.pop(key, ()):
+                    remaining = self._open.get(seq)
+                    if remaining is None:
+                        continue
+                    remaining.discard(key)
+                    if not remaining:
+                        del self._open[seq]
+                        done.append(seq)
+        return done
+
+    def forget(self, seqs: list[int]) -> None:
+        """Messages confirmed another way (or dropped from the backlog)."""
+        with self._lock:
+            for seq in seqs:
+                for key in self._open.pop(seq, ()):
+                    holders = self._waiting.get(key)
+                    if holders is not None:
+                        holders.discard(seq)
+                        if not holders:
+                            del self._waiting[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
 
 
 class GatewayPublisher:
@@ -47,6 +127,7 @@ class GatewayPublisher:
         window: int = 200,
         confirm_on_puback: bool = True,
         reconnect_min_s: float = 1.0,
+        resend_after_s: float = 30.0,
     ) -> None:
         brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
         broker = brokers[0]
@@ -54,6 +135,9 @@ class GatewayPublisher:
         self.backlog = backlog
         self.window = window
         self.confirm_on_puback = confirm_on_puback
+        self.resend_after_s = resend_after_s
+        self.tracker = StoredTracker()
+        self._last_progress = time.monotonic()  # the last send or confirmation: drives the timed resend
         self._on_signal = on_signal
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -93,6 +177,8 @@ class GatewayPublisher:
     def confirmed(self, seqs: list[int]) -> None:
         """THE confirmation hook: the platform (or, at delivery level QoS 1, the broker) has these."""
         self.backlog.confirm(seqs)
+        self.tracker.forget(seqs)
+        self._last_progress = time.monotonic()
 
     def _send_loop(self) -> None:
         # Only this thread touches _inflight and _sent_upto. Completion is read from paho's message
@@ -115,15 +201,26 @@ class GatewayPublisher:
                 continue
             if generation != seen_generation:  # a new connection: resend everything unconfirmed
                 inflight, sent_upto, seen_generation = [], 0, generation
+            elif (
+                not self.confirm_on_puback
+                and not inflight
+                and sent_upto
+                and time.monotonic() - self._last_progress > self.resend_after_s
+            ):  # delivered but never confirmed (a confirmation lost, a reading dropped): send it all again
+                sent_upto = 0
+                self._last_progress = time.monotonic()
             room = self.window - len(inflight)
             if room <= 0:
                 continue
             for item in self.backlog.pending(sent_upto, limit=room):
+                if not self.confirm_on_puback:  # before publishing: the confirmation may be quick
+                    self.tracker.track(item.seq, item.topic, item.payload)
                 info = self.client.publish(item.topic, item.payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # the connection dropped under us; the next connection starts over
                 inflight.append((item.seq, info))
                 sent_upto = item.seq
+                self._last_progress = time.monotonic()
             self.inflight = len(inflight)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _reason: Any, _p: Any) -> None:
@@ -139,6 +236,8 @@ class GatewayPublisher:
             self._generation += 1
         client.publish(status_topic(self.site_id), b"online", qos=1, retain=True)
         client.subscribe(dr_signal_topic(self.site_id), qos=1)
+        if not self.confirm_on_puback:
+            client.subscribe(stored_topic(self.site_id), qos=1)
         log.info("gateway connected", extra=kv(site=self.site_id, backlog=self.backlog.size()))
         self.connected_event.set()
         self._wake.set()
@@ -152,6 +251,11 @@ class GatewayPublisher:
 
     # -- DR ------------------------------------------------------------------------------------------
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == stored_topic(self.site_id):
+            done = self.tracker.stored(bytes(message.payload))
+            if done:
+                self.confirmed(done)
+            return
         if not message.payload:
             return  # a cleared retained signal
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.gateway.backlog import Backlog
 from services.gateway.publisher import GatewayPublisher
-from tests.integration.ingest_fixtures import running_ingest, scalar
+from tests.integration.ingest_fixtures import register_depot, running_ingest, scalar
 from tests.support.waiting import wait_for
 from vpp.domain.dr_events import DrSignal, SignalInterval, signal_payload
 from vpp.embedded.broker import EmbeddedBroker
@@ -169,6 +170,40 @@ def test_site_gateway_library_moves_to_the_next_broker_and_resends_what_is_uncon
         publisher.close()
         backlog.close()
         close_client(watcher)
+
+
+def test_site_gateway_library_confirms_on_stored_and_loses_nothing_when_its_broker_dies(
+    db_url: str, two_brokers: list[EmbeddedBroker], tmp_path: Path
+) -> None:
+    """The ECHONET Lite gateway's publisher at the end-to-end level (`--confirm stored`): a message
+    leaves its on-disk backlog only once ingest reports every reading in it stored."""
+    seed = int(os.environ.get("VPP_HA_SEED") or random.SystemRandom().randrange(1_000_000))
+    print(f"gateway library failover, seed {seed} (replay: VPP_HA_SEED={seed})")
+    kill_at = random.Random(seed).randrange(20, 80)
+    register_depot(db_url)
+    brokers = _addresses(two_brokers)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    backlog = Backlog(tmp_path / "backlog.sqlite3")
+    with running_ingest(db_url, brokers[0].port, more_brokers=(brokers[1],)) as worker:
+        assert worker.all_subscribed(10)
+        publisher = GatewayPublisher("depot-a", brokers, backlog, lambda _s: None, confirm_on_puback=False,
+                                     reconnect_min_s=0.1, resend_after_s=5.0)  # fmt: skip
+        try:
+            assert publisher.connected_event.wait(10)
+            for n in range(100):
+                body = {"ts": (t0 + timedelta(seconds=n)).isoformat(), "power_kw": float(n)}
+                publisher.enqueue("vpp/v1/depot-a/meter-1/telemetry", body)
+                if n == kill_at:
+                    two_brokers[0].stop(hard=True)
+                time.sleep(0.01)
+            wait_for(backlog.size, lambda n: n == 0, timeout_s=60)
+            assert publisher.failover.current == brokers[1], f"seed {seed}"
+        finally:
+            publisher.close()
+            backlog.close()
+    rows = scalar(db_url, "SELECT count(*) FROM readings")
+    distinct = scalar(db_url, "SELECT count(DISTINCT ts) FROM readings")
+    assert (rows, distinct) == (100, 100), f"seed {seed}"
 
 
 def test_a_restarted_broker_that_lost_its_retained_signals_gets_them_back(
