@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from vpp.embedded.resolve import ensure_broker, ensure_database
-from vpp.mqtt import BrokerAddress, parse_broker_url
+from vpp.mqtt import BrokerAddress, parse_broker_urls
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings
@@ -38,8 +38,8 @@ def simulate_echonet_homes(
         from services.gateway.fleet import EchonetFleet, register_home
     except ImportError as missing:  # uecho emulates the devices; it comes with the dev extra
         raise typer.BadParameter(f"{missing}: install with `pip install -e '.[dev]'`") from None
-    configured = broker_url or settings.mqtt_url
-    broker: BrokerAddress = parse_broker_url(configured) if configured else ensure_broker(settings)[0]
+    configured = broker_url or ",".join(settings.broker_urls)
+    broker: BrokerAddress = parse_broker_urls(configured)[0] if configured else ensure_broker(settings)[0]
     fleet = EchonetFleet(homes, broker, settings.data_dir.resolve() / "echonet-fleet", poll_s=interval_s, seed=seed)
     try:
         fleet.build()

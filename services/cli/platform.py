@@ -30,9 +30,9 @@ from services.cli.stack import PlatformStack, StartupError
 from services.ingest.worker import IngestWorker
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.embedded.postgres import EmbeddedPostgres
-from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.embedded.resolve import ensure_brokers, ensure_database
 from vpp.log import configure_logging
-from vpp.mqtt import BrokerAddress, parse_broker_url
+from vpp.mqtt import BrokerAddress, parse_broker_urls
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings, load_settings
@@ -110,9 +110,13 @@ def up(
                 conn.commit()
         _done("PostgreSQL", database_url + (" (embedded)" if db_server else ""))
         with console.status("starting the MQTT broker…"):
-            broker, broker_server = ensure_broker(settings)
-        _done("MQTT broker", f"mqtt://{broker.host}:{broker.port}" + (" (embedded)" if broker_server else ""))
-        stack = PlatformStack(settings, database_url, broker, broker_server.pid if broker_server else None)
+            brokers, broker_server = ensure_brokers(settings)
+        broker = brokers[0]
+        where = ", ".join(f"mqtt://{b.host}:{b.port}" for b in brokers)
+        _done("MQTT broker", where + (" (embedded)" if broker_server else ""))
+        stack = PlatformStack(
+            settings, database_url, broker, broker_server.pid if broker_server else None, more_brokers=brokers[1:]
+        )
         with console.status("starting ingest…"):
             worker = stack.start_ingest()
         _done("ingest", f"{settings.ingest_client_id}, metrics {_metrics(stack.endpoints.ingest_metrics_url)}")
@@ -269,7 +273,11 @@ def simulate(
     sites: int = typer.Option(1, "--sites", help="Number of simulated sites"),
     interval_s: float = typer.Option(10.0, "--interval", help="Seconds between readings"),
     duration_s: float = typer.Option(60.0, "--duration", help="Seconds to run"),
-    broker_url: str | None = typer.Option(None, "--broker-url", help="Defaults to VPP_MQTT_URL or the embedded broker"),
+    broker_url: str | None = typer.Option(
+        None,
+        "--broker-url",
+        help="Defaults to VPP_MQTT_URLS/VPP_MQTT_URL or the embedded broker; several comma-separated",
+    ),
     register: bool = typer.Option(True, help="Register the simulated sites in the database first"),
     seed: int = typer.Option(1, help="Random seed of the fleet"),
     echonet_homes: int = typer.Option(
@@ -293,10 +301,10 @@ def simulate(
             for spec in specs[1:]:
                 register_simulated_site(conn, spec)
             conn.commit()
-    configured = broker_url or settings.mqtt_url
-    broker: BrokerAddress = parse_broker_url(configured) if configured else ensure_broker(settings)[0]
+    configured = broker_url or ",".join(settings.broker_urls)
+    brokers: list[BrokerAddress] = parse_broker_urls(configured) if configured else ensure_brokers(settings)[0]
     now = datetime.now(UTC)
-    publisher = SimulationPublisher([SiteSimulator(s, now, seed=i) for i, s in enumerate(specs)], broker)
+    publisher = SimulationPublisher([SiteSimulator(s, now, seed=i) for i, s in enumerate(specs)], brokers)
     stop = _stop_event()
     steps = max(int(duration_s / interval_s), 1)
     with Progress(

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,9 +73,16 @@ def _metrics_server(host: str, port: int, registry: Any, what: str, setting: str
 
 class PlatformStack:
     def __init__(
-        self, settings: Settings, database_url: str, broker: BrokerAddress, broker_pid: int | None = None
+        self,
+        settings: Settings,
+        database_url: str,
+        broker: BrokerAddress,
+        broker_pid: int | None = None,
+        more_brokers: Sequence[BrokerAddress] = (),
     ) -> None:
         self.broker_pid = broker_pid
+        # Further independent brokers (VPP_MQTT_URLS): ingest, the scheduler and the sites use them all.
+        self.more_brokers = list(more_brokers)
         self.settings = settings
         self.endpoints = Endpoints(database_url, broker)
         self._exit = ExitStack()
@@ -95,7 +103,8 @@ class PlatformStack:
             "VPP_INGEST_METRICS_PORT",
         )
         worker = IngestWorker(
-            config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker), metrics
+            config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker, self.more_brokers),
+            metrics,
         )
         thread = worker.start_in_thread()
 
@@ -120,7 +129,7 @@ class PlatformStack:
             "dr-scheduler",
             "VPP_SCHEDULER_METRICS_PORT",
         )
-        dispatcher = dispatcher_from_settings(self.settings, self.endpoints.broker, metrics)
+        dispatcher = dispatcher_from_settings(self.settings, [self.endpoints.broker, *self.more_brokers], metrics)
         dispatcher.start()
         self._exit.callback(dispatcher.stop)
         if not dispatcher.connected.wait(15):
@@ -173,10 +182,10 @@ class PlatformStack:
         """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on."""
         broker = self.endpoints.broker
         simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
-        publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator")
+        publisher = SimulationPublisher(simulators, [broker, *self.more_brokers], client_id="vpp-simulator")
         self._exit.callback(publisher.close)
         for sim in simulators:
-            link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5)
+            link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5, more_brokers=self.more_brokers)
             self._exit.callback(link.close)
             self.links.append(link)
         for link in self.links:
