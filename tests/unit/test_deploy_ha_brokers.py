@@ -1,7 +1,8 @@
 """deploy/ha/compose.brokers.yaml: the second broker as an override of deploy/compose.yaml.
 
 Compose resolves an override's relative paths against the first file's folder and merges a service's
-`environment` and `depends_on` by key; this test merges the same way and checks the result.
+`environment` and `depends_on` by key (tests/support/compose_merge.py); this checks the result.
+tests/integration/ha/test_deploy_brokers.py runs it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.compose_merge import merge_compose
 from vpp.mqtt import parse_broker_urls
 from vpp.settings import load_settings
 
@@ -18,17 +20,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _merged() -> dict[str, Any]:
-    base: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    override = yaml.safe_load((DEPLOY / "ha" / "compose.brokers.yaml").read_text())
-    for name, service in override["services"].items():
-        target = base["services"].setdefault(name, {})
-        for key, value in service.items():
-            if isinstance(value, dict) and isinstance(target.get(key), dict):
-                target[key] = {**target[key], **value}
-            else:
-                target[key] = value
-    base["volumes"] = {**base["volumes"], **override["volumes"]}
-    return base
+    base = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return merge_compose(base, yaml.safe_load((DEPLOY / "ha" / "compose.brokers.yaml").read_text()))
 
 
 def test_every_mqtt_service_gets_both_brokers_and_the_second_mirrors_the_first(tmp_path: Path) -> None:
