@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from vpp.domain.baseline import BaselineSettings
 from vpp.domain.oadr2b import Signal2b, signal_from_json, usage_report_body
 from vpp.domain.openadr import site_target
 
@@ -38,6 +39,9 @@ __all__ = [
     "touch_poll",
     "visible_events",
 ]
+
+# How far before an event its same-day adjustment window starts (the ERAB default verification uses).
+_ADJUSTMENT_LEAD = BaselineSettings().adjust_from_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,19 +193,21 @@ async def store_usage(
     """Store reported kWh per slot as 3.1 USAGE reports, one per event of the VEN covering any of the slots.
 
     Verification reads 3.1 reports (`vpp.postgres.openadr_dr.reported_usage_kwh`); storing the 2.0b
-    usage in the same form makes it count the same way. Returns the report IDs.
+    usage in the same form makes it count the same way. An event "covers" its own slots and those of its
+    same-day adjustment window before it (4 h to 1 h before the start): a VEN that sends no telemetry is
+    verified from its reports alone, adjustment included. Returns the report IDs.
     """
     if not slots_kwh:
         return []
     cur = await conn.execute(
         """SELECT e.id, e.program_id, d.start_at, d.end_at FROM openadr_events e
            JOIN dr_events d ON d.id = e.dr_event_pk
-           WHERE e.targets && %s AND d.start_at <= %s AND d.end_at > %s""",
-        (list(ven.targets), max(slots_kwh), min(slots_kwh)),
+           WHERE e.targets && %s AND d.start_at - %s <= %s AND d.end_at > %s""",
+        (list(ven.targets), _ADJUSTMENT_LEAD, max(slots_kwh), min(slots_kwh)),
     )
     stored: list[str] = []
     for event_id, program_id, start_at, end_at in await cur.fetchall():
-        covered = {start: kwh for start, kwh in slots_kwh.items() if start_at <= start < end_at}
+        covered = {start: kwh for start, kwh in slots_kwh.items() if start_at - _ADJUSTMENT_LEAD <= start < end_at}
         if not covered:
             continue
         report_id = f"oadr2b-{uuid.uuid4().hex}"
