@@ -218,7 +218,8 @@ class PlatformStack:
     ) -> list[SiteOadr2bVen]:
         """Switch sites to OpenADR 2.0b VENs: from now on they obey 2.0b events and report usage over 2.0b
         only (their gateway stops publishing live telemetry); each registers with its client certificate."""
-        assert self.publisher is not None and self.endpoints.oadr2b_vtn_url, "start_sites and start_oadr2b_vtn first"
+        assert self.publisher is not None, "start_sites first"
+        assert self.endpoints.oadr2b_vtn_url, "start_oadr2b_vtn first"
         for sim in [s for s in self.publisher.simulators if s.spec.site_id in site_ids]:
             self.publisher.simulators.remove(sim)
             ven = SiteOadr2bVen(sim, ven_name=ven_name, vtn_url=self.endpoints.oadr2b_vtn_url, cert=cert, key=key,

@@ -174,7 +174,9 @@ class SiteSimulator:
         and only the last two days of them."""
         since_s = _require_aware(since, "since")
         return {
-            datetime.fromtimestamp(start_s, UTC): kwh for start_s, kwh in self._slot_imports.items() if start_s >= since_s
+            datetime.fromtimestamp(start_s, UTC): kwh
+            for start_s, kwh in self._slot_imports.items()
+            if start_s >= since_s
         }
 
     def set_import_limit(

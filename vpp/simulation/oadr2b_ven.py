@@ -145,10 +145,9 @@ class SiteOadr2bVen:
                 intervals = self.pending.get_nowait()
             except queue.Empty:
                 return applied
-            self.sim.apply_signal(
-                DrSignal(event_id="oadr2b", revision=0, kind="peak_cut", status="active" if intervals else "cancelled",
-                         issued_at=datetime.now(UTC), intervals=intervals)  # fmt: skip
-            )
+            status = "active" if intervals else "cancelled"
+            signal = DrSignal("oadr2b", 0, "peak_cut", status, datetime.now(UTC), intervals)
+            self.sim.apply_signal(signal)
             applied += 1
 
     # ---- usage ----------------------------------------------------------------------------------

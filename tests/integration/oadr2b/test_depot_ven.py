@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
+from services.ingest.worker import IngestWorker
 from services.oadr2b.settings import Oadr2bSettings
 from services.oadr2b.thread import VtnThread
 from tests.integration.dr.depot_history import SITE, STEP_S, jst, rolled_up_to, slot_imports_kwh
@@ -97,7 +99,7 @@ def two_databases(pg_server: Server) -> Iterator[tuple[str, str]]:
         yield mqtt_db, oadr2b_db
 
 
-def _ingest_ahead(db_url: str, port: int, t: Times) -> object:
+def _ingest_ahead(db_url: str, port: int, t: Times) -> AbstractContextManager[IngestWorker]:
     # The simulation runs ahead of the wall clock (see the module docstring).
     ahead = t.evening - datetime.now(UTC) + timedelta(hours=1)
     return running_ingest(db_url, port, limits=Limits(future_tolerance=max(ahead, timedelta(minutes=5))))
@@ -143,7 +145,7 @@ def _over_mqtt(db_url: str, broker_port: int, t: Times) -> Loop:
     sim = SiteSimulator(SiteSpec(site_id=SITE), t.history_start, seed=3)
     metrics = SchedulerMetrics()
     dispatcher = Dispatcher(address, metrics, client_id="dr-mqtt")
-    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:  # type: ignore[attr-defined]
+    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:
         publisher = SimulationPublisher([sim], address, client_id="sim-depot-mqtt")
         ems = SiteEmsLink(sim, "127.0.0.1", broker_port)
         dispatcher.start()
@@ -188,7 +190,7 @@ def _over_oadr2b(db_url: str, broker_port: int, t: Times, pki: dict[str, KeyPair
 
     settings = Oadr2bSettings(port=free_port(), tls_cert=pki["vtn"].cert, tls_key=pki["vtn"].key,
                               tls_ca=pki["ca"].cert, poll_interval_s=1)  # fmt: skip
-    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:  # type: ignore[attr-defined]
+    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:
         # The meter's history still arrives as the gateway's backlog (the baseline needs weeks of it);
         # from the switch on, the depot speaks 2.0b only.
         publisher = SimulationPublisher([sim], address, client_id="sim-depot-2b")
