@@ -37,6 +37,7 @@ __all__ = [
     "revoke_ven",
     "store_usage",
     "touch_poll",
+    "unacknowledged_opts",
     "visible_events",
 ]
 
@@ -245,3 +246,37 @@ def current_opt_states(conn: psycopg.Connection, now: datetime) -> dict[str, lis
     for ven_name, event_id, number, opt in rows:
         out.setdefault(ven_name, []).append((event_id, number, opt))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Opt:
+    site_id: str
+    event_id: str  # the DR event's
+    revision: int
+    opt_type: str
+    opted_at: datetime
+    ven_id: str
+
+
+def unacknowledged_opts(conn: psycopg.Connection) -> list[Opt]:
+    """2.0b opts that answer a called site's latest dispatched revision and are not yet its acknowledgement.
+
+    A VEN opts in (or out) per 2.0b event; the scheduler takes that as the site's acknowledgement of the
+    DR event, as it takes an MQTT ack. The revision a delivery carried is in its signal's eventName
+    (``... r<revision>``, `vpp.domain.openadr.dr_event_body`); an opt on an older modification does not count.
+    """
+    rows = conn.execute(
+        r"""SELECT s.site_id, e.event_id, e.revision, d.opt_type, d.opted_at, v.ven_id
+            FROM oadr2b_event_deliveries d
+            JOIN oadr2b_vens v ON v.id = d.ven_pk
+            JOIN openadr_events oe ON oe.id = d.event_id
+            JOIN dr_events e ON e.id = d.dr_event_pk
+            JOIN dr_event_sites es ON es.event_pk = e.id AND es.site_pk = oe.site_pk
+            JOIN sites s ON s.id = oe.site_pk
+            WHERE e.status IN ('dispatched', 'acknowledged', 'active') AND d.opt_type IS NOT NULL
+              AND NOT d.cancelled AND d.opt_modification_number = d.modification_number
+              AND (regexp_match(d.signal->>'event_name', ' r(\d+)$'))[1]::int = e.revision
+              AND es.dispatched_revision = e.revision AND es.acked_revision IS DISTINCT FROM e.revision
+            ORDER BY d.opted_at, s.site_id"""
+    ).fetchall()
+    return [Opt(*row) for row in rows]
