@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from vpp.domain.dr_events import DrSignal, SignalInterval
-from vpp.domain.slots import JST
 from vpp.simulation.model import SiteSimulator, SiteSpec, SiteState, fleet_specs
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -349,4 +348,6 @@ def test_slot_imports_are_the_meter_import_of_each_whole_slot() -> None:
     for slot, kwh in slots.items():
         end = slot + timedelta(minutes=30)
         assert kwh == pytest.approx(counters[end] - counters[slot], abs=1e-9)  # type: ignore[operator]
-    assert sim.slot_imports_kwh(first + timedelta(hours=2)) == {first + timedelta(hours=2): slots[first + timedelta(hours=2)]}
+    assert sim.slot_imports_kwh(first + timedelta(hours=2)) == {
+        first + timedelta(hours=2): slots[first + timedelta(hours=2)]
+    }
