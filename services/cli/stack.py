@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -38,6 +38,10 @@ from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.oadr2b_ven import SiteOadr2bVen
 from vpp.simulation.publisher import SimulationPublisher
+
+if TYPE_CHECKING:  # the 2.0b VTN's modules are imported only when `vpp up` is asked for one
+    from services.oadr2b.settings import Oadr2bSettings
+    from services.oadr2b.thread import VtnThread
 
 __all__ = ["PLATFORM_FILE", "PlatformStack", "StartupError", "read_platform_file"]
 
@@ -85,7 +89,7 @@ class PlatformStack:
         self.publisher: SimulationPublisher | None = None
         self.links: list[SiteEmsLink] = []
         self.vens: list[SiteOadr2bVen] = []  # sites switched to OpenADR 2.0b (no MQTT link, no live telemetry)
-        self._vtn: Any = None
+        self.vtn: VtnThread | None = None
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -196,9 +200,9 @@ class PlatformStack:
         self.publisher = publisher
         return publisher
 
-    def start_oadr2b_vtn(self, settings: Any) -> str:
+    def start_oadr2b_vtn(self, settings: Oadr2bSettings) -> str:
         """The OpenADR 2.0b VTN (`services.oadr2b`) on its own port and event loop; returns its URL."""
-        from services.oadr2b.thread import VtnThread  # openleadr's server only when asked for
+        from services.oadr2b.thread import VtnThread
 
         vtn = VtnThread(settings, self.endpoints.database_url)
         self._exit.callback(vtn.stop)
@@ -209,7 +213,7 @@ class PlatformStack:
                 f"the 2.0b VTN could not listen on {settings.host}:{settings.port} ({error.strerror}); "
                 "set VPP_OADR2B_PORT to a free port"
             ) from None
-        self._vtn = vtn
+        self.vtn = vtn
         self.endpoints.oadr2b_vtn_url = url
         return url
 
