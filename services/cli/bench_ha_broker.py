@@ -50,6 +50,7 @@ from vpp.mqtt import (
     stored_topic,
     telemetry_topic,
 )
+from vpp.postgres.readings import stored_instants
 from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 
 __all__ = ["NumberedGateway", "broker_fault_round"]
@@ -211,11 +212,7 @@ def _register(db_url: str, site_ids: list[str]) -> None:
 def _storage(db_url: str, site_ids: list[str], t0: datetime) -> tuple[set[Key], int]:
     """The (site, reading number) pairs stored, and how many rows there are for them in all."""
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            """SELECT s.site_id, r.ts FROM readings r JOIN devices d ON d.id = r.device_pk
-                 JOIN sites s ON s.id = d.site_pk WHERE s.site_id = ANY(%s) AND r.ts >= %s""",
-            (site_ids, t0),
-        ).fetchall()
+        rows = stored_instants(conn, site_ids, t0)
     return {(site, round((ts - t0).total_seconds())) for site, ts in rows}, len(rows)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "WriteResult",
     "dead_letter_row",
     "encode_rows",
+    "stored_instants",
 ]
 
 # (device_pk, ts, power_kw, energy_pos_kwh, energy_neg_kwh, soc_pct, vehicles)
@@ -246,3 +247,14 @@ class ReadingWriter:
                     self.conn.rollback()
             raise
         return WriteResult(encoded.count, inserted, len(dead_letters))
+
+
+def stored_instants(conn: psycopg.Connection, site_ids: Sequence[str], since: datetime) -> list[tuple[str, datetime]]:
+    """(site id, ts) of every stored reading of these sites from `since` on, one per row (fault benches
+    compare it with what their gateways published: a repeat here would be a stored duplicate)."""
+    rows = conn.execute(
+        """SELECT s.site_id, r.ts FROM readings r JOIN devices d ON d.id = r.device_pk
+             JOIN sites s ON s.id = d.site_pk WHERE s.site_id = ANY(%s) AND r.ts >= %s""",
+        (list(site_ids), since),
+    ).fetchall()
+    return [(str(site), ts) for site, ts in rows]
