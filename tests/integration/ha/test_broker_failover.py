@@ -9,8 +9,11 @@ round; the seed is printed and in every failure message.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -236,3 +239,16 @@ def test_a_restarted_broker_that_lost_its_retained_signals_gets_them_back(
         wait_for(lambda: retained_signal(brokers[1], "site-r", timeout_s=0.5), lambda p: p == payload)
     finally:
         successor.stop()
+
+
+def test_the_bench_command_runs_a_round_on_its_own_servers() -> None:
+    """README's `python -m services.cli.bench_ha_broker …`, on a small fleet: one JSON line of figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli.bench_ha_broker", "--sites", "4", "--sites-per-gateway", "2",
+         "--readings-per-site", "60", "--seed", "11"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"confirmed", "stored", "lost", "duplicates", "ingest_recovery_s", "signal_latency_s"} <= set(figures)
+    assert (figures["lost"], figures["duplicates"], figures["seed"]) == (0, 0, 11), figures
