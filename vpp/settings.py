@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     openadr_webhook_max_delay_s: float = Field(600.0, gt=0, le=86_400)
     openadr_webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     openadr_event_retention_days: float = Field(30.0, gt=0)  # ended events older than this are deleted
+    # OpenADR MQTT notifier binding (services/api/openadr/mqtt_notifier.py). Unset: webhooks only.
+    # The broker URL VENs are told in `GET /notifiers` (e.g. mqtts://broker.example.jp:8883) ...
+    openadr_mqtt_url: str | None = None
+    # ... and where the API publishes, if it reaches the same broker by another address.
+    openadr_mqtt_publish_url: str | None = None
+    mqtt_openadr_username: str = "openadr-vtn"  # the API's publisher account (`vpp broker-config`)
+    mqtt_openadr_password: SecretStr | None = None
+    openadr_mqtt_first_delay_s: float = Field(1.0, gt=0, le=3600)  # retry back-off while the broker is away
+    openadr_mqtt_max_delay_s: float = Field(30.0, gt=0, le=3600)
 
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
@@ -120,7 +129,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user@host:5432/dbname")
         return value
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "openadr_mqtt_url", "openadr_mqtt_publish_url")
     @classmethod
     def _mqtt_url_has_a_scheme(cls, value: str | None) -> str | None:
         if value:
@@ -151,7 +160,10 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def secret(self, name: Literal["mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key"]) -> str:
+    def secret(
+        self,
+        name: Literal["mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key", "mqtt_openadr_password"],
+    ) -> str:
         """The secret's value; `MissingSecretError` (one line saying what to set) when it is unset."""
         value: SecretStr | None = getattr(self, name)
         if value is None or not value.get_secret_value():

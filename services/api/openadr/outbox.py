@@ -23,6 +23,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.api.openadr.mqtt_notifier import MqttNotifier, insert_mqtt_messages, mqtt_fan_out
 from services.api.openadr.notify import fan_out
 from services.api.openadr.webhooks import Attempt, RetryPolicy, next_delay_s, post_notification
 from vpp.postgres.openadr_outbox import (
@@ -80,8 +81,10 @@ class OutboxLoop:
         retention: timedelta,
         clock: Callable[[], datetime],
         transport: httpx.AsyncBaseTransport | None = None,
+        mqtt: MqttNotifier | None = None,
     ) -> None:
         self.engine = engine
+        self.mqtt = mqtt  # the MQTT notifier binding, when configured: fanned out in the same transaction
         self.policy = policy
         self.poll_s = poll_s
         self.retention = retention
@@ -139,6 +142,10 @@ class OutboxLoop:
             changes = await claim_changes(conn, _BATCH)
             for change in changes:
                 await insert_deliveries(conn, await fan_out(conn, change))
+                if self.mqtt is not None:
+                    await insert_mqtt_messages(conn, await mqtt_fan_out(conn, change))
+        if changes and self.mqtt is not None:
+            self.mqtt.wake()
         # The lease outlasts a few POSTs of one URL made one after another; should a slow receiver
         # outlast it, another process may send the same notification again (at least once, still).
         async with self.engine.begin() as conn:
