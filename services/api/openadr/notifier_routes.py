@@ -13,7 +13,7 @@ Mosquitto cannot check (docs/runbook.md, "Connect a VEN").
 
 Who may ask what follows the YAML's scopes: business logic (``read_all``) every topic; a VEN
 (``read_ven_objects``) only the topics of its own ven objects — another client's ven answers 404,
-as it does on ``GET /vens/{venID}``.
+as it does on ``GET /vens/{venID}`` — and 403 (404 where the YAML lists no 403) for the others.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.api.openadr.problems import OpenAdrError
-from services.api.openadr.security import CallerDep, require
+from services.api.openadr.security import Caller, CallerDep, require
 from services.api.state import AppState
 from vpp.domain.openadr_mqtt import collection_base, operation_topics, program_base, ven_base
 from vpp.postgres.openadr import KINDS, fetch_object
@@ -69,10 +69,19 @@ async def _notifiers(request: Request, caller: CallerDep) -> JSONResponse:
     return JSONResponse(body)
 
 
+def _business_logic_only(caller: Caller, *, refusal: int) -> None:
+    """The YAML gives these endpoints to business logic (read_all, or its undefined read_bl). Where
+    it lists no 403 (the program endpoints) a VEN gets 404, the one refusal the YAML allows there."""
+    if "read_all" not in caller.scopes:
+        raise OpenAdrError(
+            refusal, "business logic's topics; a VEN's are under /notifiers/mqtt/topics/vens/{venID}/..."
+        )
+
+
 def _collection(object_type: str):  # type: ignore[no-untyped-def]
     async def handler(request: Request, caller: CallerDep) -> JSONResponse:
         _mqtt_url(request)
-        require(caller, "read_all")  # the YAML: business logic only (read_bl / read_all)
+        _business_logic_only(caller, refusal=404 if object_type == "PROGRAM" else 403)
         return _topics(operation_topics(collection_base(object_type)))
 
     return handler
@@ -89,7 +98,7 @@ async def _program_events(request: Request, caller: CallerDep) -> JSONResponse:
 async def _program_topics(request: Request, caller: CallerDep, *, events: bool) -> JSONResponse:
     _mqtt_url(request)
     program_id = _object_id(request, "programID")
-    require(caller, "read_all")
+    _business_logic_only(caller, refusal=404)
     async with _state(request).engine.connect() as conn:
         if await fetch_object(conn, KINDS["PROGRAM"], program_id) is None:
             raise OpenAdrError(404, f"no program {program_id!r}")
