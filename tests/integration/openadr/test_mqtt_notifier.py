@@ -374,3 +374,11 @@ def test_notification_made_while_the_broker_is_down_is_published_once_it_is_back
     _drained(env.db_url)
     metrics = httpx.get(str(env.vtn.base_url).rstrip("/").removesuffix(BASE_PATH) + "/metrics").text
     assert 'vpp_openadr_mqtt_notifications_total{outcome="published"}' in metrics
+
+
+def test_without_a_broker_url_the_vtn_offers_webhooks_only(vtn: httpx.Client, tokens: dict[str, str]) -> None:
+    assert vtn.get("/notifiers", headers=bearer(tokens["bl"])).json() == {"WEBHOOK": True}
+    for path in ("events", "programs", "vens/any-ven/events"):
+        response = vtn.get(f"/notifiers/mqtt/topics/{path}", headers=bearer(tokens["bl"]))
+        assert response.status_code == 404
+        assert "no MQTT notifier binding" in response.json()["detail"]
