@@ -181,11 +181,13 @@ def _drained(db_url: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _close_subscribers(env: Env) -> Iterator[None]:
+def _close_subscribers(request: pytest.FixtureRequest) -> Iterator[None]:
     # One session per broker username: a test's subscribers must not fight the next test's.
     yield
-    while env.subscribers:
-        env.subscribers.pop().close()
+    if "env" in request.fixturenames:
+        subscribers = request.getfixturevalue("env").subscribers
+        while subscribers:
+            subscribers.pop().close()
 
 
 def _quiet(subscriber: Subscriber) -> None:
