@@ -168,7 +168,7 @@ def dynamic_security_config(
 def openadr_security_config(
     base_config: str,
     clients: Mapping[str, tuple[str, PasswordHash]],
-    vtn_account: tuple[str, PasswordHash] | None,
+    vtn_accounts: Mapping[str, PasswordHash],
 ) -> str:
     """`base_config` (from `dynamic_security_config`) plus the OpenADR notifier's broker accounts.
 
@@ -176,17 +176,16 @@ def openadr_security_config(
     client of that username. A VEN reads only ``openadr3/clients/{its clientID}/#`` (its own ven
     objects' topics: the events and programs it may read and its own objects), so no VEN can read
     another's; business logic reads everything under ``openadr3/``. Neither may publish there: only
-    `vtn_account`, the API's publisher, may. A name that is already a site's or a service account's
+    `vtn_accounts`, the API processes' publishers (one username each), may. A name that is already a site's or a service account's
     username is refused, as the site ids are (one username, one set of rights).
     """
     body = json.loads(base_config)
     taken = {c["username"] for c in body["clients"]}
     roles: list[dict[str, Any]] = body["roles"]
     new_clients: list[dict[str, Any]] = []
-    if vtn_account is not None:
-        username, stored = vtn_account
+    if vtn_accounts:
         roles.append({"rolename": "openadr-vtn", "acls": _writes(f"{OPENADR_PREFIX}/#")})
-        new_clients.append(_client(username, stored, "openadr-vtn"))
+        new_clients += [_client(username, vtn_accounts[username], "openadr-vtn") for username in sorted(vtn_accounts)]
     if any(role == "bl" for role, _ in clients.values()):
         roles.append({"rolename": "openadr-bl", "acls": _reads(f"{OPENADR_PREFIX}/#")})
     for client_id in sorted(clients):

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # ... and where the API publishes, if it reaches the same broker by another address.
     openadr_mqtt_publish_url: str | None = None
     mqtt_openadr_username: str = "openadr-vtn"  # the API's publisher account (`vpp broker-config`)
+    # Further API processes' publisher usernames, comma-separated: the broker binds a session to its
+    # username, so two API processes on one account would keep replacing each other's connection.
+    mqtt_openadr_accounts: str = ""
     mqtt_openadr_password: SecretStr | None = None
     openadr_mqtt_first_delay_s: float = Field(1.0, gt=0, le=3600)  # retry back-off while the broker is away
     openadr_mqtt_max_delay_s: float = Field(30.0, gt=0, le=3600)
@@ -172,6 +175,12 @@ class Settings(BaseSettings):
                 f"or VPP_ENVIRONMENT=development for a local trial (VPP_ENVIRONMENT is {self.environment})"
             )
         return value.get_secret_value()
+
+    @property
+    def openadr_publisher_accounts(self) -> list[str]:
+        """Every API process's MQTT notifier username: the configured one first."""
+        extra = [name.strip() for name in self.mqtt_openadr_accounts.split(",") if name.strip()]
+        return list(dict.fromkeys([self.mqtt_openadr_username, *extra]))
 
     @property
     def ingest_accounts(self) -> list[str]:

@@ -79,7 +79,7 @@ def issue_and_render(
     rotate: list[str] | tuple[str, ...] = (),
     revoke: list[str] | tuple[str, ...] = (),
     issue_new: bool = True,
-    openadr_vtn: tuple[str, str] | None = None,
+    openadr_vtn: tuple[list[str], str] | None = None,
 ) -> BrokerFiles:
     """Issue secrets for sites without one (unless not `issue_new`) and for `rotate`, shut out
     `revoke`, and render both files.
@@ -88,7 +88,7 @@ def issue_and_render(
     with a fresh salt each time; they come from the settings, not the database.
 
     OpenADR clients (the MQTT notifier binding) are issued broker secrets the same way, keyed by their
-    client ID; `rotate` may name them too. `openadr_vtn`: the API publisher's (username, password).
+    client ID; `rotate` may name them too. `openadr_vtn`: the API publishers' usernames and password.
     """
     if set(rotate) & set(revoke):
         raise ValueError(f"a site cannot be both rotated and revoked: {sorted(set(rotate) & set(revoke))}")
@@ -117,11 +117,11 @@ def issue_and_render(
         if username in accounts:
             raise ValueError(f"site id {username!r} collides with a service account's username")
         service_hashes[username] = accounts[username] = hash_password(password)
-    vtn_account = (openadr_vtn[0], hash_password(openadr_vtn[1])) if openadr_vtn else None
+    vtn_accounts = {name: hash_password(openadr_vtn[1]) for name in openadr_vtn[0]} if openadr_vtn else {}
     dynsec = openadr_security_config(
         dynamic_security_config(site_hashes, services, service_hashes),
         openadr_broker.load_openadr_broker_credentials(conn),
-        vtn_account,
+        vtn_accounts,
     )
     return BrokerFiles(password_file(accounts), acl_file(list(site_hashes), services), dynsec, new_secrets, revoked)
 
@@ -197,11 +197,11 @@ def _service_passwords(settings: Settings) -> dict[str, str]:
     return passwords
 
 
-def _openadr_vtn(settings: Settings) -> tuple[str, str] | None:
-    # The API's MQTT notifier account, once its password is set (VPP_MQTT_OPENADR_PASSWORD).
+def _openadr_vtn(settings: Settings) -> tuple[list[str], str] | None:
+    # The API processes' MQTT notifier accounts, once their password is set (VPP_MQTT_OPENADR_PASSWORD).
     if settings.mqtt_openadr_password is None:
         return None
-    return settings.mqtt_openadr_username, settings.secret("mqtt_openadr_password")
+    return settings.openadr_publisher_accounts, settings.secret("mqtt_openadr_password")
 
 
 def service_accounts(settings: Settings) -> ServiceAccounts:

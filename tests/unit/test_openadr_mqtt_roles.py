@@ -21,8 +21,8 @@ def _config(clients: dict[str, str], *, vtn: bool = True, sites: tuple[str, ...]
         {name: hash_password(f"secret-{name}") for name in SERVICES.usernames},
     )
     accounts = {client_id: (role, hash_password(f"secret-{client_id}")) for client_id, role in clients.items()}
-    vtn_account = ("openadr-vtn", hash_password("vtn-secret")) if vtn else None
-    body: dict[str, Any] = json.loads(openadr_security_config(base, accounts, vtn_account))
+    vtn_accounts = {name: hash_password("vtn-secret") for name in ("openadr-vtn", "openadr-vtn-2")} if vtn else {}
+    body: dict[str, Any] = json.loads(openadr_security_config(base, accounts, vtn_accounts))
     return body
 
 
@@ -43,6 +43,7 @@ def test_a_ven_reads_only_its_own_client_topics_and_publishes_nothing() -> None:
         ("publishClientReceive", "openadr3/#"),
     }
     assert _grants(config, "openadr-vtn") == {("publishClientSend", "openadr3/#")}
+    assert _grants(config, "openadr-vtn-2") == {("publishClientSend", "openadr3/#")}
     # The site and service accounts are untouched, and nothing is granted by default.
     assert _grants(config, "depot-a") == _grants(_config({}), "depot-a")
     assert config["defaultACLAccess"]["subscribe"] is False
