@@ -24,13 +24,14 @@ __all__ = [
     "MqttMessage",
     "MqttStats",
     "NewMqttMessage",
+    "VenClient",
     "claim_mqtt_messages",
     "insert_mqtt_messages",
     "mqtt_published",
     "mqtt_release",
     "mqtt_retry_later",
     "mqtt_stats",
-    "ven_objects",
+    "ven_clients",
 ]
 
 
@@ -56,16 +57,29 @@ class MqttStats:
     oldest_pending_age_s: float
 
 
-async def ven_objects(conn: AsyncConnection) -> list[tuple[str, str]]:
-    """(ven ID, client ID) of every ven object whose client is an active VEN client."""
+@dataclass(frozen=True, slots=True)
+class VenClient:
+    client_id: str
+    scopes: frozenset[str]
+    ven_ids: tuple[str, ...]
+    granted: frozenset[str]  # targets of its ven objects and their resources (`openadr.granted_targets`)
+
+
+async def ven_clients(conn: AsyncConnection) -> list[VenClient]:
+    """Every active VEN client that has a ven object: its scopes, ven IDs and granted targets, in one
+    query (a change is fanned out to all of them, so not one query per VEN)."""
     rows = await conn.execute(
         text(
-            """SELECT v.id, v.client_id FROM openadr_vens v
-               JOIN openadr_clients c ON c.client_id = v.client_id AND c.revoked_at IS NULL AND c.role = 'ven'
-               ORDER BY v.client_id, v.id"""
+            """SELECT c.client_id, c.scopes, array_agg(v.id ORDER BY v.id),
+                      ARRAY(SELECT unnest(v2.targets) FROM openadr_vens v2 WHERE v2.client_id = c.client_id
+                            UNION SELECT unnest(r.targets) FROM openadr_resources r
+                            JOIN openadr_vens v3 ON v3.id = r.ven_id WHERE v3.client_id = c.client_id)
+               FROM openadr_clients c JOIN openadr_vens v ON v.client_id = c.client_id
+               WHERE c.revoked_at IS NULL AND c.role = 'ven'
+               GROUP BY c.client_id, c.scopes ORDER BY c.client_id"""
         )
     )
-    return [(str(r[0]), str(r[1])) for r in rows]
+    return [VenClient(str(r[0]), frozenset(r[1]), tuple(r[2]), frozenset(r[3])) for r in rows]
 
 
 async def insert_mqtt_messages(conn: AsyncConnection, messages: Sequence[NewMqttMessage]) -> None:

@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from services.api.openadr.access import TARGETED, ReadView
 from services.api.openadr.wire import to_wire
 from vpp.domain.openadr_mqtt import bl_topics, ven_topics
 from vpp.mqtt import close_client, make_client, parse_broker_url
-from vpp.postgres.openadr import fetch_client, granted_targets
+from vpp.postgres.openadr import fetch_client
 from vpp.postgres.openadr_mqtt import (
     MqttMessage,
     NewMqttMessage,
@@ -44,7 +43,7 @@ from vpp.postgres.openadr_mqtt import (
     mqtt_release,
     mqtt_retry_later,
     mqtt_stats,
-    ven_objects,
+    ven_clients,
 )
 from vpp.postgres.openadr_outbox import Change
 
@@ -83,25 +82,17 @@ async def mqtt_fan_out(conn: AsyncConnection, change: Change) -> list[NewMqttMes
                 for topic in ven_topics(object_type, operation, obj.client_id, ven_id)
             ]
     elif object_type in TARGETED:
-        vens: dict[str, list[str]] = defaultdict(list)
-        for ven_id, client_id in await ven_objects(conn):
-            vens[client_id].append(ven_id)
-        for client_id, ven_ids in vens.items():
-            client = await fetch_client(conn, client_id)
-            if client is None or not {"read_targets", "read_all"} & set(client.scopes):
+        for ven in await ven_clients(conn):
+            if not {"read_targets", "read_all"} & ven.scopes:
                 continue
-            view = (
-                ReadView(all=True)
-                if "read_all" in client.scopes
-                else ReadView(all=False, granted=frozenset(await granted_targets(conn, client_id)))
-            )
+            view = ReadView(all=True) if "read_all" in ven.scopes else ReadView(all=False, granted=ven.granted)
             if not view.sees(obj):
                 continue
             seen = message(view.hide)
             out += [
                 NewMqttMessage(change.id, topic, seen, change.created_at)
-                for ven_id in ven_ids
-                for topic in ven_topics(object_type, operation, client_id, ven_id)
+                for ven_id in ven.ven_ids
+                for topic in ven_topics(object_type, operation, ven.client_id, ven_id)
             ]
     return out
 
