@@ -26,17 +26,18 @@ from fastapi import FastAPI
 from paho.mqtt.reasoncodes import ReasonCode
 
 from services.api.main import create_app
-from services.cli.broker_cmd import DYNSEC_FILE
+from services.cli.broker_cmd import DYNSEC_FILE, issue_and_render
 from tests.integration.api.server import serving
 from tests.integration.openadr.conftest import CLIENTS, bearer, fetch_token, validate_response, vtn_settings
 from tests.integration.openadr.spec_validation import BASE_PATH
 from tests.integration.openadr.vtn_setup import cancel_scheduler_event, scheduler_event
 from tests.integration.security.conftest import NOT_AUTHORIZED, read_secrets, run_broker_config
 from tests.support.servers import Server, fresh_database
+from vpp.broker_security import ServiceAccounts
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import close_client, make_client
 from vpp.postgres.migrate import upgrade
-from vpp.postgres.openadr_clients import add_openadr_client, grant_ven_sites
+from vpp.postgres.openadr_clients import add_openadr_client, grant_ven_sites, revoke_openadr_client
 from vpp.postgres.registry import SiteRecord, register_site
 
 pytestmark = pytest.mark.integration
@@ -384,3 +385,33 @@ def test_without_a_broker_url_the_vtn_offers_webhooks_only(vtn: httpx.Client, to
         response = vtn.get(f"/notifiers/mqtt/topics/{path}", headers=bearer(tokens["bl"]))
         assert response.status_code == 404
         assert "no MQTT notifier binding" in response.json()["detail"]
+
+
+def test_broker_config_issues_openadr_clients_secrets_rotates_and_drops_revoked_ones(db_url: str) -> None:
+    upgrade(db_url)
+    services = ServiceAccounts("ingest", "scheduler", "")
+    passwords = {"ingest": "ingest-secret-for-tests", "scheduler": "scheduler-secret-for-tests"}
+    with psycopg.connect(db_url) as conn:
+        add_openadr_client(conn, "ven-depot-a", "ven-a-secret-0123456789", "ven")
+        add_openadr_client(conn, "utility-bl", "bl-secret-0123456789", "bl")
+        files = issue_and_render(conn, services, passwords, openadr_vtn=(["openadr-vtn"], VTN_BROKER_PASSWORD))
+        conn.commit()
+        assert sorted(files.new_secrets) == ["utility-bl", "ven-depot-a"]
+        stored = conn.execute("SELECT string_agg(encode(password_hash, 'base64'), '') FROM openadr_broker_credentials")
+        assert all(secret not in str(stored.fetchone()) for secret in files.new_secrets.values())
+        clients = {c["username"]: c for c in json.loads(files.dynsec_text)["clients"]}
+        assert {"ven-depot-a", "utility-bl", "openadr-vtn"} <= set(clients)
+        # Passwords stay in the database's hashes: a second run issues nothing new and keeps them.
+        again = issue_and_render(conn, services, passwords)
+        assert again.new_secrets == {}
+        kept = {c["username"]: c["password"] for c in json.loads(again.dynsec_text)["clients"]}
+        assert kept["ven-depot-a"] == clients["ven-depot-a"]["password"]
+        rotated = issue_and_render(conn, services, passwords, rotate=["ven-depot-a"])
+        assert sorted(rotated.new_secrets) == ["ven-depot-a"]
+        assert rotated.new_secrets["ven-depot-a"] != files.new_secrets["ven-depot-a"]
+        revoke_openadr_client(conn, "ven-depot-a")
+        after = issue_and_render(conn, services, passwords)
+        usernames = {c["username"] for c in json.loads(after.dynsec_text)["clients"]}
+        assert "ven-depot-a" not in usernames
+        assert "openadr-ven:ven-depot-a" not in {r["rolename"] for r in json.loads(after.dynsec_text)["roles"]}
+        conn.rollback()
