@@ -27,6 +27,7 @@ __all__ = [
     "VenClient",
     "claim_mqtt_messages",
     "insert_mqtt_messages",
+    "mqtt_due_now",
     "mqtt_published",
     "mqtt_release",
     "mqtt_retry_later",
@@ -139,6 +140,16 @@ async def mqtt_release(conn: AsyncConnection, message_ids: Sequence[int]) -> Non
                    attempts = greatest(attempts - 1, 0) WHERE id = ANY(:ids)"""
         ),
         {"ids": list(message_ids)},
+    )
+
+
+async def mqtt_due_now(conn: AsyncConnection) -> None:
+    """Make every message that failed before due at once (the broker is back), not after its back-off."""
+    await conn.execute(
+        text(
+            """UPDATE openadr_mqtt_messages SET next_attempt_at = clock_timestamp()
+               WHERE last_error IS NOT NULL AND next_attempt_at > clock_timestamp()"""
+        )
     )
 
 

@@ -26,7 +26,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.openadr.access import TARGETED, ReadView
@@ -39,6 +38,7 @@ from vpp.postgres.openadr_mqtt import (
     NewMqttMessage,
     claim_mqtt_messages,
     insert_mqtt_messages,
+    mqtt_due_now,
     mqtt_published,
     mqtt_release,
     mqtt_retry_later,
@@ -275,12 +275,7 @@ class MqttNotifier:
             self._reconnected.clear()
             # Back from an outage: everything that failed meanwhile is due now, not after its back-off.
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        """UPDATE openadr_mqtt_messages SET next_attempt_at = clock_timestamp()
-                           WHERE last_error IS NOT NULL AND next_attempt_at > clock_timestamp()"""
-                    )
-                )
+                await mqtt_due_now(conn)
         due: list[MqttMessage] = []
         if self.publisher.connected.is_set():
             async with self.engine.begin() as conn:
