@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -36,7 +36,12 @@ from vpp.postgres.connect import connect
 from vpp.settings import Settings
 from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.model import SiteSimulator, SiteSpec
+from vpp.simulation.oadr2b_ven import SiteOadr2bVen
 from vpp.simulation.publisher import SimulationPublisher
+
+if TYPE_CHECKING:  # the 2.0b VTN's modules are imported only when `vpp up` is asked for one
+    from services.oadr2b.settings import Oadr2bSettings
+    from services.oadr2b.thread import VtnThread
 
 __all__ = ["PLATFORM_FILE", "PlatformStack", "StartupError", "read_platform_file"]
 
@@ -56,6 +61,7 @@ class Endpoints:
     api_url: str | None = None
     ingest_metrics_url: str | None = None
     scheduler_metrics_url: str | None = None
+    oadr2b_vtn_url: str | None = None
 
 
 def _metrics_server(host: str, port: int, registry: Any, what: str, setting: str) -> str:
@@ -82,6 +88,8 @@ class PlatformStack:
         self.ingest: IngestWorker | None = None
         self.publisher: SimulationPublisher | None = None
         self.links: list[SiteEmsLink] = []
+        self.vens: list[SiteOadr2bVen] = []  # sites switched to OpenADR 2.0b (no MQTT link, no live telemetry)
+        self.vtn: VtnThread | None = None
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -169,13 +177,20 @@ class PlatformStack:
         self.endpoints.api_url = f"http://{host}:{port}"
         return self.endpoints.api_url
 
-    def start_sites(self, specs: list[SiteSpec], history_start: datetime) -> SimulationPublisher:
-        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on."""
+    def start_sites(
+        self, specs: list[SiteSpec], history_start: datetime, *, oadr2b_sites: frozenset[str] = frozenset()
+    ) -> SimulationPublisher:
+        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on.
+
+        Sites in `oadr2b_sites` send their backlog like the others but get no MQTT EMS: they are switched
+        to 2.0b VENs by :meth:`start_oadr2b_sites` after the backlog."""
         broker = self.endpoints.broker
         simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
         publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator")
         self._exit.callback(publisher.close)
         for sim in simulators:
+            if sim.spec.site_id in oadr2b_sites:
+                continue
             link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5)
             self._exit.callback(link.close)
             self.links.append(link)
@@ -184,6 +199,42 @@ class PlatformStack:
                 raise StartupError(f"{link.site_id}'s simulated EMS could not subscribe to its DR signals")
         self.publisher = publisher
         return publisher
+
+    def start_oadr2b_vtn(self, settings: Oadr2bSettings) -> str:
+        """The OpenADR 2.0b VTN (`services.oadr2b`) on its own port and event loop; returns its URL."""
+        from services.oadr2b.thread import VtnThread
+
+        vtn = VtnThread(settings, self.endpoints.database_url)
+        self._exit.callback(vtn.stop)
+        try:
+            url = vtn.start()
+        except OSError as error:
+            raise StartupError(
+                f"the 2.0b VTN could not listen on {settings.host}:{settings.port} ({error.strerror}); "
+                "set VPP_OADR2B_PORT to a free port"
+            ) from None
+        self.vtn = vtn
+        self.endpoints.oadr2b_vtn_url = url
+        return url
+
+    def start_oadr2b_sites(
+        self, site_ids: frozenset[str], *, ven_name: str, cert: Path, key: Path, ca_file: Path, vtn_fingerprint: str
+    ) -> list[SiteOadr2bVen]:
+        """Switch sites to OpenADR 2.0b VENs: from now on they obey 2.0b events and report usage over 2.0b
+        only (their gateway stops publishing live telemetry); each registers with its client certificate."""
+        assert self.publisher is not None, "start_sites first"
+        assert self.endpoints.oadr2b_vtn_url, "start_oadr2b_vtn first"
+        for sim in [s for s in self.publisher.simulators if s.spec.site_id in site_ids]:
+            self.publisher.simulators.remove(sim)
+            ven = SiteOadr2bVen(sim, ven_name=ven_name, vtn_url=self.endpoints.oadr2b_vtn_url, cert=cert, key=key,
+                                ca_file=ca_file, vtn_fingerprint=vtn_fingerprint)  # fmt: skip
+            self._exit.callback(ven.close)
+            try:
+                ven.start()
+            except (OSError, RuntimeError, TimeoutError) as error:
+                raise StartupError(f"{sim.spec.site_id}'s 2.0b VEN could not register: {error}") from None
+            self.vens.append(ven)
+        return self.vens
 
     # -- running -------------------------------------------------------------------------------
 
@@ -204,7 +255,11 @@ class PlatformStack:
         assert self.publisher is not None, "start_sites first"
         for link in self.links:
             link.apply_pending()
+        for ven in self.vens:
+            ven.apply_pending()
         self.publisher.step(now)
+        for ven in self.vens:
+            ven.step(now)
 
     def write_platform_file(self, phase: str) -> Path:
         """Where the running platform can be reached, for `vpp` commands, scripts and tests."""
@@ -220,7 +275,9 @@ class PlatformStack:
             "database_url": e.database_url,
             "ingest_metrics_url": _url_or_none(e.ingest_metrics_url),
             "scheduler_metrics_url": _url_or_none(e.scheduler_metrics_url),
-            "sites": [link.site_id for link in self.links],
+            "sites": [link.site_id for link in self.links] + [ven.site_id for ven in self.vens],
+            "oadr2b_vtn_url": e.oadr2b_vtn_url,
+            "oadr2b_sites": [ven.site_id for ven in self.vens],
             "broker_pid": self.broker_pid,  # an embedded Mosquitto, for `vpp status` after a kill -9
         }
         temporary = path.with_suffix(".tmp")
