@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +227,9 @@ class MqttNotifier:
         self._in_flight: set[int] = set()
         self._reconnected = threading.Event()
         self._last_stats = 0.0
+        # The outbox's fan-out (set by `OutboxLoop`): run here too, so a webhook receiver that is slow to
+        # answer the outbox loop's POSTs does not hold MQTT notifications back.
+        self.fan_out: Callable[[], Awaitable[int]] | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -271,6 +275,7 @@ class MqttNotifier:
 
     async def run_once(self) -> bool:
         """One round; True when there may be more work right away."""
+        fanned_out = await self.fan_out() if self.fan_out is not None else 0
         if self._reconnected.is_set():
             self._reconnected.clear()
             # Back from an outage: everything that failed meanwhile is due now, not after its back-off.
@@ -287,7 +292,7 @@ class MqttNotifier:
             )
             await self._record(due, results)
         await self._refresh_metrics()
-        return len(due) == _BATCH
+        return len(due) == _BATCH or fanned_out > 0
 
     async def _record(self, due: list[MqttMessage], results: list[Published]) -> None:
         done = [m.id for m, r in zip(due, results, strict=True) if r.ok]

@@ -10,11 +10,13 @@ import json
 import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,7 @@ def env(pg_server: Server) -> Iterator[Env]:
             mqtt_openadr_password=VTN_BROKER_PASSWORD,
             openadr_mqtt_first_delay_s=0.1,
             openadr_mqtt_max_delay_s=0.5,
+            openadr_webhook_timeout_s=60,  # a webhook receiver may hold the outbox loop (see the last test)
         )
         subscribers: list[Subscriber] = []
         app = create_app(settings, database_url=db_url)
@@ -415,3 +418,63 @@ def test_broker_config_issues_openadr_clients_secrets_rotates_and_drops_revoked_
         assert "ven-depot-a" not in usernames
         assert "openadr-ven:ven-depot-a" not in {r["rolename"] for r in json.loads(after.dynsec_text)["roles"]}
         conn.rollback()
+
+
+@contextmanager
+def _stalling_receiver() -> Iterator[tuple[str, threading.Event, threading.Event]]:
+    """A webhook receiver that holds every POST until released: (url, a POST is held, release)."""
+    held, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            held.set()
+            release.wait(TIMEOUT_S * 2)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="stalling-receiver", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/callback", held, release
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_slow_webhook_receiver_does_not_hold_mqtt_notifications_back(env: Env) -> None:
+    ven_a = env.subscriber("ven-depot-a")
+    topic = _topics(env, f"vens/{env.ven_ids['ven-depot-a']}/events", "ven_a")["ALL"]
+    assert not any(rc.is_failure for rc in ven_a.subscribe(topic))
+    headers = env.token("ven_a")
+    with _stalling_receiver() as (url, held, release):
+        subscription = {
+            "clientName": "depot-a-ems",
+            "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE", "UPDATE"], "callbackUrl": url}],
+        }
+        created = env.vtn.post("/subscriptions", json=subscription, headers=headers)
+        assert created.status_code == 201, created.text
+        try:
+            start = START + timedelta(days=5)
+            scheduler_event(env.db_url, "peak_cut", "dr-mqtt-slow-hook", {"depot-a": 35.0}, start)
+            assert held.wait(TIMEOUT_S), "the webhook POST never arrived"
+            assert ven_a.next()[1]["operation"] == "CREATE"
+            # The outbox loop now waits on the held POST; the revision still reaches the VEN over MQTT.
+            scheduler_event(env.db_url, "peak_cut", "dr-mqtt-slow-hook", {"depot-a": 30.0}, start, revision=2)
+            _, updated = ven_a.next()
+            assert (updated["operation"], updated["object"]["eventName"]) == (
+                "UPDATE",
+                "dr-mqtt-slow-hook peak-cut depot-a r2",
+            )
+            assert not release.is_set()  # (the POST is still held)
+        finally:
+            release.set()
+            deleted = env.vtn.delete(f"/subscriptions/{created.json()['id']}", headers=headers)
+            assert deleted.status_code == 200, deleted.text
