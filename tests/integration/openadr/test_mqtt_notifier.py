@@ -363,7 +363,10 @@ def test_notification_made_while_the_broker_is_down_is_published_once_it_is_back
                 assert time.monotonic() < deadline, "the change was never queued for MQTT"
                 time.sleep(0.05)
             time.sleep(2.0)  # down "for a while": the publisher's rounds find no broker
-            assert _mqtt_rows(env.db_url) > 0
+            # The runbook's troubleshooting query shows what waits.
+            waiting = hold.execute("SELECT topic, attempts, last_error FROM openadr_mqtt_messages;").fetchall()
+            assert topic[:-1] + "create" in {row[0] for row in waiting}
+            hold.rollback()
             # Hold the queued rows (the publisher skips locked rows) until the VEN has subscribed again:
             # the broker restart ends the VEN's session, and the VEN's side of the outage is not under test.
             hold.execute("SELECT id FROM openadr_mqtt_messages FOR UPDATE").fetchall()
