@@ -17,7 +17,7 @@ UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3
 # PostgreSQL comes from the pgserver wheel.
 # Prometheus for `promtool check rules` on deploy/prometheus (make test); iproute2 for the network
 # namespaces the ECHONET Lite gateway tests create.
-SYSTEM_PACKAGES := mosquitto chromium fonts-noto-cjk openssl prometheus iproute2
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium fonts-noto-cjk openssl prometheus iproute2
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from vpp.broker_security import PasswordHash, ServiceAccounts, check_site_ids
+from vpp.domain.openadr_mqtt import PREFIX as OPENADR_PREFIX
+from vpp.domain.openadr_mqtt import client_filter as openadr_client_filter
 from vpp.mqtt import MISFIT_FILTERS, STORED_TOPIC
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "broker_security_lines",
     "dynamic_security_config",
     "dynamic_security_plugin",
+    "openadr_security_config",
     "site_topics",
 ]
 
@@ -156,4 +159,51 @@ def dynamic_security_config(
         "groups": [],
         "roles": roles,
     }
+    return json.dumps(body, indent=2) + "\n"
+
+
+# --- OpenADR MQTT notifier binding (services/api/openadr/mqtt_notifier.py) ---------------------------
+# Kept apart from the site and service roles above: it only adds roles and clients to their file.
+
+
+def openadr_security_config(
+    base_config: str,
+    clients: Mapping[str, tuple[str, PasswordHash]],
+    vtn_accounts: Mapping[str, PasswordHash],
+) -> str:
+    """`base_config` (from `dynamic_security_config`) plus the OpenADR notifier's broker accounts.
+
+    `clients`: OpenADR client ID -> (role ``bl`` or ``ven``, stored hash); each becomes a broker
+    client of that username. A VEN reads only ``openadr3/clients/{its clientID}/#`` (its own ven
+    objects' topics: the events and programs it may read and its own objects), so no VEN can read
+    another's; business logic reads everything under ``openadr3/``. Neither may publish there: only
+    `vtn_accounts`, the API processes' publishers (one username each), may. A name that is already a site's or a service account's
+    username is refused, as the site ids are (one username, one set of rights).
+    """
+    body = json.loads(base_config)
+    taken = {c["username"] for c in body["clients"]}
+    roles: list[dict[str, Any]] = body["roles"]
+    new_clients: list[dict[str, Any]] = []
+    if vtn_accounts:
+        roles.append({"rolename": "openadr-vtn", "acls": _writes(f"{OPENADR_PREFIX}/#")})
+        new_clients += [_client(username, vtn_accounts[username], "openadr-vtn") for username in sorted(vtn_accounts)]
+    if any(role == "bl" for role, _ in clients.values()):
+        roles.append({"rolename": "openadr-bl", "acls": _reads(f"{OPENADR_PREFIX}/#")})
+    for client_id in sorted(clients):
+        role, stored = clients[client_id]
+        if role == "bl":
+            new_clients.append(_client(client_id, stored, "openadr-bl"))
+        elif role == "ven":
+            rolename = f"openadr-ven:{client_id}"
+            roles.append({"rolename": rolename, "acls": _reads(openadr_client_filter(client_id))})
+            new_clients.append(_client(client_id, stored, rolename))
+        else:
+            raise ValueError(f"OpenADR client {client_id!r} has no broker role for {role!r}")
+    for client in new_clients:
+        if client["username"] in taken:
+            raise ValueError(
+                f"OpenADR broker username {client['username']!r} is already a site's or a service account's"
+            )
+        taken.add(client["username"])
+    body["clients"] = [*body["clients"], *new_clients]
     return json.dumps(body, indent=2) + "\n"

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     openadr_webhook_max_delay_s: float = Field(600.0, gt=0, le=86_400)
     openadr_webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     openadr_event_retention_days: float = Field(30.0, gt=0)  # ended events older than this are deleted
+    # OpenADR MQTT notifier binding (services/api/openadr/mqtt_notifier.py). Unset: webhooks only.
+    # The broker URL VENs are told in `GET /notifiers` (e.g. mqtts://broker.example.jp:8883) ...
+    openadr_mqtt_url: str | None = None
+    # ... and where the API publishes, if it reaches the same broker by another address.
+    openadr_mqtt_publish_url: str | None = None
+    mqtt_openadr_username: str = "openadr-vtn"  # the API's publisher account (`vpp broker-config`)
+    # Further API processes' publisher usernames, comma-separated: the broker binds a session to its
+    # username, so two API processes on one account would keep replacing each other's connection.
+    mqtt_openadr_accounts: str = ""
+    mqtt_openadr_password: SecretStr | None = None
+    openadr_mqtt_first_delay_s: float = Field(1.0, gt=0, le=3600)  # retry back-off while the broker is away
+    openadr_mqtt_max_delay_s: float = Field(30.0, gt=0, le=3600)
 
     readings_retention_days: int = Field(800, ge=30)
     timescale_compress_after_days: int = Field(7, ge=1)
@@ -124,7 +136,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user@host:5432/dbname")
         return value
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "openadr_mqtt_url", "openadr_mqtt_publish_url")
     @classmethod
     def _mqtt_url_has_a_scheme(cls, value: str | None) -> str | None:
         if value:
@@ -177,7 +189,10 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def secret(self, name: Literal["mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key"]) -> str:
+    def secret(
+        self,
+        name: Literal["mqtt_ingest_password", "mqtt_scheduler_password", "api_signing_key", "mqtt_openadr_password"],
+    ) -> str:
         """The secret's value; `MissingSecretError` (one line saying what to set) when it is unset."""
         value: SecretStr | None = getattr(self, name)
         if value is None or not value.get_secret_value():
@@ -193,6 +208,12 @@ class Settings(BaseSettings):
         if self.mqtt_urls:
             return list(dict.fromkeys(u.strip() for u in self.mqtt_urls.split(",") if u.strip()))
         return [self.mqtt_url] if self.mqtt_url else []
+
+    @property
+    def openadr_publisher_accounts(self) -> list[str]:
+        """Every API process's MQTT notifier username: the configured one first."""
+        extra = [name.strip() for name in self.mqtt_openadr_accounts.split(",") if name.strip()]
+        return list(dict.fromkeys([self.mqtt_openadr_username, *extra]))
 
     @property
     def ingest_accounts(self) -> list[str]:

@@ -25,6 +25,7 @@ from services.api.metrics_middleware import MetricsMiddleware
 from services.api.openadr import build_router as build_openadr_router
 from services.api.openadr import shutdown as openadr_shutdown
 from services.api.openadr import start as openadr_start
+from services.api.openadr.mqtt_notifier import MqttMetrics
 from services.api.openadr.outbox import OutboxMetrics
 from services.api.openapi import install_openapi
 from services.api.ratelimit import RateLimiter
@@ -150,6 +151,7 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.openadr_outbox_metrics = OutboxMetrics(metrics.registry)
+    app.state.openadr_mqtt_metrics = MqttMetrics(metrics.registry)  # named even without the MQTT binding
     app.state.api_metrics = metrics  # before the lifespan too: deploy/ checks alert rules against it
     install_openapi(app)
     return app

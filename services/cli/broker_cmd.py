@@ -1,5 +1,9 @@
 """`vpp broker-config`: Mosquitto's password and ACL files from the sites table, and site secrets.
 
+OpenADR clients (`vpp clients add --role bl|ven`) get broker secrets the same way, for the VTN's MQTT
+notifier binding; they are in the dynamic-security file only (vpp/broker_roles.py,
+`openadr_security_config`).
+
 A site gets a random secret the first time this runs after it is registered (or when `--rotate`d);
 only its hash is stored. The plaintext leaves this command exactly once: on stdout as
 ``site_id<TAB>secret`` lines, or in the `--secrets-out` file (created with mode 0600, never
@@ -22,7 +26,12 @@ import psycopg
 import typer
 from rich.console import Console
 
-from vpp.broker_roles import broker_security_lines, dynamic_security_config, dynamic_security_plugin
+from vpp.broker_roles import (
+    broker_security_lines,
+    dynamic_security_config,
+    dynamic_security_plugin,
+    openadr_security_config,
+)
 from vpp.broker_security import (
     PasswordHash,
     ServiceAccounts,
@@ -33,6 +42,7 @@ from vpp.broker_security import (
 )
 from vpp.embedded.resolve import ensure_database
 from vpp.postgres import broker_credentials as creds
+from vpp.postgres import openadr_broker
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings, load_settings
@@ -69,16 +79,22 @@ def issue_and_render(
     rotate: list[str] | tuple[str, ...] = (),
     revoke: list[str] | tuple[str, ...] = (),
     issue_new: bool = True,
+    openadr_vtn: tuple[list[str], str] | None = None,
 ) -> BrokerFiles:
     """Issue secrets for sites without one (unless not `issue_new`) and for `rotate`, shut out
     `revoke`, and render both files.
 
     Runs inside the caller's transaction (nothing is committed here). Service passwords are hashed
     with a fresh salt each time; they come from the settings, not the database.
+
+    OpenADR clients (the MQTT notifier binding) are issued broker secrets the same way, keyed by their
+    client ID; `rotate` may name them too. `openadr_vtn`: the API publishers' usernames and password.
     """
     if set(rotate) & set(revoke):
         raise ValueError(f"a site cannot be both rotated and revoked: {sorted(set(rotate) & set(revoke))}")
     creds.lock_credentials(conn)
+    rotate_clients = openadr_broker.openadr_clients_among(conn, rotate)
+    rotate = [name for name in rotate if name not in rotate_clients]
     unknown = creds.unknown_sites(conn, [*rotate, *revoke])
     if unknown:
         raise LookupError(f"no such site: {', '.join(unknown)}")
@@ -89,6 +105,11 @@ def issue_and_render(
         secret = new_site_secret()
         creds.store_credential(conn, site_id, hash_password(secret))
         new_secrets[site_id] = secret
+    new_clients = openadr_broker.clients_without_broker_credentials(conn) if issue_new else []
+    for client_id in sorted({*new_clients, *rotate_clients}):
+        secret = new_site_secret()
+        openadr_broker.store_openadr_broker_credential(conn, client_id, hash_password(secret))
+        new_secrets[client_id] = secret
     site_hashes = creds.load_credentials(conn)
     accounts: dict[str, PasswordHash] = dict(site_hashes)
     service_hashes: dict[str, PasswordHash] = {}
@@ -96,13 +117,13 @@ def issue_and_render(
         if username in accounts:
             raise ValueError(f"site id {username!r} collides with a service account's username")
         service_hashes[username] = accounts[username] = hash_password(password)
-    return BrokerFiles(
-        password_file(accounts),
-        acl_file(list(site_hashes), services),
+    vtn_accounts = {name: hash_password(openadr_vtn[1]) for name in openadr_vtn[0]} if openadr_vtn else {}
+    dynsec = openadr_security_config(
         dynamic_security_config(site_hashes, services, service_hashes),
-        new_secrets,
-        revoked,
+        openadr_broker.load_openadr_broker_credentials(conn),
+        vtn_accounts,
     )
+    return BrokerFiles(password_file(accounts), acl_file(list(site_hashes), services), dynsec, new_secrets, revoked)
 
 
 def write_broker_files(
@@ -176,6 +197,13 @@ def _service_passwords(settings: Settings) -> dict[str, str]:
     return passwords
 
 
+def _openadr_vtn(settings: Settings) -> tuple[list[str], str] | None:
+    # The API processes' MQTT notifier accounts, once their password is set (VPP_MQTT_OPENADR_PASSWORD).
+    if settings.mqtt_openadr_password is None:
+        return None
+    return settings.openadr_publisher_accounts, settings.secret("mqtt_openadr_password")
+
+
 def service_accounts(settings: Settings) -> ServiceAccounts:
     return ServiceAccounts(
         settings.mqtt_ingest_username,
@@ -187,7 +215,9 @@ def service_accounts(settings: Settings) -> ServiceAccounts:
 
 def broker_config(
     out_dir: Path = typer.Option(..., "--out-dir", help="Directory to write Mosquitto's `passwd` and `acl` into"),
-    rotate: list[str] = typer.Option([], "--rotate", metavar="SITE", help="Issue a new secret for SITE (repeatable)"),
+    rotate: list[str] = typer.Option(
+        [], "--rotate", metavar="SITE", help="Issue a new secret for SITE or OpenADR client (repeatable)"
+    ),
     revoke: list[str] = typer.Option(
         [], "--revoke", metavar="SITE", help="Shut SITE out until it is --rotate'd back in (repeatable)"
     ),
@@ -225,7 +255,13 @@ def broker_config(
     with connect(url, application_name="vpp-broker-config") as conn:
         try:
             files = issue_and_render(
-                conn, services, _service_passwords(settings), rotate=rotate, revoke=revoke, issue_new=not no_issue
+                conn,
+                services,
+                _service_passwords(settings),
+                rotate=rotate,
+                revoke=revoke,
+                issue_new=not no_issue,
+                openadr_vtn=_openadr_vtn(settings),
             )
         except (LookupError, ValueError) as error:
             conn.rollback()

@@ -1,4 +1,4 @@
-"""``/auth/server``, ``/auth/token`` (OAuth2 client credentials, RFC 6749 section 4.4) and ``/notifiers``.
+"""``/auth/server`` and ``/auth/token`` (OAuth2 client credentials, RFC 6749 section 4.4).
 
 Credentials are accepted in the form body or as HTTP Basic (RFC 6749 section 2.3.1). A ``scope``
 parameter narrows the granted scopes to those asked for; asking only for scopes the client does
@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.login_throttle import verify_or_waste
 from services.api.openadr.problems import OpenAdrError, problem
-from services.api.openadr.security import Caller, CallerDep, issue_token
+from services.api.openadr.security import Caller, issue_token
 from services.api.ratelimit import RateLimiter
 from services.api.state import AppState
 from vpp.postgres.openadr import fetch_client
@@ -97,12 +97,6 @@ async def _server(request: Request) -> JSONResponse:
     return JSONResponse({"tokenURL": str(request.url_for("openadr_token"))})
 
 
-async def _notifiers(request: Request, caller: CallerDep) -> JSONResponse:
-    # Webhooks only: no MQTT binding is offered (notifiersResponse: WEBHOOK "currently MUST be true").
-    return JSONResponse({"WEBHOOK": True})
-
-
 def add_auth_routes(router: APIRouter) -> None:
     router.add_api_route("/auth/server", _server, methods=["GET"], tags=["Auth"], name="openadr_auth_server")
-    router.add_api_route("/notifiers", _notifiers, methods=["GET"], tags=["notifiers"], name="openadr_notifiers")
     router.add_api_route("/auth/token", _token, methods=["POST"], tags=["Auth"], name="openadr_token")

@@ -23,6 +23,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.api.openadr.mqtt_notifier import MqttNotifier, insert_mqtt_messages, mqtt_fan_out
 from services.api.openadr.notify import fan_out
 from services.api.openadr.webhooks import Attempt, RetryPolicy, next_delay_s, post_notification
 from vpp.postgres.openadr_outbox import (
@@ -80,8 +81,12 @@ class OutboxLoop:
         retention: timedelta,
         clock: Callable[[], datetime],
         transport: httpx.AsyncBaseTransport | None = None,
+        mqtt: MqttNotifier | None = None,
     ) -> None:
         self.engine = engine
+        self.mqtt = mqtt  # the MQTT notifier binding, when configured: fanned out in the same transaction
+        if mqtt is not None:
+            mqtt.fan_out = self.fan_out_changes
         self.policy = policy
         self.poll_s = poll_s
         self.retention = retention
@@ -133,12 +138,23 @@ class OutboxLoop:
                         await asyncio.wait_for(self._wake.wait(), wait_s)
                     self._wake.clear()
 
-    async def run_once(self, client: httpx.AsyncClient) -> bool:
-        """One round; True when there may be more work right away."""
+    async def fan_out_changes(self) -> int:
+        """Turn up to a batch of changes into webhook deliveries and MQTT messages, in one transaction;
+        how many changes. The MQTT notifier's loop calls this too, so MQTT notifications do not wait
+        behind a slow webhook receiver (the claim skips rows another caller holds)."""
         async with self.engine.begin() as conn:
             changes = await claim_changes(conn, _BATCH)
             for change in changes:
                 await insert_deliveries(conn, await fan_out(conn, change))
+                if self.mqtt is not None:
+                    await insert_mqtt_messages(conn, await mqtt_fan_out(conn, change))
+        if changes and self.mqtt is not None:
+            self.mqtt.wake()
+        return len(changes)
+
+    async def run_once(self, client: httpx.AsyncClient) -> bool:
+        """One round; True when there may be more work right away."""
+        changes = await self.fan_out_changes()
         # The lease outlasts a few POSTs of one URL made one after another; should a slow receiver
         # outlast it, another process may send the same notification again (at least once, still).
         async with self.engine.begin() as conn:
@@ -147,7 +163,7 @@ class OutboxLoop:
             self._in_flight.update(d.id for d in due)
             await self._deliver(client, due)
         await self._housekeeping()
-        return len(changes) == _BATCH or len(due) == _BATCH
+        return changes == _BATCH or len(due) == _BATCH
 
     async def _deliver(self, client: httpx.AsyncClient, due: list[Delivery]) -> None:
         by_url: dict[str, list[Delivery]] = defaultdict(list)
