@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,8 +36,8 @@ from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
 from vpp.settings import Settings
 from vpp.simulation.ems_link import SiteEmsLink
+from vpp.simulation.fleet import SiteFleet
 from vpp.simulation.model import SiteSimulator, SiteSpec
-from vpp.simulation.publisher import SimulationPublisher
 
 __all__ = ["PLATFORM_FILE", "PlatformStack", "StartupError", "read_platform_file"]
 
@@ -80,7 +81,7 @@ class PlatformStack:
         self._exit = ExitStack()
         self._file_written = False
         self.ingest: IngestWorker | None = None
-        self.publisher: SimulationPublisher | None = None
+        self.publisher: SiteFleet | None = None
         self.links: list[SiteEmsLink] = []
 
     # -- parts ---------------------------------------------------------------------------------
@@ -169,21 +170,24 @@ class PlatformStack:
         self.endpoints.api_url = f"http://{host}:{port}"
         return self.endpoints.api_url
 
-    def start_sites(self, specs: list[SiteSpec], history_start: datetime) -> SimulationPublisher:
-        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on."""
-        broker = self.endpoints.broker
+    def start_sites(
+        self, specs: list[SiteSpec], history_start: datetime, passwords: Mapping[str, str] | None = None
+    ) -> SiteFleet:
+        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on: one
+        connection per site, with the site's own broker account (`passwords`: its secret, if the broker
+        has roles)."""
         simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
-        publisher = SimulationPublisher(simulators, broker, client_id="vpp-simulator")
-        self._exit.callback(publisher.close)
-        for sim in simulators:
-            link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5)
-            self._exit.callback(link.close)
-            self.links.append(link)
-        for link in self.links:
-            if not link.subscribed.wait(15):
-                raise StartupError(f"{link.site_id}'s simulated EMS could not subscribe to its DR signals")
-        self.publisher = publisher
-        return publisher
+        fleet = SiteFleet(simulators, self.endpoints.broker, passwords)
+        self._exit.callback(fleet.close)
+        self.links = fleet.links
+        missing = fleet.not_subscribed(15)
+        if missing:
+            raise StartupError(
+                f"simulated site(s) {', '.join(missing)} could not connect and subscribe to their DR signals "
+                "(refused by the broker? see the broker's log under the data folder)"
+            )
+        self.publisher = fleet
+        return fleet
 
     # -- running -------------------------------------------------------------------------------
 

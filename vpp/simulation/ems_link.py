@@ -3,6 +3,10 @@
 Used by `vpp up` and the tests, so the loop operator → scheduler → broker → site → telemetry can be
 watched end to end. Signals arrive on paho's network thread; the simulator is stepped by another thread,
 so signals are queued here and applied by :meth:`SiteEmsLink.apply_pending` between steps.
+
+Without a broker address the link has no connection of its own: its `on_message` is handed to the
+site gateway's connection (`vpp.simulation.fleet`), because a broker that binds the client id to the
+username lets one site account hold only one connection.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ class SiteEmsLink:
     def __init__(
         self,
         sim: SiteSimulator,
-        host: str,
-        port: int,
+        host: str | None = None,
+        port: int = 1883,
         *,
         mqtt5: bool = True,
         username: str | None = None,
@@ -39,17 +43,21 @@ class SiteEmsLink:
         self.pending: queue.Queue[DrSignal] = queue.Queue()
         self.received: list[DrSignal] = []
         self.subscribed = threading.Event()
+        self.client: mqtt.Client | None = None
+        if host is None:
+            return
         self.client = make_client(f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self.subscribed.set()
-        self.client.on_message = self._on_message
+        self.client.on_message = self.on_message
         self.client.connect(host, port, keepalive=10)
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         client.subscribe(dr_signal_topic(self.site_id), qos=1)
 
-    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """A DR signal: queue it for the simulator and acknowledge it on the connection it came by."""
         if not message.payload:
             return  # a cleared retained signal: nothing to obey
         try:
@@ -77,4 +85,5 @@ class SiteEmsLink:
             applied += 1
 
     def close(self) -> None:
-        close_client(self.client)
+        if self.client is not None:
+            close_client(self.client)
