@@ -245,6 +245,7 @@ class EmbeddedBroker:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # amqtt 0.12 creates its queues with the thread's current loop
             self._loop = loop
             broker = Broker(config, loop=loop)
             self._amqtt = broker
