@@ -109,8 +109,6 @@ def test_vpp_up_enforces_the_broker_roles_on_its_own_sites(db_url: str, tmp_path
             probe.close()
 
 
-# amqtt leaves its side of the port probe's connection to the garbage collector when it shuts down.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_amqtt_fallback_says_that_it_enforces_no_roles(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     broker = EmbeddedBroker(tmp_path / "broker", prefer_mosquitto=False)
     with caplog.at_level(logging.WARNING, logger="vpp.embedded.broker"):
