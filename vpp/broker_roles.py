@@ -72,7 +72,10 @@ def dynamic_security_plugin() -> str | None:
 
 
 def broker_security_lines(plugin_path: str, config_path: str) -> list[str]:
-    """The mosquitto.conf lines that enforce these roles (global, not per listener)."""
+    """The mosquitto.conf lines that enforce these roles. All are global except
+    ``use_username_as_clientid``, a listener setting in Mosquitto 2.0 (before any `listener` line it
+    opens a default listener on 1883): put these lines after the listener, and repeat that one line
+    after every further listener."""
     return [
         "per_listener_settings false",
         "allow_anonymous false",
