@@ -120,3 +120,24 @@ def test_the_amqtt_fallback_says_that_it_enforces_no_roles(tmp_path: Path, caplo
         assert any("roles are NOT enforced" in r.getMessage() for r in caplog.records), caplog.records
     finally:
         broker.stop()
+
+
+def test_a_broker_left_behind_on_the_folder_is_stopped_before_vpp_up_starts_its_own(tmp_path: Path) -> None:
+    """After `vpp up` was killed with SIGKILL its Mosquitto keeps running with the old accounts; the
+    next `vpp up` stops exactly that process (matched by its configuration file), nothing else."""
+    left = EmbeddedBroker(tmp_path / "broker")
+    left.start()
+    other = EmbeddedBroker(tmp_path / "elsewhere")
+    other.start()
+    try:
+        assert left.pid is not None
+        assert other.pid is not None
+        assert EmbeddedBroker(tmp_path / "broker").stop_leftover() == left.pid
+        assert left._process is not None
+        assert left._process.wait(5) is not None
+        assert other._process is not None
+        assert other._process.poll() is None, "another folder's broker must be left alone"
+        assert EmbeddedBroker(tmp_path / "broker").stop_leftover() is None
+    finally:
+        left.stop()
+        other.stop()
