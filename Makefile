@@ -9,7 +9,7 @@ LOCK := requirements-dev.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet --custom-compile-command 'make lock'
 
-.PHONY: deps system-deps run up test test-fast lint fmt lock lock-upgrade bench bench-ingest bench-api bench-dr bench-soak clean
+.PHONY: hooks deps system-deps run up test test-fast lint fmt lock lock-upgrade bench bench-ingest bench-api bench-dr bench-soak clean
 
 # System packages: Mosquitto for the brokers the tests start privately (the embedded default falls
 # back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
@@ -59,6 +59,10 @@ lint: deps
 fmt: deps
 	$(BIN)/ruff check --fix vpp services tests migrations
 	$(BIN)/ruff format vpp services tests migrations
+
+# The lint half of `make test` as git pre-commit hooks (.pre-commit-config.yaml).
+hooks: deps
+	$(BIN)/pre-commit install
 
 test: lint
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""A site gateway's side of the end-to-end confirmation (DESIGN.md section 3.4), without I/O.
+"""A site gateway's side of the end-to-end confirmation (docs/DESIGN.md section 3, "Delivery levels"), without I/O.
 
 A gateway keeps every reading it sent until the platform confirms it on `vpp/v1/{site}/stored`,
 and sends the unconfirmed ones again after any reconnect and when they have waited too long.

@@ -35,7 +35,7 @@ STATUS_FILTER = "vpp/v1/+/status"
 # per matching subscription. A five-level topic with a wrong last level is not caught, because
 # `vpp/v1/+/+/+` would also match the DR topics.
 MISFIT_FILTERS = ("vpp/v1", "vpp/v1/+", "vpp/v1/+/telemetry", "vpp/v1/+/+/+/+/#")
-# Platform -> site: what the platform has durably stored of the site's telemetry (DESIGN.md 3.4).
+# Platform -> site: what the platform has durably stored of the site's telemetry (docs/DESIGN.md section 3, "Delivery levels").
 # The one place this topic is spelled; the ACL grants each site read access to its own.
 STORED_TOPIC = "vpp/v1/{site_id}/stored"
 

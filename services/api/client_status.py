@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["ClientStatus"]
+from vpp.postgres.api_clients import client_is_active
 
-_ACTIVE = text("SELECT revoked_at IS NULL FROM api_clients WHERE client_id = :client_id")
+__all__ = ["ClientStatus"]
 
 
 class ClientStatus:
@@ -32,6 +31,6 @@ class ClientStatus:
         if known is not None and now_s - known[1] < self.ttl_s:
             return known[0]
         async with engine.connect() as conn:
-            active = bool((await conn.execute(_ACTIVE, {"client_id": client_id})).scalar())
+            active = await client_is_active(conn, client_id)
         self._known[client_id] = (active, now_s)
         return active

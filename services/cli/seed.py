@@ -7,6 +7,7 @@ import psycopg
 from services.api.csv_import import parse_capacity_csv, parse_fiscal_year_csv
 from vpp.domain.devices import DeviceKind
 from vpp.domain.periods import parse_period
+from vpp.postgres.regions import ensure_region, store_declared_capacity, store_declared_figure
 from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 from vpp.published import CAPACITY_CSV, LEADING_AREA_FY_CSV, published_csv
 from vpp.simulation.model import SiteSpec
@@ -85,11 +86,7 @@ def register_simulated_site(
 def seed_defaults(conn: psycopg.Connection) -> None:
     """Idempotent: regions with their Japanese names, and the model depot (100% renewable supply since 2024-10)."""
     for region_id, name, name_ja in REGIONS:
-        conn.execute(
-            """INSERT INTO regions (region_id, name, name_ja) VALUES (%s, %s, %s)
-               ON CONFLICT (region_id) DO UPDATE SET name = EXCLUDED.name, name_ja = EXCLUDED.name_ja""",
-            (region_id, name, name_ja),
-        )
+        ensure_region(conn, region_id, name, name_ja)
     register_simulated_site(conn, DEPOT, DEPOT_NAME)
     conn.commit()
 
@@ -99,33 +96,23 @@ def seed_published_figures(conn: psycopg.Connection) -> None:
     declared side from the first start. An operator's later import with another source sits beside them."""
     for figure in parse_fiscal_year_csv(published_csv(LEADING_AREA_FY_CSV)):
         period = parse_period("fiscal_year", str(figure.fiscal_year))
-        conn.execute(
-            """INSERT INTO declared_figures (region_pk, period_start, period_end, renewable_supply_kwh,
-                                            saving_kwh, demand_kwh, source)
-               SELECT id, %s, %s, %s, %s, %s, %s FROM regions WHERE region_id = 'leading-area'
-               ON CONFLICT (region_pk, period_start, period_end, source) DO UPDATE SET
-                   renewable_supply_kwh = EXCLUDED.renewable_supply_kwh, saving_kwh = EXCLUDED.saving_kwh,
-                   demand_kwh = EXCLUDED.demand_kwh""",
-            (
-                period.start,
-                period.end,
-                figure.renewable_supply_kwh,
-                figure.saving_kwh,
-                figure.demand_kwh,
-                f"{FY_SOURCE}, FY{figure.fiscal_year}",
-            ),
+        store_declared_figure(
+            conn,
+            "leading-area",
+            period.start,
+            period.end,
+            renewable_supply_kwh=figure.renewable_supply_kwh,
+            saving_kwh=figure.saving_kwh,
+            demand_kwh=figure.demand_kwh,
+            source=f"{FY_SOURCE}, FY{figure.fiscal_year}",
         )
     for capacity in parse_capacity_csv(published_csv(CAPACITY_CSV)):
-        conn.execute(
-            """INSERT INTO declared_capacity (region_pk, category, fiscal_year, capacity_kw, source)
-               SELECT id, %s, %s, %s, %s FROM regions WHERE region_id = 'kawasaki'
-               ON CONFLICT (region_pk, category, fiscal_year) DO UPDATE SET
-                   capacity_kw = EXCLUDED.capacity_kw, source = EXCLUDED.source""",
-            (
-                capacity.category,
-                capacity.fiscal_year,
-                capacity.capacity_kw,
-                f"{CAPACITY_SOURCE} (FY{capacity.fiscal_year})",
-            ),
+        store_declared_capacity(
+            conn,
+            "kawasaki",
+            capacity.category,
+            capacity.fiscal_year,
+            capacity.capacity_kw,
+            f"{CAPACITY_SOURCE} (FY{capacity.fiscal_year})",
         )
     conn.commit()

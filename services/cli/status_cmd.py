@@ -12,6 +12,7 @@ from rich.table import Table
 from services.cli.database import CliError, cli_database
 from services.cli.platform_file import leftover_servers, read_platform_record
 from vpp.domain.slots import JST
+from vpp.postgres.platform_status import dead_letter_summary, latest_slots, site_overview, totals
 from vpp.settings import Settings, load_settings
 
 console = Console()
@@ -57,13 +58,7 @@ def _platform_line(settings: Settings) -> None:
 def _report(url: str, slots: int, site: str | None) -> None:
     now = datetime.now(UTC)
     with psycopg.connect(url) as conn:
-        sites = conn.execute(
-            """SELECT s.id, s.site_id, s.name, max(d.last_reading_at), count(d.id), st.online
-               FROM sites s LEFT JOIN devices d ON d.site_pk = s.id LEFT JOIN site_status st ON st.site_pk = s.id
-               WHERE %(site)s::text IS NULL OR s.site_id = %(site)s
-               GROUP BY s.id, st.online ORDER BY s.site_id LIMIT 50""",
-            {"site": site},
-        ).fetchall()
+        sites = site_overview(conn, site)
         overview = Table(title=f"Sites ({len(sites)} shown)")
         for column in ("site", "name", "devices", "status", "last reading"):
             overview.add_column(column)
@@ -73,12 +68,7 @@ def _report(url: str, slots: int, site: str | None) -> None:
             overview.add_row(site_id, name, str(devices), state, age)
         console.print(overview)
         for pk, site_id, *_ in sites[:5]:
-            rows = conn.execute(
-                """SELECT slot_start, import_kwh, export_kwh, pv_kwh, battery_charge_kwh, battery_discharge_kwh,
-                          ev_kwh, load_kwh, coverage
-                   FROM site_energy_30min WHERE site_pk = %s ORDER BY slot_start DESC LIMIT %s""",
-                (pk, slots),
-            ).fetchall()
+            rows = latest_slots(conn, pk, slots)
             table = Table(title=f"{site_id}: latest 30-minute energy (kWh, JST)")
             for column in (
                 "slot",
@@ -93,7 +83,7 @@ def _report(url: str, slots: int, site: str | None) -> None:
                 "coverage",
             ):
                 table.add_column(column, justify="right")
-            for slot, *values, coverage in reversed(rows):
+            for slot, *values, coverage in rows:
                 table.add_row(
                     slot.astimezone(JST).strftime("%Y-%m-%d %H:%M"),
                     *(f"{v:.2f}" for v in values),
@@ -101,13 +91,9 @@ def _report(url: str, slots: int, site: str | None) -> None:
                     f"{coverage:.0%}",
                 )
             console.print(table)
-        dead = conn.execute(
-            "SELECT reason, count(*), max(received_at) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
-        ).fetchall()
-        totals = conn.execute(
-            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM site_energy_30min)"
-        ).fetchone()
-    console.print(f"readings stored: {totals[0]:,} · 30-minute rows: {totals[1]:,}" if totals else "")
+        dead = dead_letter_summary(conn)
+        stored = totals(conn)
+    console.print(f"readings stored: {stored[0]:,} · 30-minute rows: {stored[1]:,}")
     if dead:
         table = Table(title="Dead letters by reason")
         for column in ("reason", "messages", "latest"):

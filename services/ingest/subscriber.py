@@ -15,7 +15,7 @@ accepts publishers again, and it queues for a worker that is down. Mosquitto 2.0
 published after a broker restart and before ingest resubscribes match nobody and are dropped.
 
 After each commit the worker publishes what it stored on the site's `stored` topic (`confirm`):
-the end-to-end confirmation that lets a gateway forget a reading (DESIGN.md section 3.4).
+the end-to-end confirmation that lets a gateway forget a reading (docs/DESIGN.md section 3, "Delivery levels").
 """
 
 from __future__ import annotations

@@ -144,3 +144,44 @@ def test_page_and_assets(api: httpx.Client) -> None:
         assert api.get(f"/static/{asset}").status_code == 200, asset
     assert api.get("/static/../main.py").status_code == 404
     assert api.get("/static/nothing.js").status_code == 404
+
+
+def test_timeline_and_scheduler_alarms_from_stored_rows(api: httpx.Client, db_url: str) -> None:
+    """A verified event with one dispatched, acked site, and a scheduler alarm, as the dashboard lists them."""
+    operator = _token(api, *DEV_OPERATOR)
+    now = datetime.now(UTC).replace(microsecond=0)
+    past_slot = slot_start(now) - timedelta(hours=2)
+    with psycopg.connect(db_url) as conn:
+        event = conn.execute(
+            """INSERT INTO dr_events (event_id, kind, status, start_at, end_at, requested_kw, allocated_kw, revision)
+               VALUES ('timeline-1', 'peak_cut', 'completed', %s, %s, 12, 10, 2) RETURNING id""",
+            (past_slot, past_slot + timedelta(hours=1)),
+        ).fetchone()
+        assert event is not None
+        site = conn.execute("SELECT id FROM sites WHERE site_id = 'hot-site'").fetchone()
+        assert site is not None
+        conn.execute(
+            """INSERT INTO dr_event_sites (event_pk, site_pk, allocated_kw, dispatched_at, ack_status, acked_revision)
+               VALUES (%s, %s, 10, now(), 'accepted', 2)""",
+            (event[0], site[0]),
+        )
+        conn.execute(
+            """INSERT INTO dr_verified_reductions (event_pk, site_pk, slot_start, baseline_kwh, actual_kwh,
+                                                   reduction_kwh, method, verified_at)
+               VALUES (%s, %s, %s, 20, 17, 3, 'test', now()), (%s, %s, %s, 20, 18, 2, 'test', now())""",
+            (event[0], site[0], past_slot, event[0], site[0], past_slot + timedelta(minutes=30)),
+        )
+        conn.execute(
+            """INSERT INTO site_alarms (site_pk, slot_start, kind, level, predicted_kw, target_kw, raised_at)
+               VALUES (%s, %s, 'demand', 'warn', 19.5, 20, %s)""",
+            (site[0], past_slot, past_slot + timedelta(minutes=20)),
+        )
+        conn.commit()
+    (row,) = api.get("/api/v1/dashboard/dr/timeline", headers=operator).json()
+    assert (row["event_id"], row["requested_kw"], row["allocated_kw"], row["revision"]) == ("timeline-1", 12, 10, 2)
+    assert (row["sites"], row["dispatched_sites"], row["acked_sites"]) == (1, 1, 1)
+    assert (row["verified_slots"], row["verified_reduction_kwh"]) == (2, pytest.approx(5.0))
+    assert row["unreachable_sites"] == 0
+    alarms = api.get("/api/v1/dashboard/live", headers=operator).json()["alarms"]["demand"]
+    stored = [a for a in alarms if a["origin"] == "scheduler"]
+    assert [(a["site_id"], a["level"], a["predicted_kw"]) for a in stored] == [("hot-site", "warn", 19.5)]

@@ -44,8 +44,8 @@ from functools import lru_cache
 import highspy
 import numpy as np
 import numpy.typing as npt
-from highspy._core import _Highs
 
+from vpp.domain.highs_solver import QuietHighs, new_quiet_solver
 from vpp.domain.planning_model import SLOT_HOURS, InfeasiblePlan, SiteProblem
 
 __all__ = ["LpCosts", "LpSolution", "solve_site_lp"]
@@ -177,19 +177,11 @@ def _layout(horizon: int, ev_windows: tuple[tuple[int, int], ...], has_target: b
 _solvers = threading.local()
 
 
-def _solver() -> _Highs:
-    """This thread's HiGHS instance (one is not thread-safe; creating one per solve costs ~15%).
-
-    It is highspy's core class rather than its ``Highs`` wrapper: the wrapper installs a Python logging
-    callback while it is constructed, before output can be switched off, and that first log line prints
-    HiGHS's banner on the process's stdout (in `vpp up`, over the live display). The core class has every
-    method used here and logs nothing once ``output_flag`` is off.
-    """
-    solver: _Highs | None = getattr(_solvers, "highs", None)
+def _solver() -> QuietHighs:
+    """This thread's HiGHS instance (one is not thread-safe; creating one per solve costs ~15%)."""
+    solver: QuietHighs | None = getattr(_solvers, "highs", None)
     if solver is None:
-        solver = _Highs()
-        for name, value in (("output_flag", False), ("presolve", "off"), ("solver", "simplex"), ("threads", 1)):
-            solver.setOptionValue(name, value)
+        solver = new_quiet_solver()
         _solvers.highs = solver
     return solver
 

@@ -39,7 +39,10 @@ def postgres_bin_dir() -> Path:
             return bundled
     found = shutil.which("pg_ctl")
     if not found:
-        raise RuntimeError("no PostgreSQL binaries: install the project (pgserver) or PostgreSQL")
+        raise RuntimeError(
+            "no PostgreSQL binaries for the embedded database: install the embedded extra "
+            "(pip install 'kawasaki-vpp[embedded]', which `make run` does) or PostgreSQL, or set VPP_DATABASE_URL"
+        )
     return Path(found).parent
 
 

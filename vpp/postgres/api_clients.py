@@ -14,15 +14,21 @@ from datetime import datetime
 from typing import Literal
 
 import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "ActiveClient",
     "ApiClient",
     "Role",
+    "active_client",
     "add_client",
+    "client_is_active",
     "hash_secret",
     "list_clients",
     "new_secret",
     "revoke_client",
+    "schema_ready",
     "verify_secret",
 ]
 
@@ -106,3 +112,39 @@ def revoke_client(conn: psycopg.Connection, client_id: str) -> bool:
         (client_id,),
     ).fetchone()
     return row is not None
+
+
+# The API's side (SQLAlchemy async): what the token endpoint and the revocation check read.
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveClient:
+    secret_hash: str
+    role: Role
+    site_id: str | None
+
+
+_ACTIVE_CLIENT = text(
+    """SELECT c.secret_hash, c.role, s.site_id FROM api_clients c LEFT JOIN sites s ON s.id = c.site_pk
+       WHERE c.client_id = :client_id AND c.revoked_at IS NULL"""
+)
+_IS_ACTIVE = text("SELECT revoked_at IS NULL FROM api_clients WHERE client_id = :client_id")
+
+
+async def active_client(conn: AsyncConnection, client_id: str) -> ActiveClient | None:
+    """A client that is not revoked, with its secret's hash, role and site (None: unknown or revoked)."""
+    row = (await conn.execute(_ACTIVE_CLIENT, {"client_id": client_id})).first()
+    return None if row is None else ActiveClient(str(row[0]), row[1], row[2])
+
+
+async def client_is_active(conn: AsyncConnection, client_id: str) -> bool:
+    """False for a revoked or unknown client."""
+    return bool((await conn.execute(_IS_ACTIVE, {"client_id": client_id})).scalar())
+
+
+_READY = text("SELECT 1 FROM api_clients LIMIT 1")
+
+
+async def schema_ready(conn: AsyncConnection) -> None:
+    """Raises unless the database answers and holds the API's tables (migrated far enough to log in)."""
+    await conn.execute(_READY)

@@ -1,4 +1,8 @@
-"""Region queries for the API: regions and their members, declared figures, declared capacity."""
+"""Region queries: regions and their members, declared figures, declared capacity.
+
+The API reads and writes them through SQLAlchemy (async); the CLI seeds the published figures through
+psycopg (the functions at the end).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,12 +18,15 @@ __all__ = [
     "CapacityRow",
     "DeclaredRow",
     "RegionRow",
+    "ensure_region",
     "list_capacity",
     "list_declared",
     "list_regions",
     "region_members",
     "registered_pv_kw",
     "set_region",
+    "store_declared_capacity",
+    "store_declared_figure",
     "upsert_capacity",
     "upsert_declared",
 ]
@@ -219,3 +227,50 @@ async def registered_pv_kw(conn: AsyncConnection, region_pk: int) -> float:
         )
     ).scalar_one()
     return float(value)
+
+
+# The CLI's side (psycopg): idempotent seeding of regions and the city's published figures.
+
+
+def ensure_region(conn: psycopg.Connection, region_id: str, name: str, name_ja: str | None) -> None:
+    conn.execute(
+        """INSERT INTO regions (region_id, name, name_ja) VALUES (%s, %s, %s)
+           ON CONFLICT (region_id) DO UPDATE SET name = EXCLUDED.name, name_ja = EXCLUDED.name_ja""",
+        (region_id, name, name_ja),
+    )
+
+
+def store_declared_figure(
+    conn: psycopg.Connection,
+    region_id: str,
+    period_start: datetime,
+    period_end: datetime,
+    *,
+    renewable_supply_kwh: float | None,
+    saving_kwh: float | None,
+    demand_kwh: float | None,
+    source: str,
+) -> None:
+    """One period's declared figures for a region, replacing those of the same period and source."""
+    conn.execute(
+        """INSERT INTO declared_figures (region_pk, period_start, period_end, renewable_supply_kwh,
+                                        saving_kwh, demand_kwh, source)
+           SELECT id, %s, %s, %s, %s, %s, %s FROM regions WHERE region_id = %s
+           ON CONFLICT (region_pk, period_start, period_end, source) DO UPDATE SET
+               renewable_supply_kwh = EXCLUDED.renewable_supply_kwh, saving_kwh = EXCLUDED.saving_kwh,
+               demand_kwh = EXCLUDED.demand_kwh""",
+        (period_start, period_end, renewable_supply_kwh, saving_kwh, demand_kwh, source, region_id),
+    )
+
+
+def store_declared_capacity(
+    conn: psycopg.Connection, region_id: str, category: str, fiscal_year: int, capacity_kw: float, source: str
+) -> None:
+    """A category's declared capacity for a fiscal year, replacing the year's earlier figure."""
+    conn.execute(
+        """INSERT INTO declared_capacity (region_pk, category, fiscal_year, capacity_kw, source)
+           SELECT id, %s, %s, %s, %s FROM regions WHERE region_id = %s
+           ON CONFLICT (region_pk, category, fiscal_year) DO UPDATE SET
+               capacity_kw = EXCLUDED.capacity_kw, source = EXCLUDED.source""",
+        (category, fiscal_year, capacity_kw, source, region_id),
+    )

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.deps import ConnDep, NowDep, OperatorDep
@@ -20,6 +19,14 @@ from services.api.regions_common import RegionIdPath, require_region
 from services.api.schemas import ID_PATTERN
 from vpp.domain.demand import DemandAlarm, demand_alarm, predict_end_of_slot_demand_kw
 from vpp.domain.slots import JST, SLOT, slot_start
+from vpp.postgres.dashboard import (
+    DeviceState,
+    dead_letter_counts,
+    device_states,
+    region_flow_rows,
+    stored_alarms,
+    timeline_rows,
+)
 
 __all__ = ["router"]
 
@@ -128,18 +135,6 @@ class TimelineEvent(BaseModel):
     unreachable_sites: int  # called sites whose stored plan misses its limit on the forecast
 
 
-_FLOWS = text(
-    """SELECT e.slot_start,
-              sum(greatest(e.pv_kwh - e.export_kwh, 0)), sum(e.import_kwh * s.renewable_share),
-              sum(e.import_kwh * (1 - s.renewable_share)), sum(e.battery_discharge_kwh - e.battery_charge_kwh),
-              sum(e.export_kwh), sum(e.ev_kwh), sum(e.load_kwh), count(*)
-       FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk
-       JOIN region_sites rs ON rs.site_pk = s.id
-       WHERE rs.region_pk = :region_pk AND e.slot_start >= :start AND e.slot_start < :end
-       GROUP BY e.slot_start ORDER BY e.slot_start"""
-)
-
-
 @router.get("/regions/{region_id}/flows", response_model=RegionFlows, summary="A region's supply and demand per slot")
 async def region_flows(
     conn: ConnDep,
@@ -152,37 +147,23 @@ async def region_flows(
     the_day = day or now.astimezone(JST).date()
     start = datetime(the_day.year, the_day.month, the_day.day, tzinfo=JST)
     running = slot_start(now)
-    rows = (
-        await conn.execute(_FLOWS, {"region_pk": region.region_pk, "start": start, "end": start + timedelta(days=1)})
-    ).all()
     slots = []
-    for row in rows:
-        is_running = row[0] == running
+    for row in await region_flow_rows(conn, region.region_pk, start, start + timedelta(days=1)):
+        is_running = row.slot_start == running
         # A running slot's energy covers only its elapsed part: divide by that, not by the whole slot.
         hours = max((now - running) / timedelta(hours=1), 1 / 60) if is_running else _SLOT_H
-        kw = [float(v) / hours for v in row[1:8]]
-        slots.append(FlowSlot(slot_start=row[0], running=is_running, pv_on_site_kw=kw[0], contract_renewable_kw=kw[1],
-                              other_import_kw=kw[2], battery_kw=kw[3], export_kw=kw[4], ev_kw=kw[5], demand_kw=kw[6],
-                              sites=int(row[8])))  # fmt: skip
+        slots.append(FlowSlot(slot_start=row.slot_start, running=is_running, pv_on_site_kw=row.pv_on_site_kwh / hours,
+                              contract_renewable_kw=row.contract_renewable_kwh / hours,
+                              other_import_kw=row.other_import_kwh / hours,
+                              battery_kw=row.battery_net_discharge_kwh / hours, export_kw=row.export_kwh / hours,
+                              ev_kw=row.ev_kwh / hours, demand_kw=row.load_kwh / hours, sites=row.sites))  # fmt: skip
     return RegionFlows(region_id=region.region_id, day=the_day, slots=slots)
 
 
-_SITES = text(
-    """SELECT s.site_id, s.name, s.is_public, s.demand_target_kw, st.online, d.kind, d.last_reading_at,
-              r.power_kw, r.soc_pct, r.vehicles, coalesce(e.import_kwh, 0)
-       FROM sites s
-       LEFT JOIN site_status st ON st.site_pk = s.id
-       LEFT JOIN devices d ON d.site_pk = s.id
-       LEFT JOIN readings r ON r.device_pk = d.id AND r.ts = d.last_reading_at
-       LEFT JOIN site_energy_30min e ON e.site_pk = s.id AND e.slot_start = :slot
-       WHERE CAST(:region AS text) IS NULL OR EXISTS (SELECT 1 FROM region_sites rs JOIN regions g
-             ON g.id = rs.region_pk WHERE rs.site_pk = s.id AND g.region_id = :region)
-       ORDER BY s.site_id, d.device_id"""
-)
 _KIND_FIELD = {"meter": "grid_kw", "pv": "pv_kw", "battery": "battery_kw", "ev_charger": "ev_kw"}
 
 
-def _site_states(rows: list[Any], now: datetime, slot: datetime, stale_after_s: float) -> list[SiteLive]:
+def _site_states(rows: list[DeviceState], now: datetime, slot: datetime, stale_after_s: float) -> list[SiteLive]:
     by_site: dict[str, dict[str, Any]] = {}
     for site_id, name, public, target, status, kind, last_at, power, soc, vehicles, slot_kwh in rows:
         site = by_site.setdefault(site_id, {"site_id": site_id, "name": name, "public": public,
@@ -218,17 +199,6 @@ def _site_states(rows: list[Any], now: datetime, slot: datetime, stale_after_s: 
     return states
 
 
-_STORED_ALARMS = text(
-    """SELECT s.site_id, a.slot_start, a.level, a.predicted_kw, a.target_kw, a.raised_at
-       FROM site_alarms a JOIN sites s ON s.id = a.site_pk
-       WHERE a.slot_start >= :since ORDER BY a.slot_start DESC, s.site_id LIMIT 200"""
-)
-_DEAD_LETTERS = text(
-    """SELECT reason, count(*), count(*) FILTER (WHERE received_at >= :five_min_ago)
-       FROM dead_letters WHERE received_at >= :hour_ago GROUP BY reason"""
-)
-
-
 async def _alarms(
     conn: AsyncConnection, sites: list[SiteLive], now: datetime, slot: datetime, dead_letter_alarm_per_min: float
 ) -> Alarms:
@@ -246,20 +216,15 @@ async def _alarms(
         if s.demand_level in ("warn", "over") and s.predicted_demand_kw is not None and s.demand_target_kw is not None
     ]
     live_keys = {(a.site_id, a.slot_start) for a in demand}
-    for row in (await conn.execute(_STORED_ALARMS, {"since": now - timedelta(hours=24)})).all():
-        if (row[0], row[1]) not in live_keys:
-            demand.append(DemandAlarmOut(site_id=row[0], slot_start=row[1], level=row[2], predicted_kw=row[3],
-                                         target_kw=row[4], raised_at=row[5], origin="scheduler"))  # fmt: skip
-    reasons = (
-        await conn.execute(
-            _DEAD_LETTERS, {"hour_ago": now - timedelta(hours=1), "five_min_ago": now - timedelta(minutes=5)}
-        )
-    ).all()
-    last_5min = sum(int(r[2]) for r in reasons)
+    for alarm in await stored_alarms(conn, now - timedelta(hours=24)):
+        if (alarm.site_id, alarm.slot_start) not in live_keys:
+            demand.append(DemandAlarmOut(**alarm._asdict(), origin="scheduler"))
+    reasons = await dead_letter_counts(conn, now - timedelta(hours=1), now - timedelta(minutes=5))
+    last_5min = sum(r.since_five_min_ago for r in reasons)
     rate = DeadLetterRate(
-        last_5min=last_5min, last_hour=sum(int(r[1]) for r in reasons), per_min=last_5min / 5,
+        last_5min=last_5min, last_hour=sum(r.since_hour_ago for r in reasons), per_min=last_5min / 5,
         threshold_per_min=dead_letter_alarm_per_min, alarm=last_5min / 5 > dead_letter_alarm_per_min,
-        by_reason={str(r[0]): int(r[1]) for r in reasons},
+        by_reason={r.reason: r.since_hour_ago for r in reasons},
     )  # fmt: skip
     return Alarms(demand=demand, offline=[s for s in sites if not s.online], dead_letters=rate)
 
@@ -274,28 +239,9 @@ async def live(
     dead_letter_alarm_per_min: Annotated[float, Query(ge=0, le=1e6)] = 1.0,
 ) -> Live:
     slot = slot_start(now)
-    rows = (await conn.execute(_SITES, {"slot": slot, "region": region})).all()
-    sites = _site_states(list(rows), now, slot, stale_after_s)
+    sites = _site_states(await device_states(conn, slot, region), now, slot, stale_after_s)
     alarms = await _alarms(conn, sites, now, slot, dead_letter_alarm_per_min)
     return Live(now=now, stale_after_s=stale_after_s, sites=sites, alarms=alarms)
-
-
-_TIMELINE = text(
-    """SELECT e.event_id, e.kind, e.status, e.region_id, e.start_at, e.end_at, e.requested_kw, e.allocated_kw,
-              e.shortfall_kw, e.incentive_jpy_per_kwh, e.revision, e.source, e.pending_action, e.updated_at,
-              (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id),
-              (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.dispatched_at IS NOT NULL),
-              (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.ack_status = 'accepted'
-                  AND es.acked_revision = e.revision),
-              v.slots, v.reduction_kwh, e.direction, e.deliverable_kw,
-              (SELECT count(*) FROM dr_event_sites es WHERE es.event_pk = e.id AND es.limit_reachable IS FALSE)
-       FROM dr_events e
-       LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE reduction_kwh IS NOT NULL) AS slots,
-                                 sum(reduction_kwh) AS reduction_kwh
-                          FROM dr_verified_reductions WHERE event_pk = e.id) v ON true
-       WHERE e.end_at >= :since AND e.start_at < :until
-       ORDER BY e.start_at DESC, e.id DESC LIMIT :limit"""
-)
 
 
 @router.get("/dr/timeline", response_model=list[TimelineEvent], summary="DR events around now, with verification")
@@ -307,9 +253,5 @@ async def dr_timeline(
     days_ahead: Annotated[int, Query(ge=0, le=366)] = 7,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[TimelineEvent]:
-    params = {"since": now - timedelta(days=days_back), "until": now + timedelta(days=days_ahead), "limit": limit}
-    fields = list(TimelineEvent.model_fields)
-    return [
-        TimelineEvent(**dict(zip(fields, (*row[:17], int(row[17] or 0), *row[18:]), strict=True)))
-        for row in (await conn.execute(_TIMELINE, params)).all()
-    ]
+    rows = await timeline_rows(conn, now - timedelta(days=days_back), now + timedelta(days=days_ahead), limit)
+    return [TimelineEvent(**row._asdict()) for row in rows]

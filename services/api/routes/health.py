@@ -8,11 +8,11 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from services.api.deps import StateDep
 from services.api.errors import ProblemError
 from services.api.schemas import Health
+from vpp.postgres.api_clients import schema_ready
 
 router = APIRouter(tags=["operations"])
 
@@ -33,7 +33,7 @@ async def healthz() -> Health:
 async def readyz(state: StateDep) -> Health | JSONResponse:
     try:
         async with asyncio.timeout(2.0), state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1 FROM api_clients LIMIT 1"))
+            await schema_ready(conn)
     except Exception as exc:  # any failure means "not ready"; the reason goes in the body
         body = Health(status="unavailable", detail=f"database: {type(exc).__name__}")
         return JSONResponse(body.model_dump(), status_code=503)

@@ -7,7 +7,6 @@ import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Header, Request
-from sqlalchemy import text
 
 from services.api.auth import Principal, dev_client, issue_token
 from services.api.deps import ConnDep, StateDep
@@ -15,13 +14,9 @@ from services.api.errors import ProblemError
 from services.api.login_throttle import verify_or_waste
 from services.api.ratelimit import RateLimiter
 from services.api.schemas import TokenOut
+from vpp.postgres.api_clients import active_client
 
 router = APIRouter(tags=["auth"])
-
-_CLIENT = text(
-    """SELECT c.secret_hash, c.role, s.site_id FROM api_clients c LEFT JOIN sites s ON s.id = c.site_pk
-       WHERE c.client_id = :client_id AND c.revoked_at IS NULL"""
-)
 
 
 def _invalid_client(detail: str, *, basic: bool = True) -> ProblemError:
@@ -95,8 +90,8 @@ async def _authenticate(state: StateDep, conn: ConnDep, client_id: str, secret: 
                 f"development credentials are refused when VPP_ENVIRONMENT={state.settings.environment}", basic=basic
             )
         return dev
-    row = (await conn.execute(_CLIENT, {"client_id": client_id})).first()
+    client = await active_client(conn, client_id)
     # An unknown client id costs the same scrypt work as a known one: timing does not tell them apart.
-    if not await verify_or_waste(secret, str(row[0]) if row is not None else None) or row is None:
+    if not await verify_or_waste(secret, client.secret_hash if client is not None else None) or client is None:
         raise _invalid_client("unknown client or wrong secret", basic=basic)
-    return Principal(client_id, row[1], row[2])
+    return Principal(client_id, client.role, client.site_id)

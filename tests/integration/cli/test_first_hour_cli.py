@@ -195,6 +195,8 @@ def test_status_after_kill_9_says_the_platform_is_dead(tmp_path: Path) -> None:
         assert running.returncode == 0, running.stderr
         assert "platform running" in running.stdout, running.stdout
         assert f"pid {child.pid}" in running.stdout, running.stdout
+        assert "readings stored:" in running.stdout, running.stdout
+        assert "site-00001: latest 30-minute energy" in running.stdout, running.stdout
         broker_pid = record.body["broker_pid"]
 
         child.send_signal(signal.SIGKILL)

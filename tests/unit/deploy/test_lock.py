@@ -32,9 +32,17 @@ def pins(lock: Path) -> dict[str, str]:
 
 
 def declared(extra: str | None = None) -> list[Requirement]:
+    """The requirements of the project or of one extra, with the project's own extras (`kawasaki-vpp[x]`) expanded."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     raw = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
-    return [Requirement(r) for r in raw]
+    found: list[Requirement] = []
+    for requirement in map(Requirement, raw):
+        if canonicalize_name(requirement.name) == PROJECT:
+            for inner in sorted(requirement.extras):
+                found.extend(declared(inner))
+        else:
+            found.append(requirement)
+    return found
 
 
 def test_every_declared_dependency_is_pinned_within_its_range() -> None:
@@ -47,6 +55,16 @@ def test_every_declared_dependency_is_pinned_within_its_range() -> None:
             assert requirement.specifier.contains(lock[name], prereleases=True), (
                 f"{requirement.name}=={lock[name]} is outside {requirement.specifier}: run `make lock`"
             )
+
+
+def test_a_production_install_has_no_embedded_servers() -> None:
+    """pgserver and amqtt are the `embedded` extra: `make` installs them, the Dockerfile does not."""
+    runtime = pins(ROOT / "requirements.lock")
+    dev = pins(ROOT / "requirements-dev.lock")
+    embedded = {canonicalize_name(r.name) for r in declared("embedded")}
+    assert embedded == {"pgserver", "amqtt"}
+    assert embedded.isdisjoint(runtime)
+    assert embedded <= set(dev)
 
 
 def test_the_runtime_lock_is_the_runtime_part_of_the_dev_lock() -> None:
