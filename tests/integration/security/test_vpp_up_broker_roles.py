@@ -10,6 +10,7 @@ own credentials while the simulated sites keep publishing; their telemetry must 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -57,6 +58,14 @@ def test_vpp_up_enforces_the_broker_roles_on_its_own_sites(db_url: str, tmp_path
     with running_platform(tmp_path, sites=3, backfill_hours=1.5, env={"VPP_DATABASE_URL": db_url}) as platform:
         screen = (tmp_path / "vpp-up.log").read_text()
         assert "roles enforced (dynamic security)" in screen, screen
+        # The accounts `vpp up` gave its broker: each simulated site under its own site role, the
+        # commissioned intruder kept, ingest and the scheduler on theirs.
+        dynsec = json.loads((tmp_path / "vpp-data" / "broker" / "auth" / "dynamic-security.json").read_text())
+        roles = {c["username"]: [r["rolename"] for r in c["roles"]] for c in dynsec["clients"]}
+        for site in (*platform.site_ids, INTRUDER):
+            assert roles[site] == [f"site:{site}"], roles
+        assert roles["ingest"] == ["ingest"]
+        assert roles["scheduler"] == ["dr-scheduler"]
         victim, other = platform.site_ids[0], platform.site_ids[1]
         port = platform.broker_port
 
