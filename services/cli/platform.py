@@ -319,6 +319,13 @@ def simulate(
     """Publish realistic telemetry for N sites (PV, load, EVs, battery EMS) to the broker."""
     settings = load_settings()
     configure_logging("WARNING", "console")
+    running = read_platform_record(settings.data_dir.resolve())
+    if not (broker_url or settings.mqtt_url) and running is not None and running.alive:
+        # Its broker runs the production rules: sites without an account would only be refused.
+        raise StartupError(
+            f"`vpp up` runs on {settings.data_dir} (pid {running.pid}) and its broker admits only registered "
+            "sites with their own secrets; stop it first, or pass --broker-url for another broker"
+        )
     if echonet_homes > 0:
         from services.cli.echonet_sim import simulate_echonet_homes  # pychonet and uecho only when asked for
 
