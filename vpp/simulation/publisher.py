@@ -91,7 +91,7 @@ class SimulationPublisher:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             # One site subscribes to its own confirmations (all a site's ACL allows); a fleet on one
-            # connection, which only the embedded broker accepts, to everyone's.
+            # connection, which only a broker without roles accepts (`vpp simulate`), to everyone's.
             if len(self.simulators) == 1:
                 topics = [stored_topic(self.simulators[0].spec.site_id), *self._handlers]
             else:
