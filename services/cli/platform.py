@@ -86,11 +86,21 @@ def up(
         DEMO_SITES, "--sites", help="Simulated sites (the depot plus generated ones; private and public mixed)"
     ),
     api_port: int | None = typer.Option(None, "--api-port", help="Dashboard and API port (default VPP_API_PORT)"),
+    depot_protocol: str = typer.Option(
+        "mqtt",
+        "--depot-protocol",
+        help="How the depot takes part in DR: mqtt (signals, acks and telemetry over MQTT) or oadr2b (an "
+        "OpenADR 2.0b VEN over TLS with a client certificate; also starts the 2.0b VTN, development "
+        "certificates in the data folder)",
+    ),
 ) -> None:
     """Start everything on embedded defaults: database, broker, ingest, DR scheduler, API with the
     dashboard, and simulated sites (the Yamato depot first) whose EMS obeys DR signals."""
+    if depot_protocol not in ("mqtt", "oadr2b"):
+        raise typer.BadParameter("must be mqtt or oadr2b", param_hint="--depot-protocol")
     # The development platform, said explicitly: everywhere else production is the default.
     settings = load_settings(environment="development")
+    oadr2b_sites = frozenset({DEPOT.site_id} if depot_protocol == "oadr2b" else ())
     _refuse_second_platform(settings)
     log_path = _log_to_file(settings)
     stop = _stop_event()
@@ -127,7 +137,7 @@ def up(
         now = datetime.now(UTC).replace(microsecond=0)
         start = now - timedelta(hours=backfill_hours)
         with console.status("connecting the simulated sites…"):
-            publisher = stack.start_sites(specs, start, site_passwords)
+            publisher = stack.start_sites(specs, start, site_passwords, oadr2b_sites=oadr2b_sites)
         _done(
             "sites",
             f"{len(specs)} simulated ({', '.join(s.site_id for s in specs[:3])}{'…' if len(specs) > 3 else ''})",
@@ -135,6 +145,11 @@ def up(
         stack.write_platform_file("backfill")
         if backfill_hours > 0:
             _backfill(stack, start, now, worker)
+        if oadr2b_sites:
+            with console.status("starting the OpenADR 2.0b VTN and the depot's VEN…"):
+                vtn_url = _start_oadr2b(stack, settings, database_url, oadr2b_sites)
+            _done("2.0b VTN", f"{vtn_url} (development certificates in {settings.data_dir.resolve() / 'oadr2b'})")
+            _done("depot", "an OpenADR 2.0b VEN: registered, polls its events, reports usage per 30 minutes")
         with console.status("starting the DR scheduler…"):
             stack.start_scheduler()
         _done(
@@ -143,7 +158,8 @@ def up(
         )
         path = stack.write_platform_file("live")
         console.print(f"  endpoints in {path}, logs in {log_path}")
-        _live(stack, publisher, worker, database_url, interval_s, duration_s, stop)
+        shown = next((s.site_id for s in specs if s.site_id not in oadr2b_sites), DEPOT.site_id)
+        _live(stack, publisher, worker, database_url, interval_s, duration_s, stop, shown)
         clean = True
     finally:
         # Stop whatever did start, whatever failed; only a run that ended as asked says "stopped cleanly"
@@ -198,6 +214,23 @@ def _broker_note(server: EmbeddedBroker | None) -> str:
     return f" {note}" if server.roles_enforced else f" [yellow]{note}[/yellow]"
 
 
+def _start_oadr2b(stack: PlatformStack, settings: Settings, database_url: str, site_ids: frozenset[str]) -> str:
+    """The 2.0b VTN on development certificates, and the depot switched to a 2.0b VEN onboarded to it."""
+    from services.cli.oadr2b_dev import DEPOT_VEN_NAME, dev_pki, onboard_dev_ven
+    from services.oadr2b.settings import Oadr2bSettings
+
+    pki = dev_pki(settings.data_dir.resolve())
+    with connect(database_url) as conn:
+        onboard_dev_ven(conn, DEPOT.site_id, pki.ven.fingerprint)
+        conn.commit()
+    # Port, poll interval and VTN ID from VPP_OADR2B_*; the certificates are always the development ones.
+    vtn_settings = Oadr2bSettings(tls_cert=pki.vtn.cert, tls_key=pki.vtn.key, tls_ca=pki.ca.cert, insecure_http=False)
+    url = stack.start_oadr2b_vtn(vtn_settings)
+    stack.start_oadr2b_sites(site_ids, ven_name=DEPOT_VEN_NAME, cert=pki.ven.cert, key=pki.ven.key,
+                             ca_file=pki.ca.cert, vtn_fingerprint=pki.vtn.fingerprint)  # fmt: skip
+    return url
+
+
 def _refuse_second_platform(settings: Settings) -> None:
     record = read_platform_record(settings.data_dir.resolve())
     if record is None:
@@ -246,18 +279,21 @@ def _live(
     interval_s: float,
     duration_s: float,
     stop: threading.Event,
+    shown_site: str,
 ) -> None:
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live, psycopg.connect(database_url, autocommit=True) as conn:
         while not stop.is_set() and (duration_s <= 0 or time.monotonic() - began < duration_s):
             stack.step_sites(datetime.now(UTC))
-            live.update(_status_table(conn, worker, publisher))
+            live.update(_status_table(conn, worker, publisher, shown_site, stack))
             stop.wait(interval_s)
 
 
-def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: SiteFleet) -> Table:
+def _status_table(
+    conn: psycopg.Connection, worker: IngestWorker, publisher: SiteFleet, site_id: str, stack: PlatformStack
+) -> Table:
     m = worker.metrics
-    table = Table(title="Kawasaki VPP — live (Ctrl-C to stop)", title_justify="left")
+    table = Table(title=f"Kawasaki VPP — live, {site_id} (Ctrl-C to stop)", title_justify="left")
     for column in (
         "slot (JST)",
         "import kWh",
@@ -273,7 +309,7 @@ def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: Sit
         """SELECT slot_start, import_kwh, pv_kwh, battery_discharge_kwh - battery_charge_kwh, ev_kwh, load_kwh, coverage
            FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk WHERE s.site_id = %s
            ORDER BY slot_start DESC LIMIT 6""",
-        (DEPOT.site_id,),
+        (site_id,),
     ).fetchall()
     from vpp.domain.slots import JST
 
@@ -295,6 +331,9 @@ def _status_table(conn: psycopg.Connection, worker: IngestWorker, publisher: Sit
         f" · queue {worker.inbox.qsize()} · confirmed stored {publisher.confirmed:,}"
         f" · awaiting confirmation {publisher.awaiting_confirmation:,}"
     )
+    for ven in stack.vens:
+        answered = ", ".join(f"{e} #{n} {opt}" for e, n, _status, opt in ven.answered[-3:]) or "no events yet"
+        table.caption += f"\n{ven.site_id} on OpenADR 2.0b ({ven.ven_name}): {answered}"
     return table
 
 

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -38,6 +38,11 @@ from vpp.settings import Settings
 from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.fleet import SiteFleet
 from vpp.simulation.model import SiteSimulator, SiteSpec
+from vpp.simulation.oadr2b_ven import SiteOadr2bVen
+
+if TYPE_CHECKING:  # the 2.0b VTN's modules are imported only when `vpp up` is asked for one
+    from services.oadr2b.settings import Oadr2bSettings
+    from services.oadr2b.thread import VtnThread
 
 __all__ = ["PLATFORM_FILE", "PlatformStack", "StartupError", "read_platform_file"]
 
@@ -57,6 +62,7 @@ class Endpoints:
     api_url: str | None = None
     ingest_metrics_url: str | None = None
     scheduler_metrics_url: str | None = None
+    oadr2b_vtn_url: str | None = None
 
 
 def _metrics_server(host: str, port: int, registry: Any, what: str, setting: str) -> str:
@@ -83,6 +89,8 @@ class PlatformStack:
         self.ingest: IngestWorker | None = None
         self.publisher: SiteFleet | None = None
         self.links: list[SiteEmsLink] = []
+        self.vens: list[SiteOadr2bVen] = []  # sites switched to OpenADR 2.0b (no MQTT link, no live telemetry)
+        self.vtn: VtnThread | None = None
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -171,13 +179,21 @@ class PlatformStack:
         return self.endpoints.api_url
 
     def start_sites(
-        self, specs: list[SiteSpec], history_start: datetime, passwords: Mapping[str, str] | None = None
+        self,
+        specs: list[SiteSpec],
+        history_start: datetime,
+        passwords: Mapping[str, str] | None = None,
+        *,
+        oadr2b_sites: frozenset[str] = frozenset(),
     ) -> SiteFleet:
         """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on: one
         connection per site, with the site's own broker account (`passwords`: its secret, if the broker
-        has roles)."""
+        has roles).
+
+        Sites in `oadr2b_sites` send their backlog like the others but get no MQTT EMS: they are switched
+        to 2.0b VENs by :meth:`start_oadr2b_sites` after the backlog."""
         simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
-        fleet = SiteFleet(simulators, self.endpoints.broker, passwords)
+        fleet = SiteFleet(simulators, self.endpoints.broker, passwords, without_ems=oadr2b_sites)
         self._exit.callback(fleet.close)
         self.links = fleet.links
         missing = fleet.not_subscribed(15)
@@ -188,6 +204,41 @@ class PlatformStack:
             )
         self.publisher = fleet
         return fleet
+
+    def start_oadr2b_vtn(self, settings: Oadr2bSettings) -> str:
+        """The OpenADR 2.0b VTN (`services.oadr2b`) on its own port and event loop; returns its URL."""
+        from services.oadr2b.thread import VtnThread
+
+        vtn = VtnThread(settings, self.endpoints.database_url)
+        self._exit.callback(vtn.stop)
+        try:
+            url = vtn.start()
+        except OSError as error:
+            raise StartupError(
+                f"the 2.0b VTN could not listen on {settings.host}:{settings.port} ({error.strerror}); "
+                "set VPP_OADR2B_PORT to a free port"
+            ) from None
+        self.vtn = vtn
+        self.endpoints.oadr2b_vtn_url = url
+        return url
+
+    def start_oadr2b_sites(
+        self, site_ids: frozenset[str], *, ven_name: str, cert: Path, key: Path, ca_file: Path, vtn_fingerprint: str
+    ) -> list[SiteOadr2bVen]:
+        """Switch sites to OpenADR 2.0b VENs: from now on they obey 2.0b events and report usage over 2.0b
+        only (their gateway stops publishing live telemetry); each registers with its client certificate."""
+        assert self.publisher is not None, "start_sites first"
+        assert self.endpoints.oadr2b_vtn_url, "start_oadr2b_vtn first"
+        for sim in [self.publisher.stop_live_telemetry(site_id) for site_id in sorted(site_ids)]:
+            ven = SiteOadr2bVen(sim, ven_name=ven_name, vtn_url=self.endpoints.oadr2b_vtn_url, cert=cert, key=key,
+                                ca_file=ca_file, vtn_fingerprint=vtn_fingerprint)  # fmt: skip
+            self._exit.callback(ven.close)
+            try:
+                ven.start()
+            except (OSError, RuntimeError, TimeoutError) as error:
+                raise StartupError(f"{sim.spec.site_id}'s 2.0b VEN could not register: {error}") from None
+            self.vens.append(ven)
+        return self.vens
 
     # -- running -------------------------------------------------------------------------------
 
@@ -208,7 +259,11 @@ class PlatformStack:
         assert self.publisher is not None, "start_sites first"
         for link in self.links:
             link.apply_pending()
+        for ven in self.vens:
+            ven.apply_pending()
         self.publisher.step(now)
+        for ven in self.vens:
+            ven.step(now)
 
     def write_platform_file(self, phase: str) -> Path:
         """Where the running platform can be reached, for `vpp` commands, scripts and tests."""
@@ -224,7 +279,9 @@ class PlatformStack:
             "database_url": e.database_url,
             "ingest_metrics_url": _url_or_none(e.ingest_metrics_url),
             "scheduler_metrics_url": _url_or_none(e.scheduler_metrics_url),
-            "sites": [link.site_id for link in self.links],
+            "sites": [link.site_id for link in self.links] + [ven.site_id for ven in self.vens],
+            "oadr2b_vtn_url": e.oadr2b_vtn_url,
+            "oadr2b_sites": [ven.site_id for ven in self.vens],
             "broker_pid": self.broker_pid,  # an embedded Mosquitto, for `vpp status` after a kill -9
         }
         temporary = path.with_suffix(".tmp")

@@ -21,12 +21,22 @@ from typing import Protocol
 
 import psycopg
 
-from vpp.domain.dr_events import Direction, DrSignal, EventStatus, SignalEvent, parse_ack, signal_payload
+from vpp.domain.dr_events import (
+    Direction,
+    DrAck,
+    DrSignal,
+    EventStatus,
+    SignalEvent,
+    ack_payload,
+    parse_ack,
+    signal_payload,
+)
 from vpp.domain.limit_plausibility import implausible_limit
 from vpp.domain.site_signal import site_signal
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import load_dr_sites, region_site_ids
+from vpp.postgres.oadr2b import unacknowledged_opts
 from vpp.postgres.openadr_dr import publish_dr_event
 from vpp.postgres.site_capacity import site_capacity
 
@@ -309,8 +319,18 @@ class Scheduler:
                 self.conn.commit()
                 log.warning("request refused", extra=kv(event_id=event_id, action=action, reason=str(error)))
 
+    def acknowledge_oadr2b_opts(self, now: datetime) -> None:
+        """A 2.0b VEN's optIn (optOut) on the latest revision is its site's accepted (rejected) ack, as over MQTT."""
+        for opt in unacknowledged_opts(self.conn):
+            self.conn.commit()
+            ack = DrAck(opt.event_id, opt.revision, opt.opt_type == "optIn", opt.opted_at,
+                        f"OpenADR 2.0b {opt.opt_type} by {opt.ven_id}")  # fmt: skip
+            self.handle_ack(opt.site_id, ack_payload(ack), now=now)
+
     def tick(self, now: datetime) -> None:
-        """Time-driven lifecycle: start events whose window began, complete and verify those that ended."""
+        """Time-driven lifecycle: take 2.0b opts as acks, start events whose window began, complete and verify
+        those that ended."""
+        self.acknowledge_oadr2b_opts(now)
         for event in store.list_events(self.conn, statuses=["dispatched", "acknowledged", "active"]):
             try:
                 if event.status != EventStatus.ACTIVE and event.start_at <= now:

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from vpp.domain.dr_events import SignalInterval
 from vpp.domain.openadr import SLOT, parse_duration
 
 __all__ = [
     "Signal2b",
+    "event_intervals",
     "event_status",
     "kwh_per_unit",
     "signal_from_event_body",
@@ -178,3 +180,43 @@ def usage_report_body(
             }
         ],
     }
+
+
+def event_intervals(event: Mapping[str, Any]) -> tuple[SignalInterval, ...]:
+    """What a VEN's EMS must hold to for one received 2.0b event (as openleadr parses an oadrEvent).
+
+    The inverse of the VTN's mapping, for the simulated site that obeys 2.0b instead of MQTT signals:
+    ``LOAD_DISPATCH`` setpoints are import limits, or import floors when the ``vtnComment`` says the
+    scheduler meant a ``DISPATCH_SETPOINT``; ``SIMPLE`` levels carry no kW, so (as an MQTT signal for a
+    site without a limit) their intervals constrain nothing. A cancelled event holds to nothing.
+    ValueError for an event the EMS cannot read.
+    """
+    descriptor = event.get("event_descriptor") or {}
+    if descriptor.get("event_status") == "cancelled":
+        return ()
+    signals = event.get("event_signals") or []
+    if not isinstance(signals, list) or len(signals) != 1:
+        raise ValueError("expected one event signal")
+    signal = signals[0]
+    name = signal.get("signal_name")
+    if name not in ("LOAD_DISPATCH", "SIMPLE"):
+        raise ValueError(f"signal {name!r} is not one the EMS obeys")
+    measurement = signal.get("measurement")
+    if name == "LOAD_DISPATCH" and measurement and (measurement.get("unit"), measurement.get("scale")) != ("W", "k"):
+        raise ValueError("setpoints must be powerReal in kW (W, scale k)")
+    floor = str(descriptor.get("vtn_comment") or "").startswith("DISPATCH_SETPOINT")
+    out: list[SignalInterval] = []
+    for interval in signal.get("intervals") or ():
+        start, duration = interval.get("dtstart"), interval.get("duration")
+        if not isinstance(start, datetime) or start.tzinfo is None or not duration:
+            raise ValueError("every interval needs an aware dtstart and a duration")
+        kw: float | None = None
+        if name == "LOAD_DISPATCH":
+            value = interval.get("signal_payload")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"setpoint {value!r} is not a power in kW")
+            kw = float(value)
+        out.append(SignalInterval(start, start + duration, None if floor else kw, kw if floor else None))
+    if not out:
+        raise ValueError("the event has no intervals")
+    return tuple(out)

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from vpp.domain.baseline import BaselineSettings
 from vpp.domain.oadr2b import Signal2b, signal_from_json, usage_report_body
 from vpp.domain.openadr import site_target
 
@@ -36,8 +37,12 @@ __all__ = [
     "revoke_ven",
     "store_usage",
     "touch_poll",
+    "unacknowledged_opts",
     "visible_events",
 ]
+
+# How far before an event its same-day adjustment window starts (the ERAB default verification uses).
+_ADJUSTMENT_LEAD = BaselineSettings().adjust_from_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,19 +194,21 @@ async def store_usage(
     """Store reported kWh per slot as 3.1 USAGE reports, one per event of the VEN covering any of the slots.
 
     Verification reads 3.1 reports (`vpp.postgres.openadr_dr.reported_usage_kwh`); storing the 2.0b
-    usage in the same form makes it count the same way. Returns the report IDs.
+    usage in the same form makes it count the same way. An event "covers" its own slots and those of its
+    same-day adjustment window before it (4 h to 1 h before the start): a VEN that sends no telemetry is
+    verified from its reports alone, adjustment included. Returns the report IDs.
     """
     if not slots_kwh:
         return []
     cur = await conn.execute(
         """SELECT e.id, e.program_id, d.start_at, d.end_at FROM openadr_events e
            JOIN dr_events d ON d.id = e.dr_event_pk
-           WHERE e.targets && %s AND d.start_at <= %s AND d.end_at > %s""",
-        (list(ven.targets), max(slots_kwh), min(slots_kwh)),
+           WHERE e.targets && %s AND d.start_at - %s <= %s AND d.end_at > %s""",
+        (list(ven.targets), _ADJUSTMENT_LEAD, max(slots_kwh), min(slots_kwh)),
     )
     stored: list[str] = []
     for event_id, program_id, start_at, end_at in await cur.fetchall():
-        covered = {start: kwh for start, kwh in slots_kwh.items() if start_at <= start < end_at}
+        covered = {start: kwh for start, kwh in slots_kwh.items() if start_at - _ADJUSTMENT_LEAD <= start < end_at}
         if not covered:
             continue
         report_id = f"oadr2b-{uuid.uuid4().hex}"
@@ -239,3 +246,37 @@ def current_opt_states(conn: psycopg.Connection, now: datetime) -> dict[str, lis
     for ven_name, event_id, number, opt in rows:
         out.setdefault(ven_name, []).append((event_id, number, opt))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Opt:
+    site_id: str
+    event_id: str  # the DR event's
+    revision: int
+    opt_type: str
+    opted_at: datetime
+    ven_id: str
+
+
+def unacknowledged_opts(conn: psycopg.Connection) -> list[Opt]:
+    """2.0b opts that answer a called site's latest dispatched revision and are not yet its acknowledgement.
+
+    A VEN opts in (or out) per 2.0b event; the scheduler takes that as the site's acknowledgement of the
+    DR event, as it takes an MQTT ack. The revision a delivery carried is in its signal's eventName
+    (``... r<revision>``, `vpp.domain.openadr.dr_event_body`); an opt on an older modification does not count.
+    """
+    rows = conn.execute(
+        r"""SELECT s.site_id, e.event_id, e.revision, d.opt_type, d.opted_at, v.ven_id
+            FROM oadr2b_event_deliveries d
+            JOIN oadr2b_vens v ON v.id = d.ven_pk
+            JOIN openadr_events oe ON oe.id = d.event_id
+            JOIN dr_events e ON e.id = d.dr_event_pk
+            JOIN dr_event_sites es ON es.event_pk = e.id AND es.site_pk = oe.site_pk
+            JOIN sites s ON s.id = oe.site_pk
+            WHERE e.status IN ('dispatched', 'acknowledged', 'active') AND d.opt_type IS NOT NULL
+              AND NOT d.cancelled AND d.opt_modification_number = d.modification_number
+              AND (regexp_match(d.signal->>'event_name', ' r(\d+)$'))[1]::int = e.revision
+              AND es.dispatched_revision = e.revision AND es.acked_revision IS DISTINCT FROM e.revision
+            ORDER BY d.opted_at, s.site_id"""
+    ).fetchall()
+    return [Opt(*row) for row in rows]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import numpy as np
@@ -33,6 +33,7 @@ _DAY_S = 86_400.0
 _SLOT_S = 1_800.0
 _JST_OFFSET_S = 9 * _HOUR_S
 _MAX_SUBSTEP_S = 900.0
+_KEPT_SLOT_IMPORTS = 96
 
 _PERFORMANCE_RATIO = 0.8  # inverter, temperature, soiling and wiring losses on plane-of-array irradiance
 _BATTERY_EFFICIENCY = 0.92  # each way, so ~85% round trip
@@ -110,6 +111,10 @@ class SiteSimulator:
         self._ts = start
         self._slot = -1
         self._slot_import_kwh = 0.0
+        self._start_s = start_s
+        # Grid import of each slot the simulation covered whole, slot start (s) -> kWh: what a VEN reports
+        # as its metered usage per slot. Only the recent ones are kept.
+        self._slot_imports: dict[float, float] = {}
         self._day_jst = -1
         self._off_day = False
         self._pv_day = -1
@@ -161,6 +166,18 @@ class SiteSimulator:
             import_floor_kw=floor_kw,
             clear_sky_index=self._cloud.index(self._cloud_slow_z, self._cloud_fast_z),
         )
+
+    def slot_imports_kwh(self, since: datetime) -> dict[datetime, float]:
+        """Grid import (kWh) of each complete 30-minute slot starting at or after `since`, by slot start (UTC).
+
+        What the site's meter would report per slot; only slots the simulation covered from their start,
+        and only the last two days of them."""
+        since_s = _require_aware(since, "since")
+        return {
+            datetime.fromtimestamp(start_s, UTC): kwh
+            for start_s, kwh in self._slot_imports.items()
+            if start_s >= since_s
+        }
 
     def set_import_limit(
         self, start: datetime, end: datetime, limit_kw: float | None, floor_kw: float | None = None
@@ -278,6 +295,12 @@ class SiteSimulator:
             self._slot_import_kwh += grid_kw * dt_h
         else:
             self._export_kwh -= grid_kw * dt_h
+        slot_start_s = slot * _SLOT_S
+        # Substeps end exactly on slot boundaries (up to float rounding of t_s + dt_s).
+        if t_s + dt_s >= slot_start_s + _SLOT_S - 1e-6 and slot_start_s >= self._start_s:
+            self._slot_imports[slot_start_s] = self._slot_import_kwh
+            if len(self._slot_imports) > _KEPT_SLOT_IMPORTS:
+                del self._slot_imports[next(iter(self._slot_imports))]  # inserted in time order
         self._pv_kwh += pv_kw * dt_h
         self._ev_kwh += ev_kw * dt_h
         return base_kw, pv_kw, ev_kw, battery_kw, grid_kw

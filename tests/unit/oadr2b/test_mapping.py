@@ -9,6 +9,7 @@ import pytest
 
 from services.oadr2b.events import build_event
 from vpp.domain.oadr2b import (
+    event_intervals,
     event_status,
     kwh_per_unit,
     signal_from_event_body,
@@ -119,3 +120,35 @@ def test_usage_report_body_reads_back_through_the_3_1_verification_parser() -> N
     body = usage_report_body("dr-ev-1-depot-a", "program-1", "ven-depot-a", "meter-1", slots)
     assert body["payloadDescriptors"][0]["units"] == "KWH"
     assert usage_by_slot(body["resources"]) == {START: 18.5, START + HALF: 19.25}
+
+
+def _sent(body: dict, status: str = "far") -> dict:  # type: ignore[type-arg]
+    """The oadrEvent the VTN builds for a 3.1 body, as the VEN's EMS receives it."""
+    return build_event("e-1", 0, signal_from_event_body(body), status=status, ven_id="VEN-A",
+                       market_context="urn:test", modified_at=START)  # fmt: skip
+
+
+def test_the_ven_side_reads_back_the_limits_and_floors_the_scheduler_meant() -> None:
+    limits = event_intervals(_sent(_body()))
+    assert [(i.start, i.end, i.import_limit_kw, i.import_floor_kw) for i in limits] == [
+        (START, START + HALF, 40.0, None), (START + HALF, START + 2 * HALF, 40.0, None)]  # fmt: skip
+    floors = event_intervals(_sent(_body(floors=(12.0, 15.0))))
+    assert [(i.import_limit_kw, i.import_floor_kw) for i in floors] == [(None, 12.0), (None, 15.0)]
+    simple = event_intervals(_sent(_body("peak_shift", limit=None)))
+    assert [(i.import_limit_kw, i.import_floor_kw) for i in simple] == [(None, None)] * 2  # no kW to hold to
+    assert event_intervals(_sent(_body(), status="cancelled")) == ()
+
+
+def test_the_ven_side_refuses_what_it_cannot_read() -> None:
+    event = _sent(_body())
+    event["event_signals"][0]["signal_name"] = "ELECTRICITY_PRICE"
+    with pytest.raises(ValueError, match="not one the EMS obeys"):
+        event_intervals(event)
+    event = _sent(_body())
+    event["event_signals"][0]["measurement"]["scale"] = "none"
+    with pytest.raises(ValueError, match="kW"):
+        event_intervals(event)
+    event = _sent(_body())
+    event["event_signals"][0]["intervals"][0]["signal_payload"] = -1.0
+    with pytest.raises(ValueError, match="not a power"):
+        event_intervals(event)

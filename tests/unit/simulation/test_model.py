@@ -331,3 +331,23 @@ def test_naive_or_backwards_datetimes_raise() -> None:
     sim.step(aware + timedelta(minutes=1))
     with pytest.raises(ValueError, match="before the previous step"):
         sim.step(aware)
+
+
+def test_slot_imports_are_the_meter_import_of_each_whole_slot() -> None:
+    start = datetime(2026, 11, 20, 0, 10, tzinfo=JST)  # mid-slot: the first slot is not whole
+    sim = SiteSimulator(SiteSpec(site_id="depot-a"), start, seed=1)
+    counters = {}
+    now = start
+    while now < start + timedelta(hours=3):
+        now += timedelta(minutes=5)
+        readings = sim.step(now)
+        counters[now] = readings["meter-1"]["import_kwh"]
+    slots = sim.slot_imports_kwh(start - timedelta(days=1))
+    first = datetime(2026, 11, 20, 0, 30, tzinfo=JST)
+    assert sorted(slots) == [first + k * timedelta(minutes=30) for k in range(5)]  # 00:30 .. 02:30
+    for slot, kwh in slots.items():
+        end = slot + timedelta(minutes=30)
+        assert kwh == pytest.approx(counters[end] - counters[slot], abs=1e-9)  # type: ignore[operator]
+    assert sim.slot_imports_kwh(first + timedelta(hours=2)) == {
+        first + timedelta(hours=2): slots[first + timedelta(hours=2)]
+    }
