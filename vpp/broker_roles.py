@@ -54,12 +54,11 @@ PLATFORM_TO_SITE: tuple[str, ...] = ("dr/signal", "stored")  # stored: end-to-en
 # the dead-letter table with its reason, while a megabyte payload never reaches the broker's memory.
 MAX_PACKET_BYTES = 320 * 1024
 
-_PLUGIN_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
-    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
-    "/usr/lib/mosquitto_dynamic_security.so",
-    "/usr/local/lib/mosquitto_dynamic_security.so",
-)
+_PLUGIN = "mosquitto_dynamic_security.so"
+# Where packages put it: Debian in the multiarch folder (/usr/lib/x86_64-linux-gnu/), the
+# eclipse-mosquitto image and Alpine in /usr/lib/, Fedora in /usr/lib64/, a source build in
+# /usr/local/lib/, Homebrew under its prefix. One level of subfolders covers every multiarch triplet.
+_PLUGIN_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/mosquitto", "/opt/homebrew/lib")
 
 
 def site_topics(site_id: str, patterns: tuple[str, ...]) -> list[str]:
@@ -68,11 +67,18 @@ def site_topics(site_id: str, patterns: tuple[str, ...]) -> list[str]:
 
 def dynamic_security_plugin() -> str | None:
     """Where this machine's Mosquitto keeps the dynamic-security plugin, if it has one."""
-    return next((p for p in _PLUGIN_PATHS if Path(p).exists()), None)
+    for folder in map(Path, _PLUGIN_DIRS):
+        for candidate in [folder / _PLUGIN, *sorted(folder.glob(f"*/{_PLUGIN}"))]:
+            if candidate.is_file():
+                return str(candidate)
+    return None
 
 
 def broker_security_lines(plugin_path: str, config_path: str) -> list[str]:
-    """The mosquitto.conf lines that enforce these roles (global, not per listener)."""
+    """The mosquitto.conf lines that enforce these roles. All are global except
+    ``use_username_as_clientid``, a listener setting in Mosquitto 2.0 (before any `listener` line it
+    opens a default listener on 1883): put these lines after the listener, and repeat that one line
+    after every further listener."""
     return [
         "per_listener_settings false",
         "allow_anonymous false",

@@ -47,7 +47,14 @@ from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings, load_settings
 
-__all__ = ["BrokerFiles", "broker_config", "issue_and_render", "service_accounts", "write_broker_files"]
+__all__ = [
+    "BrokerFiles",
+    "broker_config",
+    "embedded_broker_roles",
+    "issue_and_render",
+    "service_accounts",
+    "write_broker_files",
+]
 
 console = Console(stderr=True)
 
@@ -211,6 +218,21 @@ def service_accounts(settings: Settings) -> ServiceAccounts:
         settings.ingest_share_group,
         tuple(settings.ingest_accounts),
     )
+
+
+def embedded_broker_roles(database_url: str, settings: Settings, site_ids: list[str], out_dir: Path) -> dict[str, str]:
+    """`vpp up`'s broker rules, made exactly as `vpp broker-config` makes them: the same service
+    accounts and passwords from the settings, every site's stored hash, and a fresh secret for each
+    of `site_ids` (the simulated sites, whose gateways run in the calling process). Other sites keep
+    the secrets `vpp broker-config` issued them; none is issued here. Returns the simulated sites'
+    secrets, which never touch the disk."""
+    with connect(database_url, application_name="vpp-broker-config") as conn:
+        files = issue_and_render(
+            conn, service_accounts(settings), _service_passwords(settings), rotate=site_ids, issue_new=False
+        )
+        conn.commit()
+    write_broker_files(out_dir, files)
+    return files.new_secrets
 
 
 def broker_config(

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.cli.broker_cmd import ACL_FILE, DYNSEC_FILE, PASSWORD_FILE, embedded_broker_roles
 from services.cli.platform_file import read_platform_record
 from services.cli.seed import (
     DEMO_SITES,
@@ -28,6 +29,7 @@ from services.cli.seed import (
 )
 from services.cli.stack import PlatformStack, StartupError
 from services.ingest.worker import IngestWorker
+from vpp.broker_roles import dynamic_security_plugin
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.embedded.postgres import EmbeddedPostgres
 from vpp.embedded.resolve import ensure_brokers, ensure_database
@@ -36,6 +38,7 @@ from vpp.mqtt import BrokerAddress, parse_broker_urls
 from vpp.postgres.connect import connect
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings, load_settings
+from vpp.simulation.fleet import SiteFleet
 from vpp.simulation.model import SiteSimulator, fleet_specs
 from vpp.simulation.publisher import SimulationPublisher
 
@@ -120,10 +123,10 @@ def up(
                 conn.commit()
         _done("PostgreSQL", database_url + (" (embedded)" if db_server else ""))
         with console.status("starting the MQTT broker…"):
-            brokers, broker_server = ensure_brokers(settings)
+            brokers, broker_server, site_passwords = _start_broker(settings, database_url, [s.site_id for s in specs])
         broker = brokers[0]
         where = ", ".join(f"mqtt://{b.host}:{b.port}" for b in brokers)
-        _done("MQTT broker", where + (" (embedded)" if broker_server else ""))
+        _done("MQTT broker", where + _broker_note(broker_server))
         stack = PlatformStack(
             settings, database_url, broker, broker_server.pid if broker_server else None, more_brokers=brokers[1:]
         )
@@ -138,7 +141,7 @@ def up(
         now = datetime.now(UTC).replace(microsecond=0)
         start = now - timedelta(hours=backfill_hours)
         with console.status("connecting the simulated sites…"):
-            publisher = stack.start_sites(specs, start, oadr2b_sites=oadr2b_sites)
+            publisher = stack.start_sites(specs, start, site_passwords, oadr2b_sites=oadr2b_sites)
         _done(
             "sites",
             f"{len(specs)} simulated ({', '.join(s.site_id for s in specs[:3])}{'…' if len(specs) > 3 else ''})",
@@ -176,6 +179,43 @@ def up(
             console.print("[green]stopped cleanly[/green]")
         else:
             console.print("[yellow]stopped: everything this run started is shut down[/yellow]")
+
+
+def _start_broker(
+    settings: Settings, database_url: str, site_ids: list[str]
+) -> tuple[list[BrokerAddress], EmbeddedBroker | None, dict[str, str]]:
+    """The configured brokers as they are; or the embedded Mosquitto under the production broker rules,
+    generated as `vpp broker-config` generates them, with a fresh secret for each simulated site
+    (returned, for their gateways; kept in memory only)."""
+    if settings.broker_urls:
+        return ensure_brokers(settings)[0], None, {}
+    server = EmbeddedBroker(settings.data_dir / "broker")
+    # A Mosquitto an earlier run left on this folder (after kill -9) still holds the old accounts.
+    leftover = server.stop_leftover()
+    if leftover is not None:
+        console.print(f"[yellow]stopped the embedded Mosquitto (pid {leftover}) a previous run left behind[/yellow]")
+    passwords: dict[str, str] = {}
+    if server.mosquitto_binary() is not None:
+        auth_dir = server.data_dir / "auth"
+        passwords = embedded_broker_roles(database_url, settings, site_ids, auth_dir)
+        if dynamic_security_plugin() is not None:
+            server.dynamic_security_file = auth_dir / DYNSEC_FILE
+        else:
+            # Mosquitto without the plugin: the same accounts and ACL, but subscriptions are not checked.
+            server.password_file, server.acl_file = auth_dir / PASSWORD_FILE, auth_dir / ACL_FILE
+            logging.getLogger("vpp.platform").warning(
+                "this Mosquitto has no dynamic-security plugin: the embedded broker checks passwords and "
+                "publications but not subscriptions ($share, other sites' topics)"
+            )
+    info = server.start()
+    return [BrokerAddress(info.host, info.port, mqtt5=info.mqtt5)], server, passwords
+
+
+def _broker_note(server: EmbeddedBroker | None) -> str:
+    if server is None:
+        return ""
+    note = f"(embedded, {server.roles})"
+    return f" {note}" if server.roles_enforced else f" [yellow]{note}[/yellow]"
 
 
 def _start_oadr2b(stack: PlatformStack, settings: Settings, database_url: str, site_ids: frozenset[str]) -> str:
@@ -237,7 +277,7 @@ def _backfill(stack: PlatformStack, start: datetime, end: datetime, worker: Inge
 
 def _live(
     stack: PlatformStack,
-    publisher: SimulationPublisher,
+    publisher: SiteFleet,
     worker: IngestWorker,
     database_url: str,
     interval_s: float,
@@ -254,7 +294,7 @@ def _live(
 
 
 def _status_table(
-    conn: psycopg.Connection, worker: IngestWorker, publisher: SimulationPublisher, site_id: str, stack: PlatformStack
+    conn: psycopg.Connection, worker: IngestWorker, publisher: SiteFleet, site_id: str, stack: PlatformStack
 ) -> Table:
     m = worker.metrics
     table = Table(title=f"Kawasaki VPP — live, {site_id} (Ctrl-C to stop)", title_justify="left")
@@ -292,8 +332,8 @@ def _status_table(
         f"messages published {publisher.published:,} · acked by broker {publisher.acked:,} · readings written "
         f"{m.written._value.get():,.0f} · duplicates {m.duplicates._value.get():,.0f} · dead letters "
         f"{sum(s.value for metric in m.rejected.collect() for s in metric.samples if s.name.endswith('_total')):,.0f}"
-        f" · queue {worker.inbox.qsize()} · confirmed stored {publisher.backlog.confirmed:,}"
-        f" · awaiting confirmation {len(publisher.backlog):,}"
+        f" · queue {worker.inbox.qsize()} · confirmed stored {publisher.confirmed:,}"
+        f" · awaiting confirmation {publisher.awaiting_confirmation:,}"
     )
     for ven in stack.vens:
         answered = ", ".join(f"{e} #{n} {opt}" for e, n, _status, opt in ven.answered[-3:]) or "no events yet"
@@ -326,6 +366,13 @@ def simulate(
     """Publish realistic telemetry for N sites (PV, load, EVs, battery EMS) to the broker."""
     settings = load_settings()
     configure_logging("WARNING", "console")
+    running = read_platform_record(settings.data_dir.resolve())
+    if not (broker_url or settings.mqtt_url) and running is not None and running.alive:
+        # Its broker runs the production rules: sites without an account would only be refused.
+        raise StartupError(
+            f"`vpp up` runs on {settings.data_dir} (pid {running.pid}) and its broker admits only registered "
+            "sites with their own secrets; stop it first, or pass --broker-url for another broker"
+        )
     if echonet_homes > 0:
         from services.cli.echonet_sim import simulate_echonet_homes  # pychonet and uecho only when asked for
 

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,9 +36,9 @@ from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
 from vpp.settings import Settings
 from vpp.simulation.ems_link import SiteEmsLink
+from vpp.simulation.fleet import SiteFleet
 from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.oadr2b_ven import SiteOadr2bVen
-from vpp.simulation.publisher import SimulationPublisher
 
 if TYPE_CHECKING:  # the 2.0b VTN's modules are imported only when `vpp up` is asked for one
     from services.oadr2b.settings import Oadr2bSettings
@@ -94,7 +94,7 @@ class PlatformStack:
         self._exit = ExitStack()
         self._file_written = False
         self.ingest: IngestWorker | None = None
-        self.publisher: SimulationPublisher | None = None
+        self.publisher: SiteFleet | None = None
         self.links: list[SiteEmsLink] = []
         self.vens: list[SiteOadr2bVen] = []  # sites switched to OpenADR 2.0b (no MQTT link, no live telemetry)
         self.vtn: VtnThread | None = None
@@ -187,27 +187,31 @@ class PlatformStack:
         return self.endpoints.api_url
 
     def start_sites(
-        self, specs: list[SiteSpec], history_start: datetime, *, oadr2b_sites: frozenset[str] = frozenset()
-    ) -> SimulationPublisher:
-        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on.
+        self,
+        specs: list[SiteSpec],
+        history_start: datetime,
+        passwords: Mapping[str, str] | None = None,
+        *,
+        oadr2b_sites: frozenset[str] = frozenset(),
+    ) -> SiteFleet:
+        """Simulated site gateways (telemetry) and their EMSs (DR signals), from `history_start` on: one
+        connection per site, with the site's own broker account (`passwords`: its secret, if the broker
+        has roles).
 
         Sites in `oadr2b_sites` send their backlog like the others but get no MQTT EMS: they are switched
         to 2.0b VENs by :meth:`start_oadr2b_sites` after the backlog."""
-        broker = self.endpoints.broker
         simulators = [SiteSimulator(spec, history_start, seed=i) for i, spec in enumerate(specs)]
-        publisher = SimulationPublisher(simulators, [broker, *self.more_brokers], client_id="vpp-simulator")
-        self._exit.callback(publisher.close)
-        for sim in simulators:
-            if sim.spec.site_id in oadr2b_sites:
-                continue
-            link = SiteEmsLink(sim, broker.host, broker.port, mqtt5=broker.mqtt5, more_brokers=self.more_brokers)
-            self._exit.callback(link.close)
-            self.links.append(link)
-        for link in self.links:
-            if not link.subscribed.wait(15):
-                raise StartupError(f"{link.site_id}'s simulated EMS could not subscribe to its DR signals")
-        self.publisher = publisher
-        return publisher
+        fleet = SiteFleet(simulators, [self.endpoints.broker, *self.more_brokers], passwords, without_ems=oadr2b_sites)
+        self._exit.callback(fleet.close)
+        self.links = fleet.links
+        missing = fleet.not_subscribed(15)
+        if missing:
+            raise StartupError(
+                f"simulated site(s) {', '.join(missing)} could not connect and subscribe to their DR signals "
+                "(refused by the broker? see the broker's log under the data folder)"
+            )
+        self.publisher = fleet
+        return fleet
 
     def start_oadr2b_vtn(self, settings: Oadr2bSettings) -> str:
         """The OpenADR 2.0b VTN (`services.oadr2b`) on its own port and event loop; returns its URL."""
@@ -233,8 +237,7 @@ class PlatformStack:
         only (their gateway stops publishing live telemetry); each registers with its client certificate."""
         assert self.publisher is not None, "start_sites first"
         assert self.endpoints.oadr2b_vtn_url, "start_oadr2b_vtn first"
-        for sim in [s for s in self.publisher.simulators if s.spec.site_id in site_ids]:
-            self.publisher.simulators.remove(sim)
+        for sim in [self.publisher.stop_live_telemetry(site_id) for site_id in sorted(site_ids)]:
             ven = SiteOadr2bVen(sim, ven_name=ven_name, vtn_url=self.endpoints.oadr2b_vtn_url, cert=cert, key=key,
                                 ca_file=ca_file, vtn_fingerprint=vtn_fingerprint)  # fmt: skip
             self._exit.callback(ven.close)

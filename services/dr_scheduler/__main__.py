@@ -74,8 +74,9 @@ def run_loop(scheduler: Scheduler, dispatcher: Dispatcher, stopping: threading.E
 def dispatcher_from_settings(
     settings: Settings, broker: BrokerAddress | Sequence[BrokerAddress], metrics: SchedulerMetrics
 ) -> Dispatcher:
-    # The embedded broker accepts anonymous loopback clients; a configured one gets the scheduler's account.
-    authenticated = bool(settings.broker_urls)
+    # The scheduler's account on a configured broker, and on the embedded one whenever there is a
+    # password (always in development, where `vpp up`'s Mosquitto enforces the roles).
+    authenticated = bool(settings.broker_urls) or settings.mqtt_scheduler_password is not None
     return Dispatcher(
         broker, metrics,
         username=settings.mqtt_scheduler_username if authenticated else None,

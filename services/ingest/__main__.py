@@ -24,9 +24,10 @@ from .worker import IngestConfig, IngestWorker
 def config_from_settings(
     settings: Settings, database_url: str, broker: BrokerAddress, more_brokers: Sequence[BrokerAddress] = ()
 ) -> IngestConfig:
-    # The embedded broker listens on loopback only and accepts anonymous clients; a configured
-    # broker gets the ingest account's credentials.
-    authenticated = bool(settings.broker_urls)
+    # A configured broker gets the ingest account's credentials, and so does the embedded one whenever
+    # there is a password (always in development: `vpp up`'s Mosquitto enforces the same roles as
+    # production). Without one, the embedded broker started here accepts anonymous loopback clients.
+    authenticated = bool(settings.broker_urls) or settings.mqtt_ingest_password is not None
     return IngestConfig(
         database_url=database_url,
         broker=broker,

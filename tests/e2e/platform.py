@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,9 +70,15 @@ def _child_env(data_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def running_platform(
-    base: Path, *, sites: int = 3, backfill_hours: float = 192.0, interval_s: float = 2.0
+    base: Path,
+    *,
+    sites: int = 3,
+    backfill_hours: float = 192.0,
+    interval_s: float = 2.0,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Platform]:
-    """`vpp up` until the block exits; then a clean stop, which the harness checks."""
+    """`vpp up` until the block exits; then a clean stop, which the harness checks. `env`: settings
+    given on purpose (e.g. a VPP_DATABASE_URL whose database a test prepared)."""
     data_dir = base / "vpp-data"
     output = base / "vpp-up.log"
     command = [
@@ -87,7 +93,7 @@ def running_platform(
         child = subprocess.Popen(
             command,
             cwd=base,
-            env={**_child_env(data_dir), "PYTHONPATH": str(repo)},
+            env={**_child_env(data_dir), **(env or {}), "PYTHONPATH": str(repo)},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -13,7 +13,8 @@ What a container provides and a process does not is mapped explicitly, and only 
 - images: `timescaledb` is an embedded PostgreSQL on which `vpp` is a database owner without superuser
   (as a managed service hands out; the TimescaleDB image would make it a superuser), `mosquitto` is
   Debian's Mosquitto running the eclipse-mosquitto image's default command on deploy's mosquitto.conf,
-  and the broker's group id 1883 (eclipse-mosquitto) is the group Debian's Mosquitto runs as.
+  with the image's dynamic-security plugin path replaced by Debian's, and the broker's group id 1883
+  (eclipse-mosquitto) is the group Debian's Mosquitto runs as.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ import yaml
 from psycopg import sql
 
 from tests.integration.ingest_fixtures import register_depot
+from tests.integration.security.conftest import Probe
 from tests.support.waiting import wait_for
+from vpp.broker_roles import dynamic_security_plugin
 from vpp.embedded.broker import EmbeddedBroker, wait_for_port
 from vpp.embedded.postgres import EmbeddedPostgres, free_port, postgres_bin_dir
 from vpp.mqtt import make_client
@@ -57,6 +60,9 @@ IMAGE_DEFAULT_COMMAND = {"mosquitto": ["/usr/sbin/mosquitto", "-c", "/mosquitto/
 METRICS_PORT_SETTING = {"python -m services.ingest": "VPP_INGEST_METRICS_PORT", "python -m services.dr_scheduler": "VPP_SCHEDULER_METRICS_PORT"}  # fmt: skip
 API_CONTAINER_PORT = "8000"
 BROKER_GROUP_IN_IMAGE = "1883"
+IMAGE_DYNSEC_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"  # in eclipse-mosquitto:2
+NOT_AUTHORIZED = 0x87
+BAD_CREDENTIALS = 0x86
 READY_TIMEOUT_S = 60.0
 
 VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -335,13 +341,20 @@ def test_database_healthcheck_then_the_one_shots_then_the_broker(deployment: Dep
     assert broker_config.returncode == 0, broker_config.stdout + broker_config.stderr
     assert broker_config.stdout == ""  # --no-issue: no secret printed at start-up
     auth = deployment.mounts("broker-config")["/mosquitto/auth"]
-    assert {p.name for p in auth.iterdir()} >= {"passwd", "acl"}
+    assert {p.name for p in auth.iterdir()} >= {"dynamic-security.json"}
+    start_broker(deployment)
 
+
+def start_broker(deployment: Deployment) -> None:
+    """The mosquitto service as compose starts (and `dc restart mosquitto` restarts) it."""
     conf = deployment.mounts("mosquitto")["/mosquitto/config/mosquitto.conf"]
     # Mosquitto reads its listener port from the file: the container's 1883 becomes the mapped port.
     rewritten = deployment.work / "mosquitto.conf"
     text = re.sub(r"^listener 1883$", f"listener {deployment.mqtt_port} 127.0.0.1", conf.read_text(), flags=re.M)
-    rewritten.write_text(deployment.localise("mosquitto", text))
+    assert IMAGE_DYNSEC_PLUGIN in text, "deploy's broker must load the dynamic-security plugin"
+    plugin = dynamic_security_plugin()
+    assert plugin is not None, "Debian's mosquitto package ships mosquitto_dynamic_security.so"
+    rewritten.write_text(deployment.localise("mosquitto", text).replace(IMAGE_DYNSEC_PLUGIN, plugin))
     argv = deployment.service_argv("mosquitto")
     argv[0] = str(EmbeddedBroker.mosquitto_binary())  # /usr/sbin/mosquitto in the image
     argv[argv.index(str(conf))] = str(rewritten)
@@ -358,8 +371,8 @@ def test_database_healthcheck_then_the_one_shots_then_the_broker(deployment: Dep
         ) from None
 
 
-def connack(port: int, username: str, password: str) -> int:
-    client = make_client(f"deploy-check-{secrets.token_hex(4)}", username=username, password=password)
+def connack(port: int, username: str, password: str, client_id: str | None = None) -> int:
+    client = make_client(client_id or f"deploy-check-{secrets.token_hex(4)}", username=username, password=password)
     codes: list[int] = []
     client.on_connect = lambda _c, _u, _f, rc, _p: codes.append(rc.value)
     client.connect("127.0.0.1", port)
@@ -372,9 +385,35 @@ def connack(port: int, username: str, password: str) -> int:
 
 
 def test_the_broker_takes_the_service_accounts_and_refuses_anyone_else(deployment: Deployment) -> None:
-    env = deployment.environment("ingest-1")
-    assert connack(deployment.mqtt_port, env["VPP_MQTT_INGEST_USERNAME"], env["VPP_MQTT_INGEST_PASSWORD"]) == 0
-    assert connack(deployment.mqtt_port, env["VPP_MQTT_INGEST_USERNAME"], "not-the-password") in (0x86, 0x87)
+    port = deployment.mqtt_port
+    accounts = [
+        (deployment.environment(n)["VPP_MQTT_INGEST_USERNAME"], deployment.environment(n)["VPP_MQTT_INGEST_PASSWORD"])
+        for n in ("ingest-1", "ingest-2")
+    ]
+    scheduler = deployment.environment("dr-scheduler")
+    accounts.append((scheduler["VPP_MQTT_SCHEDULER_USERNAME"], scheduler["VPP_MQTT_SCHEDULER_PASSWORD"]))
+    assert [name for name, _ in accounts] == ["ingest-1", "ingest-2", "scheduler"]
+    for username, password in accounts:
+        assert connack(port, username, password) == 0, username
+        assert connack(port, username, "not-the-password") in (BAD_CREDENTIALS, NOT_AUTHORIZED)
+    assert connack(port, "ingest", accounts[0][1]) in (BAD_CREDENTIALS, NOT_AUTHORIZED), "no shared `ingest` account"
+
+
+def test_one_ingest_worker_cannot_take_over_the_other_s_session(deployment: Deployment) -> None:
+    """ingest-2's credentials with ingest-1's client id land in ingest-2's own session: the broker
+    replaces the client id by the username, so the connected ingest-1 is not kicked off."""
+    one, two = (deployment.environment(n) for n in ("ingest-1", "ingest-2"))
+    holder = Probe(deployment.mqtt_port, "ingest-1", one["VPP_MQTT_INGEST_USERNAME"], one["VPP_MQTT_INGEST_PASSWORD"])
+    try:
+        assert not holder.connect_result.is_failure
+        assert (
+            connack(deployment.mqtt_port, two["VPP_MQTT_INGEST_USERNAME"], two["VPP_MQTT_INGEST_PASSWORD"], "ingest-1")
+            == 0
+        )
+        assert holder.subscribe("vpp/v1/+/+/telemetry")[0].value == 1  # still connected, still ingest's role
+        assert not holder.disconnected.is_set()
+    finally:
+        holder.close()
 
 
 def test_long_running_services_reach_ready_and_stop_cleanly_on_sigterm(deployment: Deployment) -> None:
@@ -422,7 +461,8 @@ def test_long_running_services_reach_ready_and_stop_cleanly_on_sigterm(deploymen
 
 
 def test_a_commissioned_site_s_telemetry_lands_in_the_database(deployment: Deployment) -> None:
-    """The runbook's commissioning run: register, `broker-config` issuing a secret, HUP, publish."""
+    """The runbook's commissioning run: register, `broker-config` issuing a secret, restart the broker,
+    publish; the site may not join ingest's stream or read the broker's own topics."""
     url = database_url(deployment, "migrate")
     register_depot(url, "deploy-site")
     # `dc run --rm -T broker-config --group 1883`: arguments after the service replace its command.
@@ -431,7 +471,9 @@ def test_a_commissioned_site_s_telemetry_lands_in_the_database(deployment: Deplo
     assert issued.returncode == 0, issued.stderr
     site_id, secret = issued.stdout.strip().split("\t")
     assert site_id == "deploy-site"
-    deployment.processes["mosquitto"].send_signal(signal.SIGHUP)
+    # `dc restart mosquitto`: the dynamic-security plugin reads its file at start only.
+    assert deployment.stop(["mosquitto"]) == {"mosquitto": 0}
+    start_broker(deployment)
     # Every ingest worker: each keeps a persistent session in the shared subscription, and Mosquitto
     # routes a share of new messages into it whether or not its worker is connected (runbook).
     workers = [
@@ -450,9 +492,13 @@ def test_a_commissioned_site_s_telemetry_lands_in_the_database(deployment: Deplo
     client = make_client(f"gw-{site_id}", username=site_id, password=secret)
     acks: list[int] = []
     client.on_publish = lambda _c, _u, _mid, rc, _p: acks.append(rc.value)
-    wait_for(
-        lambda: connack(deployment.mqtt_port, site_id, secret), lambda rc: rc == 0, 10, 0.2
-    )  # the HUP is asynchronous
+    assert connack(deployment.mqtt_port, site_id, secret) == 0
+    attacker = Probe(deployment.mqtt_port, "ingest-1", site_id, secret)
+    try:
+        filters = ["$share/ingest/vpp/v1/+/+/telemetry", "$SYS/#", "vpp/v1/+/dr/signal", "vpp/v1/+/+/telemetry"]
+        assert [rc.value for rc in attacker.subscribe(*filters)] == [NOT_AUTHORIZED] * len(filters)
+    finally:
+        attacker.close()
     client.connect("127.0.0.1", deployment.mqtt_port)
     client.loop_start()
     try:

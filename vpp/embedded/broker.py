@@ -3,13 +3,16 @@
 Preferred: a private Mosquitto 2 process (MQTT v5, shared subscriptions, persistent sessions) with a
 generated configuration under the data folder. Without a `mosquitto` binary, an in-process amqtt
 broker stands in: it speaks MQTT 3.1.1 only and has no shared subscriptions, so clients connecting
-to it must use protocol 3.1.1 and a single ingest worker (`BrokerInfo.mqtt5` tells them).
+to it must use protocol 3.1.1 and a single ingest worker (`BrokerInfo.mqtt5` tells them). It accepts
+anyone and enforces no roles, which it says in the log when it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import shutil
 import signal
 import socket
@@ -25,6 +28,8 @@ from vpp.embedded.postgres import free_port
 from vpp.embedded.privileges import hand_over
 
 __all__ = ["BrokerInfo", "EmbeddedBroker", "mosquitto_config", "wait_for_port"]
+
+log = logging.getLogger("vpp.embedded.broker")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,15 @@ def mosquitto_config(
     return "\n".join(lines) + "\n"
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a stopped child of another parent stays one until that parent reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(") ", 1)[-1]
+    except OSError:
+        return False
+    return not state.startswith("Z")
+
+
 @dataclass
 class EmbeddedBroker:
     data_dir: Path
@@ -155,8 +169,58 @@ class EmbeddedBroker:
                 err = self._process.stderr.read().decode() if self._process.stderr else ""
                 raise RuntimeError(f"mosquitto did not start: {err.strip()}") from None
         else:
+            # Said in the log every time: a developer must not take a trial on amqtt for the broker rules.
+            log.warning(
+                "embedded amqtt broker (no mosquitto binary): broker roles are NOT enforced here; any client "
+                "may connect and publish or subscribe to any topic. Install mosquitto (`make deps`) to run "
+                "the production rules (dynamic security)",
+                extra={"port": self.port, "roles_requested": bool(self.dynamic_security_file or self.password_file)},
+            )
             self._start_amqtt()
         return self.info
+
+    @property
+    def roles_enforced(self) -> bool:
+        """Whether this broker runs the production rules (vpp/broker_roles.py) in full."""
+        return self._process is not None and self.dynamic_security_file is not None
+
+    @property
+    def roles(self) -> str:
+        """What this broker enforces, in a few words for a start-up screen."""
+        if self._amqtt is not None:
+            return "amqtt: roles NOT enforced"
+        if self.dynamic_security_file:
+            return "roles enforced (dynamic security)"
+        if self.password_file and self.acl_file:
+            return "password and ACL files (subscriptions not checked)"
+        return "anonymous, roles NOT enforced"
+
+    def stop_leftover(self, timeout_s: float = 15.0) -> int | None:
+        """Stop a Mosquitto that an earlier process started on this data folder and left running
+        (a `vpp up` killed with SIGKILL, `vpp simulate`): it would keep its old configuration.
+
+        Matched exactly by the configuration file this folder's broker is started with, so no other
+        Mosquitto on the machine is touched. Returns the pid it stopped, if any.
+        """
+        conf = str(self.data_dir / "mosquitto.conf")
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            words = [a.decode(errors="replace") for a in argv if a]
+            if len(words) < 3 or Path(words[0]).name != "mosquitto" or words[1:3] != ["-c", conf]:
+                continue
+            pid = int(proc.name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # lets it save its persistence file
+            deadline = time.monotonic() + timeout_s
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return pid
+        return None
 
     @property
     def pid(self) -> int | None:
@@ -181,6 +245,7 @@ class EmbeddedBroker:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # amqtt 0.12 creates its queues with the thread's current loop
             self._loop = loop
             broker = Broker(config, loop=loop)
             self._amqtt = broker
@@ -192,8 +257,10 @@ class EmbeddedBroker:
 
         self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
         self._thread.start()
-        ready.wait(15)
-        wait_for_port("127.0.0.1", self.port)
+        # `start()` returns once it listens. No port probe: amqtt never closes the connection of a
+        # client that leaves before CONNECT, and its writer then warns when collected.
+        if not ready.wait(15):
+            raise RuntimeError(f"the embedded amqtt broker did not start on port {self.port}")
 
     def stop(self, *, hard: bool = False) -> None:
         """Stop the broker: SIGTERM lets Mosquitto save its persistence file; `hard` is a crash."""

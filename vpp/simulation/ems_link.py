@@ -7,6 +7,10 @@ so signals are queued here and applied by :meth:`SiteEmsLink.apply_pending` betw
 With further brokers (`more_brokers`) it moves to the next when its broker is lost and subscribes
 there: the retained signal on the new broker is its current state (the scheduler keeps every broker's
 retained signals current), so a signal issued while its first broker is dead still reaches it.
+
+Without a broker address the link has no connection of its own: its `on_message` is handed to the
+site gateway's connection (`vpp.simulation.fleet`), because a broker that binds the client id to the
+username lets one site account hold only one connection.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ class SiteEmsLink:
     def __init__(
         self,
         sim: SiteSimulator,
-        host: str,
-        port: int,
+        host: str | None = None,
+        port: int = 1883,
         *,
         mqtt5: bool = True,
         username: str | None = None,
@@ -46,13 +50,16 @@ class SiteEmsLink:
         self.pending: queue.Queue[DrSignal] = queue.Queue()
         self.received: list[DrSignal] = []
         self.subscribed = threading.Event()
+        self.client: mqtt.Client | None = None
+        self.failover: BrokerFailover | None = None
+        if host is None:
+            return
         self.client = make_client(
             f"ems-{self.site_id}", mqtt5=mqtt5, username=username, password=password, reconnect_min_s=reconnect_min_s
         )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.failover: BrokerFailover | None = None
+        self.client.on_message = self.on_message
         if more_brokers:
             first = BrokerAddress(host, port, mqtt5=mqtt5)
             self.failover = BrokerFailover(self.client, [first, *more_brokers], keepalive=10)
@@ -64,7 +71,8 @@ class SiteEmsLink:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         client.subscribe(dr_signal_topic(self.site_id), qos=1)
 
-    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """A DR signal: queue it for the simulator and acknowledge it on the connection it came by."""
         if not message.payload:
             return  # a cleared retained signal: nothing to obey
         try:
@@ -94,5 +102,5 @@ class SiteEmsLink:
     def close(self) -> None:
         if self.failover is not None:
             self.failover.stop()
-        else:
+        elif self.client is not None:
             close_client(self.client)

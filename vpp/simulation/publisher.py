@@ -1,8 +1,9 @@
 """Publishes simulated sites over MQTT the way site gateways do: QoS 1, one message per device per step.
 
-One connection carries every simulated site (a real deployment has one per site; Python cannot hold
-20,000 paho clients in one process). With a single site it behaves exactly like a gateway: a retained
-`online` status and a Last Will of `offline`.
+One connection can carry every simulated site (Python cannot hold 20,000 paho clients in one process),
+which only a broker without roles accepts. With a single site it behaves exactly like a gateway: its
+own account, a retained `online` status and a Last Will of `offline`; `vpp.simulation.fleet` runs one
+such publisher per site, with the site's EMS on the same connection.
 
 It keeps every reading until the platform confirms it stored (`vpp/v1/{site}/stored`, see
 `vpp.gateway_backlog`), in a bounded backlog, and sends the unconfirmed ones again after any
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,9 @@ from vpp.mqtt import (
 )
 from vpp.simulation.model import SiteSimulator
 
-__all__ = ["SimulationPublisher"]
+__all__ = ["MessageHandler", "SimulationPublisher"]
+
+MessageHandler = Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]
 
 
 class SimulationPublisher:
@@ -53,7 +56,10 @@ class SimulationPublisher:
         backlog_max_readings: int = 100_000,
         resend_after_s: float = 30.0,
         reconnect_min_s: float = 1.0,
+        handlers: Mapping[str, MessageHandler] | None = None,
     ) -> None:
+        """`handlers`: further topic filters this connection subscribes to, each with the paho callback
+        its messages go to (a site's EMS reading its DR signal over the gateway's own connection)."""
         brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
         broker = brokers[0]
         self.simulators = list(simulators)
@@ -63,6 +69,8 @@ class SimulationPublisher:
         self.resent = 0
         self._connects = 0
         self._resend_due = threading.Event()
+        self.subscribed = threading.Event()  # the broker answered the first SUBSCRIBE
+        self._handlers = dict(handlers or {})
         self.published = 0
         self._pending = 0  # published in the current step/backfill, not yet counted in `published`
         self._acked = 0
@@ -82,6 +90,10 @@ class SimulationPublisher:
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_args: self.subscribed.set()
+        for topic, handler in self._handlers.items():
+            # Before connecting: a retained message may arrive with the SUBACK.
+            self.client.message_callback_add(topic, handler)
         self.failover: BrokerFailover | None = None
         if len(brokers) > 1:
             # Not connected yet when this returns: readings queue (and stay in the backlog) meanwhile.
@@ -101,11 +113,12 @@ class SimulationPublisher:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             # One site subscribes to its own confirmations (all a site's ACL allows); a fleet on one
-            # connection, which only the embedded broker accepts, to everyone's.
+            # connection, which only a broker without roles accepts (`vpp simulate`), to everyone's.
             if len(self.simulators) == 1:
-                client.subscribe(stored_topic(self.simulators[0].spec.site_id), qos=1)
+                topics = [stored_topic(self.simulators[0].spec.site_id), *self._handlers]
             else:
-                client.subscribe(STORED_TOPIC.format(site_id="+"), qos=1)
+                topics = [STORED_TOPIC.format(site_id="+"), *self._handlers]
+            client.subscribe([(topic, 1) for topic in topics])
             self._connects += 1
             if self._connects > 1:
                 # Whatever the broker held for us may be gone (a crash, a lost disk): resend all that

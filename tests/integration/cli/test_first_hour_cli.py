@@ -8,6 +8,7 @@ no traceback — and that no server is left running (by PID).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.platform_file import read_platform_record
+from services.cli.platform_file import PLATFORM_FILE, process_start_ticks, read_platform_record
 from vpp.embedded.postgres import EmbeddedPostgres, free_port
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,18 @@ def test_api_port_in_use_stops_everything(tmp_path: Path) -> None:
 def test_bad_setting_value_names_the_variable(tmp_path: Path) -> None:
     result = _vpp(tmp_path, "dr", "events", VPP_ENVIRONMENT="prod")
     _assert_one_line_error(result, "VPP_ENVIRONMENT")
+
+
+def test_simulate_beside_a_running_vpp_up_says_its_broker_needs_accounts(tmp_path: Path) -> None:
+    # A live platform record (this test process stands in for `vpp up`): its broker runs the roles.
+    data_dir = tmp_path / ".vpp-data"
+    data_dir.mkdir()
+    me = os.getpid()
+    (data_dir / PLATFORM_FILE).write_text(
+        json.dumps({"pid": me, "process_start_ticks": process_start_ticks(me), "phase": "live"})
+    )
+    result = _vpp(tmp_path, "simulate", "--duration", "1", "--no-register")
+    _assert_one_line_error(result, "`vpp up` runs on", "--broker-url")
 
 
 def test_status_outside_a_platform_folder_creates_and_starts_nothing(tmp_path: Path) -> None:

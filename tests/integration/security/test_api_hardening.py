@@ -172,19 +172,34 @@ def test_failed_token_requests_are_throttled_per_address(api: httpx.Client) -> N
     assert "Retry-After" in openadr.headers
 
 
+TIMING_PAIRS = 50
+
+
 def test_unknown_and_known_client_ids_cost_the_same(db: str) -> None:
+    """Issue 13: the median token-endpoint time for unknown and known client ids within 20% of each
+    other, so client ids cannot be enumerated by timing. Measured over real HTTP: each pair is one
+    wrong secret for a known client and one for a made-up id, interleaved (alternating which goes
+    first) so drift on a shared machine hits both alike; the throttle is raised out of the way."""
     for api in served(db, api_token_failures_per_client_per_min=1000, api_token_failures_per_address_per_min=1000):
         known = CLIENTS["operator"].client_id
-        token_request(api, known, "warm-up")
+        for warm_up in (known, "nobody-warm-up"):
+            assert token_request(api, warm_up, "warm-up").status_code == 401
         unknown_s: list[float] = []
         known_s: list[float] = []
-        for i in range(15):  # interleaved, so drift on a shared machine hits both alike
-            for client_id, times in ((f"nobody-{i}", unknown_s), (known, known_s)):
+        for i in range(TIMING_PAIRS):
+            pair = [(f"nobody-{i}", unknown_s), (known, known_s)]
+            for client_id, times in pair if i % 2 else reversed(pair):
                 started = time.perf_counter()
                 assert token_request(api, client_id, "wrong-secret").status_code == 401
                 times.append(time.perf_counter() - started)
-        ratio = statistics.median(unknown_s) / statistics.median(known_s)
-        assert 0.8 <= ratio <= 1.2, f"unknown/known median time ratio {ratio:.2f}"
+        unknown_ms, known_ms = statistics.median(unknown_s) * 1000, statistics.median(known_s) * 1000
+        ratio = unknown_ms / known_ms
+        print(
+            f"token endpoint, {TIMING_PAIRS} pairs: median unknown {unknown_ms:.2f} ms, known {known_ms:.2f} ms, ratio {ratio:.3f}"
+        )
+        assert 0.8 <= ratio <= 1.25, (
+            f"unknown/known median time ratio {ratio:.3f} ({unknown_ms:.2f} / {known_ms:.2f} ms)"
+        )
 
 
 def test_metrics_need_the_token_when_one_is_set(db: str) -> None:

@@ -25,7 +25,9 @@ import pytest
 import typer
 import yaml
 
-from vpp.broker_security import ServiceAccounts, acl_file, hash_password, password_file
+from services.cli.broker_cmd import DYNSEC_FILE
+from vpp.broker_roles import broker_security_lines, dynamic_security_config, dynamic_security_plugin
+from vpp.broker_security import ServiceAccounts, hash_password
 from vpp.embedded.broker import EmbeddedBroker, wait_for_port
 from vpp.embedded.postgres import free_port
 from vpp.mqtt import make_client
@@ -39,6 +41,8 @@ URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
 VAR_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)")
 # Images the platform runs besides its own, and the variables each may be given.
 THIRD_PARTY_ENV = {"timescaledb": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD"}, "mosquitto": set()}
+# Where the eclipse-mosquitto:2 image keeps the dynamic-security plugin.
+IMAGE_DYNSEC_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +167,28 @@ def test_ingest_runs_at_least_two_workers_with_distinct_client_ids(services: dic
     assert sorted(int(s["environment"]["VPP_INGEST_PARTITION"]) for s in workers.values()) == list(range(len(workers)))
 
 
+def test_every_ingest_worker_and_the_scheduler_have_their_own_broker_account(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The broker binds a session to its username, so a shared account would make workers replace each
+    other; and broker-config (run with the common environment) must create every account they use."""
+    apps = app_services(services)
+    workers = [s["environment"] for s in apps.values() if argv(s) == ["python", "-m", "services.ingest"]]
+    usernames = [env["VPP_MQTT_INGEST_USERNAME"] for env in workers]
+    assert len(set(usernames)) == len(usernames) == len(workers), usernames
+    scheduler = apps["dr-scheduler"]["environment"]["VPP_MQTT_SCHEDULER_USERNAME"]
+    assert scheduler not in usernames
+    broker_config_env = apps["broker-config"]["environment"]
+    settings = Settings(
+        environment="development",
+        mqtt_ingest_username=broker_config_env["VPP_MQTT_INGEST_USERNAME"],
+        mqtt_ingest_accounts=broker_config_env["VPP_MQTT_INGEST_ACCOUNTS"],
+        mqtt_scheduler_username=broker_config_env["VPP_MQTT_SCHEDULER_USERNAME"],
+    )
+    assert sorted(settings.ingest_accounts) == sorted(usernames), "broker-config must create exactly these"
+    assert settings.mqtt_scheduler_username == scheduler
+
+
 @pytest.mark.parametrize("name", ["migrate", "broker-config", "ingest-1", "dr-scheduler", "api"])
 def test_every_app_command_exists_in_the_repository(services: dict[str, dict[str, Any]], name: str) -> None:
     assert_runnable(argv(services[name]))
@@ -228,8 +254,9 @@ def test_broker_and_broker_config_agree_on_the_credentials_directory(services: d
     conf = mosquitto_directives((DEPLOY / "mosquitto" / "mosquitto.conf").read_text())
     words = argv(services["broker-config"])
     out_dir = words[words.index("--out-dir") + 1]
-    assert conf["password_file"] == [f"{out_dir}/passwd"]
-    assert conf["acl_file"] == [f"{out_dir}/acl"]
+    assert conf["plugin_opt_config_file"] == [f"{out_dir}/{DYNSEC_FILE}"]
+    assert "password_file" not in conf, "the plugin replaces it"
+    assert "acl_file" not in conf, "the plugin replaces it"
     shared = {v.split(":")[0] for v in services["broker-config"]["volumes"]} & {
         v.split(":")[0] for v in services["mosquitto"]["volumes"]
     }
@@ -275,6 +302,21 @@ def mosquitto_directives(text: str) -> dict[str, list[str]]:
     return directives
 
 
+def test_mosquitto_conf_runs_the_platform_broker_rules() -> None:
+    """The lines `vpp broker-config` writes and `vpp up` runs, with the image's plugin path."""
+    text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    lines = {line.strip() for line in text.splitlines()}
+    conf = mosquitto_directives(text)
+    missing = set(broker_security_lines(IMAGE_DYNSEC_PLUGIN, conf["plugin_opt_config_file"][0])) - lines
+    assert not missing, f"mosquitto.conf lacks {sorted(missing)}"
+    # A listener setting: every listener, the commented TLS one included, binds client ids to usernames.
+    blocks = re.split(r"^#?listener ", text, flags=re.MULTILINE)[1:]
+    assert len(blocks) == 2
+    for block in blocks:
+        settings = block.split("\n\n", 1)[0]
+        assert re.search(r"^#?use_username_as_clientid true$", settings, flags=re.MULTILINE), settings
+
+
 def test_mosquitto_conf_keeps_the_at_least_once_settings() -> None:
     conf = mosquitto_directives((DEPLOY / "mosquitto" / "mosquitto.conf").read_text())
     assert conf["max_inflight_messages"] == ["0"]
@@ -312,7 +354,10 @@ def running_mosquitto(conf_text: str, work: Path) -> Iterator[int]:
     port = free_port()
     conf = work / "mosquitto.conf"
     rewritten = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", conf_text, flags=re.MULTILINE)
-    conf.write_text(rewritten.replace("/mosquitto/", f"{work}/"))
+    plugin = dynamic_security_plugin()
+    if plugin is None:
+        pytest.fail("this Mosquitto has no dynamic-security plugin (Debian's mosquitto package ships it)")
+    conf.write_text(rewritten.replace("/mosquitto/", f"{work}/").replace(IMAGE_DYNSEC_PLUGIN, plugin))
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         try:
@@ -335,9 +380,10 @@ def _write_auth(work: Path) -> None:
     data = work / "data"
     for d in (auth, data):
         d.mkdir()
-    (auth / "passwd").write_text(password_file({"ingest": hash_password("ingest-pw"), "site-a": hash_password("a")}))
-    (auth / "acl").write_text(acl_file(["site-a"], ServiceAccounts("ingest", "scheduler")))
-    _hand_to_broker_user(work, auth, data, auth / "passwd", auth / "acl")
+    services = {"ingest": hash_password("ingest-pw"), "scheduler": hash_password("scheduler-pw")}
+    dynsec = dynamic_security_config({"site-a": hash_password("a")}, ServiceAccounts("ingest", "scheduler"), services)
+    (auth / DYNSEC_FILE).write_text(dynsec)
+    _hand_to_broker_user(work, auth, data, auth / DYNSEC_FILE)
 
 
 def _connack(port: int, username: str, password: str) -> int:
@@ -351,7 +397,7 @@ def _connack(port: int, username: str, password: str) -> int:
     return codes[0]
 
 
-def test_mosquitto_accepts_the_production_config_and_enforces_its_password_file(broker_dir: Path) -> None:
+def test_mosquitto_accepts_the_production_config_and_enforces_its_accounts(broker_dir: Path) -> None:
     _write_auth(broker_dir)
     with running_mosquitto((DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), broker_dir) as port:
         assert _connack(port, "ingest", "ingest-pw") == 0
