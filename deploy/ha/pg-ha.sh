@@ -9,6 +9,8 @@
 #                                              create a data node and run it: the first becomes the primary,
 #                                              the next ones clone it and follow as synchronous standbys
 #   PGDATA=… PGPORT=… pg-ha.sh app-role        on the primary: the vpp role owning the vpp database
+#   PGDATA=… PGPORT=… pg-ha.sh checkpoint      on the primary, while a new standby clones it: its base
+#                                              backup waits for a checkpoint, spread over minutes otherwise
 #   PGDATA=… pg-ha.sh run                      run a node again after a crash or reboot: a former primary
 #                                              rejoins as a standby (pg_rewind), nothing else to do
 #   PGDATA=… pg-ha.sh state                    the formation as JSON (run on the monitor's server)
@@ -46,6 +48,8 @@ app-role)
     exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d vpp \
         -c "DO \$\$ BEGIN CREATE ROLE vpp LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
         -c "ALTER DATABASE vpp OWNER TO vpp" -c "ALTER SCHEMA public OWNER TO vpp" ;;
+checkpoint)
+    exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d vpp -c "CHECKPOINT" ;;
 run)
     exec pg_autoctl run --pgdata "$PGDATA" ;;
 state)
@@ -55,6 +59,6 @@ switchover)
 drop)
     exec pg_autoctl drop node --pgdata "$PGDATA" --name "$PG_HA_NAME" --force ;;
 *)
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,24p' "$0" >&2
     exit 2 ;;
 esac

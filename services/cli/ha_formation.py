@@ -123,12 +123,13 @@ class Formation:
         self._spawn("monitor", "monitor", self.monitor_port)
         self._wait(lambda: self._monitor_ready(), timeout_s, "the monitor did not start")
         self.run("tune-monitor", "monitor", self.monitor_port)
-        for index, (name, port) in enumerate(self.node_ports.items()):
+        first, *others = self.node_ports.items()
+        self._spawn("node", first[0], first[1], PG_HA_NAME=first[0], PG_HA_MONITOR=self.monitor_uri)
+        self._wait(lambda: self._states_are({"single"}), timeout_s, "the first node did not start")
+        self.run("app-role", *first)
+        for name, port in others:
             self._spawn("node", name, port, PG_HA_NAME=name, PG_HA_MONITOR=self.monitor_uri)
-            if index == 0:
-                self._wait(lambda: self._states_are({"single"}), timeout_s, "the first node did not start")
-                self.run("app-role", name, port)
-        self.wait_healthy(timeout_s)
+        self.wait_healthy(timeout_s, checkpoint_on=first)
         return self
 
     def _monitor_ready(self) -> bool:
@@ -162,8 +163,20 @@ class Formation:
             and sorted(s.reported for s in states) == sorted(["primary"] + ["secondary"] * (self.data_nodes - 1))
         )
 
-    def wait_healthy(self, timeout_s: float = 180.0) -> None:
-        self._wait(self.healthy, timeout_s, f"the formation did not become healthy: {self.states()}")
+    def wait_healthy(self, timeout_s: float = 180.0, checkpoint_on: tuple[str, int] | None = None) -> None:
+        """Until `healthy`; `checkpoint_on` (the primary) gets a CHECKPOINT every few seconds meanwhile,
+        which a standby's base backup waits for (the runbook's step when replacing a server)."""
+        last_checkpoint = 0.0
+
+        def ready() -> bool:
+            nonlocal last_checkpoint
+            if checkpoint_on is not None and time.monotonic() - last_checkpoint > 3.0:
+                last_checkpoint = time.monotonic()
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                    self.run("checkpoint", *checkpoint_on)
+            return self.healthy()
+
+        self._wait(ready, timeout_s, "the formation did not become healthy")
 
     def primary(self) -> str:
         for state in self.states():
@@ -199,6 +212,10 @@ class Formation:
     def rejoin(self, name: str) -> None:
         """Run a node that was stopped or crashed again (`pg-ha.sh run`): it rejoins as a standby."""
         self._spawn("run", name, self.node_ports[name])
+
+    def switchover(self) -> None:
+        """Planned: the standby becomes primary, the primary a standby (`pg-ha.sh switchover`)."""
+        self.run("switchover", "monitor", self.monitor_port)
 
     def destroy(self) -> None:
         for name in list(self.processes):
