@@ -111,7 +111,7 @@ class Formation:
         )
         if result.returncode != 0:
             raise RuntimeError(f"pg-ha.sh {command} ({name}) failed: {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout
+        return str(result.stdout)
 
     @property
     def monitor_uri(self) -> str:
