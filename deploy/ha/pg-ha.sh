@@ -28,7 +28,7 @@ AUTH="${PG_HA_AUTH:-scram-sha-256}"
 SSL="${PG_HA_SSL:---ssl-self-signed}"
 case "${1:-}" in
 monitor)
-    exec pg_autoctl create monitor --pgdata "$PGDATA" --pgport "$PGPORT" --hostname "$HOST" \
+    exec pg_autoctl create monitor --pgdata "$PGDATA" --pgport "$PGPORT" --hostname "$HOST" --listen "$HOST" \
         --auth "$AUTH" $SSL --run ;;
 tune-monitor)
     # Health checks every second; a primary unreachable for 3 s is failed over, one that lost the

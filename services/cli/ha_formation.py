@@ -67,7 +67,7 @@ class Formation:
     def _env(self, name: str, port: int, **extra: str) -> dict[str, str]:
         # pg_autoctl keeps its configuration and state under XDG folders: ours go in the temp folder.
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",  # the postgres user may not read root's own folders
             "HOME": str(self.base),
             "XDG_CONFIG_HOME": str(self.base / "xdg-config"),
             "XDG_DATA_HOME": str(self.base / "xdg-data"),
@@ -226,8 +226,22 @@ class Formation:
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
-        for name in ["monitor", *self.node_ports]:
-            self.sigkill(name)  # whatever is left (a slow stop, a node started by `rejoin`)
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.kill()
+                process.wait(5)
+        # Whatever is left (a slow stop, a supervisor's orphaned children): every process of ours runs
+        # in the formation's folder, so that finds them all, whatever their parents did.
+        for _attempt in range(50):
+            left = _running_in(self.base)
+            if not left:
+                break
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, sig)
+            time.sleep(0.1)
+        self.processes.clear()
         shutil.rmtree(self.base, ignore_errors=True)
 
     @staticmethod
@@ -264,6 +278,21 @@ def _tree(roots: list[int]) -> list[int]:
             continue
         found.append(pid)
         stack.extend(children.get(pid, []))
+    return found
+
+
+def _running_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is `folder` or below (pg_autoctl and PostgreSQL both)."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+        except OSError:
+            continue
+        if (cwd == folder or folder in cwd.parents) and _alive(int(entry)):
+            found.append(int(entry))
     return found
 
 
