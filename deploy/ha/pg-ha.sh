@@ -15,7 +15,8 @@
 #                                              rejoins as a standby (pg_rewind), nothing else to do
 #   PGDATA=… pg-ha.sh state                    the formation as JSON (run on the monitor's server)
 #   PGDATA=… pg-ha.sh switchover               planned: the standby becomes primary (fail back, maintenance)
-#   PGDATA=… PG_HA_NAME=… pg-ha.sh drop        forget a dead server (replace it: drop, then `node` on the new one)
+#   PGDATA=… PG_HA_MONITOR=… PG_HA_NAME=… pg-ha.sh drop
+#                                              forget a dead server (replace it: drop, then `node` on the new one)
 #
 # PG_HA_HOST is the address the other servers reach this one at (and the one it listens on);
 # PG_HA_AUTH is how the nodes authenticate each other: scram-sha-256 in production (then put the
@@ -57,8 +58,8 @@ state)
 switchover)
     exec pg_autoctl perform switchover --pgdata "$PGDATA" ;;
 drop)
-    exec pg_autoctl drop node --pgdata "$PGDATA" --name "$PG_HA_NAME" --force ;;
+    exec pg_autoctl drop node --monitor "$PG_HA_MONITOR" --formation default --name "$PG_HA_NAME" --force ;;
 *)
-    sed -n '2,24p' "$0" >&2
+    sed -n '2,25p' "$0" >&2
     exit 2 ;;
 esac

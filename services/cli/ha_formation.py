@@ -213,6 +213,19 @@ class Formation:
         """Run a node that was stopped or crashed again (`pg-ha.sh run`): it rejoins as a standby."""
         self._spawn("run", name, self.node_ports[name])
 
+    def replace(self, name: str) -> None:
+        """A server is gone for good: forget it at the monitor (`pg-ha.sh drop`), then build a new node
+        in its place from an empty folder (`pg-ha.sh node`: it clones the primary)."""
+        self.sigkill(name)
+        self.run("drop", "monitor", self.monitor_port, PG_HA_MONITOR=self.monitor_uri, PG_HA_NAME=name)
+        shutil.rmtree(self.base / name, ignore_errors=True)
+        shutil.rmtree(self.base / "xdg-config" / "pg_autoctl" / str(self.base / name).lstrip("/"), ignore_errors=True)
+        shutil.rmtree(self.base / "xdg-data" / "pg_autoctl" / str(self.base / name).lstrip("/"), ignore_errors=True)
+        port = self.node_ports[name]
+        self._spawn("node", name, port, PG_HA_NAME=name, PG_HA_MONITOR=self.monitor_uri)
+        primary = self.primary()
+        self.wait_healthy(180, checkpoint_on=(primary, self.node_ports[primary]))
+
     def switchover(self) -> None:
         """Planned: the standby becomes primary, the primary a standby (`pg-ha.sh switchover`)."""
         self.run("switchover", "monitor", self.monitor_port)

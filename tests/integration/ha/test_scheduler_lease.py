@@ -18,7 +18,12 @@ def test_the_standby_leads_only_once_the_leader_session_is_gone(db_url: str) -> 
     standby = LeaderLease(db_url, instance="b", poll_s=0.05)
     assert leader.acquire(stopping)
     took_over = threading.Event()
-    waiter = threading.Thread(target=lambda: standby.acquire(stopping) and took_over.set(), daemon=True)
+
+    def stand_by() -> None:
+        if standby.acquire(stopping):
+            took_over.set()
+
+    waiter = threading.Thread(target=stand_by, daemon=True)
     waiter.start()
     try:
         assert not took_over.wait(0.5)  # while the leader's session lives, the standby waits
