@@ -99,7 +99,7 @@ def run_loop(
 
 def serve(
     database_url: str,
-    dispatcher: Dispatcher,
+    make_dispatcher: Callable[[], Dispatcher],
     metrics: SchedulerMetrics,
     stopping: threading.Event,
     *,
@@ -109,20 +109,19 @@ def serve(
 ) -> None:
     """Stand by until leading, then run the loop; after losing the database, reconnect with back-off.
 
-    The broker connection is made on first taking the lead: a standby publishes nothing and would
-    only queue acks it never reads.
+    The broker connection lasts one term of leadership: a standby publishes nothing, and the broker
+    binds the client id to the scheduler's account, so a second connection would evict the leader's.
     """
     lease = LeaderLease(database_url, instance=instance, poll_s=lease_poll_s)
     delay_s = 0.5
-    started = False
     try:
         while not stopping.is_set():
+            dispatcher: Dispatcher | None = None
             try:
                 if not lease.acquire(stopping):
                     break
-                if not started:
-                    dispatcher.start()
-                    started = True
+                dispatcher = make_dispatcher()
+                dispatcher.start()
                 with connect(database_url, application_name=f"dr-scheduler:{instance}") as conn:
                     delay_s = 0.5
                     run_loop(Scheduler(conn, dispatcher, metrics), dispatcher, stopping, tick_s, lease.held)
@@ -130,11 +129,12 @@ def serve(
                 log.warning("database unavailable; reconnecting", extra=kv(error=str(error).strip()[:200]))
                 stopping.wait(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
+            finally:
+                if dispatcher is not None:
+                    dispatcher.stop()
             lease.release()  # a new session must win the lock again before anything is dispatched
     finally:
         lease.release()
-        if started:
-            dispatcher.stop()
 
 
 def instance_name(settings: Settings) -> str:
@@ -163,7 +163,7 @@ def main() -> None:
     if settings.scheduler_metrics_port:
         start_http_server(settings.scheduler_metrics_port, addr=settings.metrics_host, registry=metrics.registry)
     try:
-        dispatcher = dispatcher_from_settings(settings, broker, metrics)
+        dispatcher_from_settings(settings, broker, metrics)  # a missing secret stops the start, not a takeover
     except MissingSecretError as error:
         sys.exit(f"vpp: {error}")
     stopping = threading.Event()
@@ -174,7 +174,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     serve(
-        database_url, dispatcher, metrics, stopping,
+        database_url, lambda: dispatcher_from_settings(settings, broker, metrics), metrics, stopping,
         instance=instance_name(settings), tick_s=settings.scheduler_tick_s, lease_poll_s=settings.scheduler_lease_poll_s,
     )  # fmt: skip
 
