@@ -81,14 +81,15 @@ class Formation:
             **extra,
         }
 
-    def _script(self, command: str, name: str, port: int, **extra: str) -> list[str]:
+    @staticmethod
+    def _script(command: str) -> list[str]:
         # The script's text is passed to sh, so it needs no path the postgres user can read.
         return ["/bin/sh", "-c", PG_HA_SCRIPT.read_text(), str(PG_HA_SCRIPT), command]
 
     def _spawn(self, command: str, name: str, port: int, **extra: str) -> None:
         log = (self.base / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            self._script(command, name, port),
+            self._script(command),
             env=self._env(name, port, **extra),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -100,7 +101,7 @@ class Formation:
 
     def run(self, command: str, name: str, port: int = 0, **extra: str) -> str:
         result = subprocess.run(
-            self._script(command, name, port),
+            self._script(command),
             env=self._env(name, port, **extra),
             capture_output=True,
             text=True,
