@@ -14,10 +14,12 @@ UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3
 # System packages: Mosquitto for the brokers the tests start privately (the embedded default falls
 # back to an in-process broker without it); Chromium and CJK fonts for the dashboard's browser tests
 # and screenshots (Playwright drives Debian's Chromium; it never downloads a browser).
-# PostgreSQL comes from the pgserver wheel.
+# PostgreSQL comes from the pgserver wheel; pg_auto_failover (and the PostgreSQL 15 it runs on) for the
+# high-availability tests and `vpp bench ha`, which start a monitor, a primary and a synchronous standby.
 # Prometheus for `promtool check rules` on deploy/prometheus (make test); iproute2 for the network
 # namespaces the ECHONET Lite gateway tests create.
-SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium fonts-noto-cjk openssl prometheus iproute2
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium fonts-noto-cjk openssl prometheus iproute2 \
+  postgresql-15-auto-failover pg-auto-failover-cli
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

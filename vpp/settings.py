@@ -104,6 +104,10 @@ class Settings(BaseSettings):
 
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535)  # 0 disables the metrics server
     scheduler_tick_s: float = Field(5.0, gt=0, le=300)
+    # Names this scheduler process in its MQTT client id and lease (several may run, one leads:
+    # services/dr_scheduler/leader.py). Empty: host name and process id.
+    scheduler_instance: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    scheduler_lease_poll_s: float = Field(1.0, gt=0, le=60)  # how often a standby asks for the lead
 
     # OpenADR VTN: the notification outbox's delivery loop (in every API process) and event retention.
     openadr_outbox_poll_s: float = Field(0.25, gt=0, le=60)  # how often idle loops look for new changes

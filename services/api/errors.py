@@ -118,6 +118,26 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+# A database failover, as a request sees it: the pooled connection's server died (SQLAlchemy marks the
+# error connection_invalidated and discards the pool), a server shutting down (SQLSTATE 57P01-03) or
+# a connection failure (class 08), or a write that reached a server just demoted to standby (25006).
+# The next request connects to the new primary: 503 with Retry-After, as for a database that is down.
+_FAILOVER_SQLSTATES = ("08", "57P01", "57P02", "57P03", "25006")
+# asyncpg's own client-side errors for a connection closed under it; SQLAlchemy wraps them as DBAPIError.
+_LOST_CONNECTION_ERRORS = {"ConnectionDoesNotExistError", "InternalClientError", "ConnectionResetError"}
+
+
+def _lost_database(exc: Exception, sqlstate: str) -> bool:
+    if getattr(exc, "connection_invalidated", False) or sqlstate.startswith(_FAILOVER_SQLSTATES):
+        return True
+    cause: BaseException | None = getattr(exc, "orig", None)
+    while cause is not None:
+        if type(cause).__name__ in _LOST_CONNECTION_ERRORS:
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
@@ -145,6 +165,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         # in text, a number out of range): the request's fault, not the server's. (asyncpg's errors
         # reach SQLAlchemy as plain DBAPIError, so the class is read from the SQLSTATE, not the type.)
         sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+        if _lost_database(exc, sqlstate):
+            return await on_database(request, exc)
         if not sqlstate.startswith("22"):
             return await on_unexpected(request, exc)
         _log.info("database refused input", extra={"path": request.url.path, "error": repr(exc)[:300]})

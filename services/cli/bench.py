@@ -61,6 +61,20 @@ def faults(
     run_bench_faults(rounds, seed, readings_per_device, resend_always)
 
 
+@app.command("ha")
+def ha(
+    sites: int = typer.Option(2_000, help="Sites publishing, one meter each"),
+    duration_s: float = typer.Option(60.0, "--duration", help="Seconds of publishing per fault"),
+    interval_s: float = typer.Option(2.0, "--interval", help="Seconds between one site's readings"),
+) -> None:
+    """Lose one server at a time under load (PostgreSQL primary, a scheduler, an ingest worker: SIGKILL):
+    readings confirmed, stored, lost, duplicates, seconds until ingest commits again and until a DR
+    signal issued during the fault reaches its site, events dispatched twice."""
+    from services.cli.bench_ha import run_bench_ha
+
+    raise typer.Exit(0 if run_bench_ha(sites, duration_s, interval_s) else 1)
+
+
 @app.command("api")
 def api(
     sites: int = typer.Option(1050, help="Sites with a fiscal year of 30-minute data"),
