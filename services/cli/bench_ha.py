@@ -322,13 +322,44 @@ def _warm_up(platform: HaPlatform, fleet: Fleet, timeout_s: float = 60.0) -> Non
     raise TimeoutError("ingest or the schedulers did not start")
 
 
-def run_bench_ha(sites: int, duration_s: float, interval_s: float) -> bool:
+def broker_fault_report(sites: int, seed: int | None = None) -> FaultReport:
+    """One of two independent brokers SIGKILLed under load (`bench_ha_broker`), as a row of this table.
+
+    It runs on its own private PostgreSQL with two Mosquittos: broker redundancy needs no database
+    failover, and the formation's phases stay one fault each. Sites are spread 100 per gateway (at least
+    two gateways), 60 readings each.
+    """
+    from services.cli.bench_ha_broker import run_broker_fault
+
+    per_gateway = max(1, min(100, sites // 2))
+    row = run_broker_fault(seed, sites=sites, sites_per_gateway=per_gateway, readings_per_site=60)
+    report = FaultReport(
+        fault=f"broker_sigkill (1 of 2, seed {row['seed']})",
+        published=int(row["published"]),
+        confirmed=int(row["confirmed"]),
+        stored=int(row["stored"]),
+        lost=int(row["lost"]),
+        duplicates=int(row["duplicates"]),
+        ingest_back_s=float(row["ingest_recovery_s"]),
+        dr_signal_s=float(row["signal_latency_s"]),
+    )
+    if report.lost or report.duplicates:
+        report.problems.append(f"{report.lost} lost, {report.duplicates} duplicates")
+    if not row["restarted_broker_has_signal"]:
+        report.problems.append("the restarted broker did not get the retained DR signal back")
+    return report
+
+
+def run_bench_ha(sites: int, duration_s: float, interval_s: float, *, broker_fault: bool = True) -> bool:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=150)  # the table's nine columns, also when the output is a file
     console.print(f"{sites} sites, a reading per site every {interval_s} s, {duration_s} s per fault")
     reports = run_ha_faults(sites=sites, duration_s=duration_s, interval_s=interval_s)
+    if broker_fault:
+        console.print("broker fault: two independent Mosquittos, gateways fail over, the first one SIGKILLed")
+        reports.append(broker_fault_report(sites))
     table = Table(title="high availability: one server lost at a time", title_justify="left")
     columns = ("fault", "published", "confirmed", "stored", "lost", "duplicates", "ingest back s", "DR signal s",
                "dispatched twice")  # fmt: skip

@@ -28,6 +28,7 @@ __all__ = ["SCHEDULER_LOCK_KEY", "LeaderLease"]
 
 log = logging.getLogger("vpp.dr_scheduler.leader")
 
+
 class LeaderLease:
     def __init__(self, database_url: str, *, instance: str, poll_s: float = 1.0) -> None:
         self.database_url = database_url

@@ -252,3 +252,15 @@ def test_the_bench_command_runs_a_round_on_its_own_servers() -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"confirmed", "stored", "lost", "duplicates", "ingest_recovery_s", "signal_latency_s"} <= set(figures)
     assert (figures["lost"], figures["duplicates"], figures["seed"]) == (0, 0, 11), figures
+
+
+def test_vpp_bench_ha_reports_the_broker_fault_as_a_row() -> None:
+    """The row `vpp bench ha` adds for the broker fault: figures carried over, nothing lost or doubled."""
+    from services.cli.bench_ha import broker_fault_report
+
+    report = broker_fault_report(sites=4, seed=12)
+    assert report.fault == "broker_sigkill (1 of 2, seed 12)"
+    assert report.published >= 4 * 60
+    assert report.confirmed == report.stored == report.published, report
+    assert (report.lost, report.duplicates, report.problems) == (0, 0, []), report
+    assert report.dr_signal_s < 60
