@@ -26,6 +26,7 @@ from vpp.domain.planning_model import SLOT_HOURS, EvDemand, Plan, SiteFlex
 
 __all__ = [
     "EmsTracker",
+    "Forecaster",
     "corrected_forecast",
     "executed_import_kw",
     "load_residual_estimate",
@@ -34,6 +35,8 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 Planner = Callable[[FloatArray, FloatArray, SiteFlex, list[EvDemand], float, float], Plan]
+# (t, load forecast, PV forecast, measured load, measured PV) -> the rest of the day's load and PV from slot t, kW.
+Forecaster = Callable[[int, FloatArray, FloatArray, FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
 
 _EPS = 1e-9
 # Load forecast residuals (measured / forecast − 1) are modelled as a persistent AR(1) part plus white noise,
@@ -182,13 +185,15 @@ def receding_horizon_import_kw(
     planner: Planner,
     replan_every_slots: int,
     tracker: EmsTracker | None = None,
+    forecaster: Forecaster | None = None,
 ) -> FloatArray:
     """Import per slot (kW) with the day-ahead plan re-run every ``replan_every_slots`` slots.
 
     At each re-run the remaining slots' forecasts are corrected (:func:`corrected_forecast`), and
     ``planner(load, pv, flex, evs, target_kw, terminal_soc_kwh)`` plans
     the rest of the day from the measured SoC and EV energy still owed, with the peak already set as
-    its target (lower is no longer worth anything). Pass ``tracker`` to read the end state afterwards.
+    its target (lower is no longer worth anything). Pass ``tracker`` to read the end state afterwards;
+    ``forecaster`` replaces :func:`corrected_forecast` (the benchmark's forecast ceiling uses it).
     """
     horizon = load_kw.size
     tracker = tracker or EmsTracker(flex, evs)
@@ -196,7 +201,9 @@ def receding_horizon_import_kw(
     imports = np.zeros(horizon)
     for t in range(horizon):
         if t and replan_every_slots and t % replan_every_slots == 0:
-            replanned = _replan(t, load_forecast_kw, pv_forecast_kw, load_kw, pv_kw, tracker, planner)
+            replanned = _replan(
+                t, load_forecast_kw, pv_forecast_kw, load_kw, pv_kw, tracker, planner, forecaster or corrected_forecast
+            )
             if replanned is not None:
                 plan, offset = replanned, t
         i = t - offset
@@ -261,9 +268,10 @@ def _replan(
     pv: FloatArray,
     tracker: EmsTracker,
     planner: Planner,
+    forecaster: Forecaster,
 ) -> Plan | None:
     flex, rest = tracker.flex, load.size - t
-    load_rest, pv_rest = corrected_forecast(t, load_fc, pv_fc, load, pv)
+    load_rest, pv_rest = forecaster(t, load_fc, pv_fc, load, pv)
     evs: list[EvDemand] = []
     ev_map: list[int] = []
     for k, ev in enumerate(tracker.evs):
