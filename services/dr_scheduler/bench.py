@@ -14,7 +14,12 @@ minutes), separately for battery-only and battery+EV sites, for every sampled si
   no run can beat it;
 - *reactive*: a threshold controller with the forecast plan's peak as threshold that charges EVs as the
   site EMS does (:mod:`services.dr_scheduler.bench_reactive`);
-- *uncontrolled*: no battery, EVs charging at full power on arrival.
+- *uncontrolled*: no battery, EVs charging at full power on arrival;
+- *forecast ceiling*: the re-planned run once more, with the simulator's own load model as forecast (the
+  expected load for the day-ahead plan, and the persistent part of the day's load error known up to the
+  last measured slot for every re-plan): what no load forecaster can beat, since only the slot-to-slot
+  noise and the persistent error's future innovations are left unknown. It is compared with perfect
+  foresight and with a reactive controller using its own plan's peak, as above.
 
 Peak reduction = uncontrolled peak − achieved peak, kW, summed over site-days.
 """
@@ -31,7 +36,7 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.plan_execution import EmsTracker, receding_horizon_import_kw
+from vpp.domain.plan_execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
@@ -40,6 +45,7 @@ from .bench_data import (
     EV_EVENING_FIRST_SLOT,
     EV_EVENING_SHARE,
     EV_MORNING_DEADLINE_SLOT,
+    LOAD_PERSISTENCE_PER_SLOT,
     PERFORMANCE_RATIO,
     FleetHistory,
     simulate_fleet,
@@ -71,6 +77,9 @@ class DayOutcome:
     perfect_open_kw: float  # perfect foresight with the open-loop run's end-SoC rule
     perfect_replanned_kw: float  # perfect foresight with the re-planned run's end-SoC rule
     reactive_kw: float
+    ceiling_kw: float  # re-planned with the simulator's own load model as forecast
+    perfect_ceiling_kw: float
+    reactive_ceiling_kw: float  # the reactive controller with the ceiling plan's peak as threshold
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class GroupResult:
     perfect_open_kw: float
     perfect_replanned_kw: float
     reactive_kw: float
+    ceiling_kw: float = float("nan")
+    perfect_ceiling_kw: float = float("nan")
+    reactive_ceiling_kw: float = float("nan")
 
     @staticmethod
     def _ratio(value: float, reference: float) -> float:
@@ -104,6 +116,14 @@ class GroupResult:
     def open_loop_to_reactive(self) -> float:
         return self._ratio(self.open_loop_kw, self.reactive_kw)
 
+    @property
+    def ceiling_to_perfect(self) -> float:
+        return self._ratio(self.ceiling_kw, self.perfect_ceiling_kw)
+
+    @property
+    def ceiling_to_reactive(self) -> float:
+        return self._ratio(self.ceiling_kw, self.reactive_ceiling_kw)
+
 
 @dataclass(frozen=True)
 class BenchResult:
@@ -124,7 +144,8 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
 
     return GroupResult(
         len(outcomes), total("open_loop_kw"), total("replanned_kw"), total("perfect_open_kw"),
-        total("perfect_replanned_kw"), total("reactive_kw"),
+        total("perfect_replanned_kw"), total("reactive_kw"), total("ceiling_kw"), total("perfect_ceiling_kw"),
+        total("reactive_ceiling_kw"),
     )  # fmt: skip
 
 
@@ -184,6 +205,24 @@ def _plan_chunk(day_index: int, sites: Sequence[int]) -> tuple[list[PlannedDay],
     return plans, time.process_time() - cpu_started
 
 
+def _ceiling(site: int, day_index: int, pv_fc: FloatArray) -> tuple[Plan, Forecaster]:
+    """The forecast ceiling's day-ahead plan (on the expected load) and its intraday forecaster."""
+    assert _fleet is not None
+    expected = _fleet.expected_load_kw[site, day_index]
+    persistent = _fleet.load_persistent_error[site, day_index]
+    flex, evs = _site_inputs(site, day_index, forecast=True)
+    plan = plan_peak_cut(expected.tolist(), pv_fc.tolist(), flex, evs, 0.0)
+
+    def forecaster(
+        t: int, load_fc: FloatArray, pv_fc: FloatArray, load: FloatArray, pv: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        ahead = np.arange(1, load_fc.size - t + 1)
+        load_rest = load_fc[t:] * (1.0 + persistent[t - 1] * LOAD_PERSISTENCE_PER_SLOT**ahead)
+        return load_rest, corrected_forecast(t, load_fc, pv_fc, load, pv)[1]
+
+    return plan, forecaster
+
+
 def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[PlannedDay]) -> list[DayOutcome]:
     """Run the forecast plans of the sampled battery sites on the actual day and compute the references."""
     assert _fleet is not None
@@ -198,18 +237,25 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
         load_kw, pv_kw = load.tolist(), pv.tolist()
         uncontrolled = threshold_controller(load_kw, pv_kw, SiteFlex.without_battery(), evs, 0.0).peak_import_kw
         runs = []
-        for every in (0, REPLAN_EVERY_SLOTS):
+        for every, first_plan, forecaster in ((0, plan, None), (REPLAN_EVERY_SLOTS, plan, None),
+                                              (REPLAN_EVERY_SLOTS, *_ceiling(site, day_index, pv_fc))):  # fmt: skip
             tracker = EmsTracker(flex, evs)
             peak = float(
-                receding_horizon_import_kw(load_fc, pv_fc, load, pv, flex, evs, plan, _replanner, every, tracker).max()
-            )
+                receding_horizon_import_kw(
+                    load_fc if forecaster is None else _fleet.expected_load_kw[site, day_index], pv_fc, load, pv,
+                    flex, evs, first_plan, _replanner, every, tracker, forecaster,
+                ).max()
+            )  # fmt: skip
             # The same end-of-day rule as the run: at least as full as it ended (or started, if lower).
             terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
             perfect = plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw
-            runs.append((peak, perfect))
-        reactive = float(fair_reactive_import_kw(load, pv, flex, evs, plan.peak_import_kw)[0].max())
+            reactive = float(fair_reactive_import_kw(load, pv, flex, evs, first_plan.peak_import_kw)[0].max())
+            runs.append((peak, perfect, reactive))
         group = "battery+ev" if spec.ev_count else "battery"
-        out.append(DayOutcome(group, uncontrolled, runs[0][0], runs[1][0], runs[0][1], runs[1][1], reactive))
+        (open_kw, perfect_open, reactive), (replanned, perfect_replanned, _), ceiling = runs
+        out.append(
+            DayOutcome(group, uncontrolled, open_kw, replanned, perfect_open, perfect_replanned, reactive, *ceiling)
+        )
     return out
 
 

@@ -32,6 +32,9 @@ EV_EVENING_SHARE = (SLOTS_PER_DAY - EV_EVENING_FIRST_SLOT) / (
     SLOTS_PER_DAY - EV_EVENING_FIRST_SLOT + EV_MORNING_DEADLINE_SLOT
 )
 _KAWASAKI = (35.57, 139.6)
+# Load noise: a persistent part (AR(1) per 30-minute slot) and slot-to-slot white noise (0.06).
+LOAD_PERSISTENT_SD = 0.08
+LOAD_PERSISTENCE_PER_SLOT = 0.9
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class FleetHistory:
     pv_kw: FloatArray  # (sites, days, 48)
     ev_kwh: FloatArray  # (sites, days)
     clear_sky_kw_per_kw: FloatArray  # (days, 48), before the performance ratio
+    # The simulator's own load model, for the benchmark's forecast ceiling (never seen by the forecasts):
+    # the expected load (base × shape) and the persistent relative error (the AR(1) part of the noise).
+    expected_load_kw: FloatArray  # (sites, days, 48)
+    load_persistent_error: FloatArray  # (sites, days, 48)
 
 
 def _load_shapes(days: tuple[date, ...]) -> FloatArray:
@@ -84,10 +91,10 @@ def simulate_fleet(sites: int, first_day: date, days: int, seed: int = 0) -> Fle
     regional_weather = _ar1(rng, (days,), 0.5)  # day-to-day cloudiness shared by the region
     n = len(specs)
     base = np.array([s.base_load_kw for s in specs])
-    load_noise = (
-        1.0 + 0.08 * _ar1(rng, (n, days * SLOTS_PER_DAY), 0.9) + 0.06 * rng.standard_normal((n, days * SLOTS_PER_DAY))
-    )
-    load_kw = base[:, None, None] * shapes[None] * np.clip(load_noise, 0.2, None).reshape(n, days, SLOTS_PER_DAY)
+    persistent = LOAD_PERSISTENT_SD * _ar1(rng, (n, days * SLOTS_PER_DAY), LOAD_PERSISTENCE_PER_SLOT)
+    load_noise = 1.0 + persistent + 0.06 * rng.standard_normal((n, days * SLOTS_PER_DAY))
+    expected_load_kw = base[:, None, None] * shapes[None]
+    load_kw = expected_load_kw * np.clip(load_noise, 0.2, None).reshape(n, days, SLOTS_PER_DAY)
 
     cloudiness = np.array([s.cloudiness for s in specs])
     mean_index = 0.15 + 0.85 * (1.0 - cloudiness) ** 1.5
@@ -102,4 +109,6 @@ def simulate_fleet(sites: int, first_day: date, days: int, seed: int = 0) -> Fle
     # Each van's need is uniform in ±40% of the mean; the fleet's spread shrinks with its size.
     ev_spread = 0.4 / np.sqrt(3 * vans)
     ev_kwh = fleet_kwh[:, None] * np.clip(1 + ev_spread[:, None] * rng.standard_normal((n, days)), 0.2, None)
-    return FleetHistory(specs, day_list, load_kw, pv_kw, ev_kwh, clear)
+    return FleetHistory(
+        specs, day_list, load_kw, pv_kw, ev_kwh, clear, expected_load_kw, persistent.reshape(n, days, SLOTS_PER_DAY)
+    )

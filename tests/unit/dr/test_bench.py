@@ -20,6 +20,9 @@ def test_fleet_history_is_deterministic_and_shaped_per_site_day_slot() -> None:
     assert np.array_equal(first.load_kw, again.load_kw)
     assert (first.pv_kw[:, :, :8] == 0).all()  # no sun before 04:00 JST
     assert (first.load_kw > 0).all()
+    # The forecast ceiling's model is the one the load was drawn from: what is left is the slot-to-slot noise.
+    left = first.load_kw / first.expected_load_kw - 1.0 - first.load_persistent_error
+    assert 0.03 < float(left.std()) < 0.09
 
 
 def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same_end_soc_rule() -> None:
@@ -29,7 +32,7 @@ def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same
     for group in result.groups.values():
         if group.site_days == 0:
             continue
-        for ratio in (group.replanned_to_perfect, group.open_loop_to_perfect):
+        for ratio in (group.replanned_to_perfect, group.open_loop_to_perfect, group.ceiling_to_perfect):
             assert math.isfinite(ratio)
             assert ratio <= 1.0 + 1e-6
 

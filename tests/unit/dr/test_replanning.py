@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from vpp.domain.plan_execution import EmsTracker, corrected_forecast, receding_horizon_import_kw
+from vpp.domain.plan_execution import (
+    LOAD_ERROR_DECAY_PER_SLOT,
+    EmsTracker,
+    corrected_forecast,
+    load_residual_estimate,
+    receding_horizon_import_kw,
+)
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
 
 FLEX = SiteFlex(40.0, 10.0, 20.0, 4.0, 38.0, 0.95, 0.95)
@@ -72,12 +78,26 @@ def test_a_cloudy_day_forecast_sunny_misses_the_target_on_the_schedule_and_the_r
 
 
 def test_the_rest_of_the_day_is_corrected_by_what_the_day_has_shown() -> None:
-    t = 24  # noon: the morning was overcast and the load 20% above forecast in the last slot
+    t = 24  # noon: the morning was overcast and the load has run 20% above forecast since 09:00
     load = LOAD_KW.copy()
-    load[t - 1] *= 1.2
+    load[18:t] *= 1.2
     rest_load, rest_pv = corrected_forecast(t, LOAD_KW, SUNNY_PV_KW, load, CLOUDY_PV_KW)
     assert rest_pv == pytest.approx(0.3 * SUNNY_PV_KW[t:])  # the measured ratio, kept for the afternoon
-    assert rest_load[0] == pytest.approx(LOAD_KW[t] * 1.18)  # 20% × 0.9 one slot on
+    error = load_residual_estimate(LOAD_KW, load, t)[0]
+    assert 0.15 < error < 0.2  # three hours of +20% are believed almost fully
+    assert rest_load[0] == pytest.approx(LOAD_KW[t] * (1 + error * LOAD_ERROR_DECAY_PER_SLOT))
     assert rest_load[-1] == pytest.approx(LOAD_KW[-1], rel=0.02)  # faded by the evening
     # Before the sun is up there is nothing to learn about PV.
     assert corrected_forecast(8, LOAD_KW, SUNNY_PV_KW, LOAD_KW, CLOUDY_PV_KW)[1] == pytest.approx(SUNNY_PV_KW[8:])
+
+
+def test_one_noisy_slot_moves_the_forecast_less_than_an_error_that_persists() -> None:
+    one_slot, persistent = LOAD_KW.copy(), LOAD_KW * 1.2
+    one_slot[23] *= 1.2
+    single_kw = corrected_forecast(24, LOAD_KW, SUNNY_PV_KW, one_slot, SUNNY_PV_KW)[0][0]
+    lasting_kw = corrected_forecast(24, LOAD_KW, SUNNY_PV_KW, persistent, SUNNY_PV_KW)[0][0]
+    assert LOAD_KW[24] < single_kw < LOAD_KW[24] * 1.1 < lasting_kw < LOAD_KW[24] * 1.2
+    # The estimate's variance shrinks with every slot measured and is the same whatever the values were.
+    assert load_residual_estimate(LOAD_KW, one_slot, 24)[1] == load_residual_estimate(LOAD_KW, persistent, 24)[1]
+    assert load_residual_estimate(LOAD_KW, LOAD_KW, 24)[1] < load_residual_estimate(LOAD_KW, LOAD_KW, 1)[1]
+    assert load_residual_estimate(LOAD_KW, LOAD_KW, 24)[0] == 0.0  # a forecast that was right stays as it is
