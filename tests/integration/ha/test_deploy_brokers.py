@@ -24,6 +24,7 @@ from psycopg import sql
 
 from tests.integration.test_deploy_commands import (
     DEPLOY,
+    IMAGE_DYNSEC_PLUGIN,
     READY_TIMEOUT_S,
     Deployment,
     compose_variables,
@@ -34,6 +35,7 @@ from tests.integration.test_deploy_commands import (
 )
 from tests.support.compose_merge import merge_compose
 from tests.support.waiting import wait_for
+from vpp.broker_roles import dynamic_security_plugin
 from vpp.embedded.broker import EmbeddedBroker, wait_for_port
 from vpp.embedded.postgres import EmbeddedPostgres, free_port
 
@@ -57,13 +59,18 @@ class HaDeployment(Deployment):
         conf = self.mounts(name)["/mosquitto/config/mosquitto.conf"]
         rewritten = self.work / f"{name}.conf"
         text = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", conf.read_text(), flags=re.M)
-        rewritten.write_text(self.localise(name, text))
+        plugin = dynamic_security_plugin()
+        assert plugin is not None, "Debian's mosquitto package ships mosquitto_dynamic_security.so"
+        rewritten.write_text(self.localise(name, text).replace(IMAGE_DYNSEC_PLUGIN, plugin))
         if os.geteuid() == 0:  # the eclipse-mosquitto image hands its data volume to the broker's user
             user = pwd.getpwnam("mosquitto")
             os.chown(self.mounts(name)["/mosquitto/data"], user.pw_uid, user.pw_gid)
         # The image's default command (no `command` in either file), with Debian's binary.
-        self.start(name, [str(EmbeddedBroker.mosquitto_binary()), "-c", str(rewritten)])
-        wait_for_port("127.0.0.1", port, timeout_s=10)
+        broker = self.start(name, [str(EmbeddedBroker.mosquitto_binary()), "-c", str(rewritten)])
+        try:
+            wait_for_port("127.0.0.1", port, timeout_s=10)
+        except TimeoutError:
+            raise AssertionError(f"{name} did not listen (exit {broker.poll()}):\n{self.log(name)}") from None
 
 
 @pytest.fixture
