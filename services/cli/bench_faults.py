@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -542,9 +542,11 @@ def run_fault_rounds(
     workdir: Path | None = None,
     plan: list[list[str]] | None = None,
     resend_always: bool = False,
+    on_round: Callable[[RoundReport], None] = lambda _report: None,
 ) -> FaultRun:
     """`plan` replaces the seeded choice of faults per round (the moments still come from the seed).
-    `resend_always`: gateways use the confirmation in every round, not only in broker-SIGKILL rounds."""
+    `resend_always`: gateways use the confirmation in every round, not only in broker-SIGKILL rounds.
+    `on_round` sees each round's report as soon as it is verified (a long run reports as it goes)."""
     rng = random.Random(seed)
     reports: list[RoundReport] = []
     with tempfile.TemporaryDirectory(prefix="vpp-faults-", dir=workdir) as tmp, _platform(Path(tmp)) as platform:
@@ -561,6 +563,7 @@ def run_fault_rounds(
                     resend_always=resend_always,
                 )
             )
+            on_round(reports[-1])
     return FaultRun(seed, reports)
 
 
@@ -578,7 +581,22 @@ def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int, re
     console = Console()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     console.print(f"seed {seed} (rerun with --seed {seed})")
-    run = run_fault_rounds(rounds, seed, readings_per_device=readings_per_device, resend_always=resend_always)
+
+    def progress(r: RoundReport) -> None:
+        # One line per round, flushed at once: a run stopped early still leaves its figures.
+        console.print(
+            f"round {r.round_no} {'+'.join(r.faults)} resend={r.resend}: published {r.published}, "
+            f"PUBACKed {r.pubacked}, confirmed {r.confirmed}, stored {r.stored}, lost {r.lost}, "
+            f"duplicates {r.duplicates}, recovery "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in r.recovery_s.items())
+            + (f"; [red]{'; '.join(r.problems)} {r.timeline}[/red]" if r.problems else ""),
+            highlight=False,
+        )
+        console.file.flush()
+
+    run = run_fault_rounds(
+        rounds, seed, readings_per_device=readings_per_device, resend_always=resend_always, on_round=progress
+    )
     table = Table(title=f"fault rounds: {rounds}, seed {seed}", title_justify="left")
     for column in ("fault", "rounds", "published", "PUBACKed", "confirmed", "stored", "lost", "duplicates",
                    "recovery p50 s", "recovery p95 s"):  # fmt: skip
