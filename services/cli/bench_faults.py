@@ -55,7 +55,16 @@ from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 from vpp.postgres.rollup import _LOCK_KEY
 from vpp.postgres.scratch import prepare_template, scratch_database
 
-__all__ = ["FAULT_KINDS", "FaultRun", "RoundReport", "run_bench_faults", "run_fault_rounds"]
+__all__ = [
+    "FAULT_KINDS",
+    "FaultRun",
+    "RoundReport",
+    "probe_instant",
+    "round_window",
+    "run_anchor",
+    "run_bench_faults",
+    "run_fault_rounds",
+]
 
 FAULT_KINDS = ("ingest_sigkill", "rollup_sigkill", "broker_graceful", "broker_sigkill", "postgres_sigkill")
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,11 +351,14 @@ def _run_round(
     rate_per_device: float,
     settle_s: float,
     resend_always: bool,
+    anchor: datetime | None = None,
 ) -> RoundReport:
     resend = resend_always or "broker_sigkill" in faults
     report = RoundReport(round_no, list(faults), resend)
-    # Each round writes its own window of history (a day apart), so rounds cannot mask each other.
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2 + round_no)
+    # Each round writes its own window of history (a day apart), so rounds cannot mask each other. The
+    # anchor is the run's, not the round's: a round starting in the next hour would otherwise have a
+    # window reaching an hour into the previous round's, and count that round's rows as its duplicates.
+    t0, _end = round_window(anchor or run_anchor(), round_no)
     gateways = [Gateway(f"fault-{s:02d}", platform.broker.port, resend=resend) for s in range(SITES)]
     duration_s = readings_per_device / rate_per_device
     plan = sorted((rng.uniform(0.15, 0.85) * duration_s, kind) for kind in faults)
@@ -403,6 +415,23 @@ def _run_round(
     return report
 
 
+def run_anchor(now: datetime | None = None) -> datetime:
+    """The hour every round's window is counted back from, fixed for the whole run."""
+    return (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+
+
+def round_window(anchor: datetime, round_no: int) -> tuple[datetime, datetime]:
+    """Round n writes and verifies [anchor - (2 + n) days, anchor - (1 + n) days): disjoint windows."""
+    start = anchor - timedelta(days=2 + round_no)
+    return start, start + timedelta(days=1)
+
+
+def probe_instant(now: datetime) -> datetime:
+    """Where the start-up probe writes: twelve hours back, inside no round's window (they all end at
+    least a day before the anchor). A month back, as it once was, is round 28's window."""
+    return now.replace(microsecond=0) - timedelta(hours=12)
+
+
 def _wait_recovered(db_url: str, marker: datetime, since: datetime, hit: float, timeout_s: float = 60.0) -> float:
     """Seconds from the fault until a reading newer than `marker` (published after it) is stored."""
     deadline = time.monotonic() + timeout_s
@@ -429,7 +458,7 @@ def _wait_rollup_idle(db_url: str, timeout_s: float) -> None:
 def _verify(
     report: RoundReport, db_url: str, t0: datetime, gateways: list[Gateway], published: dict[Key, float]
 ) -> None:
-    window_end = t0 + timedelta(days=1)
+    window_end = t0 + timedelta(days=1)  # round_window's end
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows = conn.execute(
             """SELECT s.site_id, d.device_id, r.ts, r.energy_pos_kwh, d.id FROM readings r
@@ -505,7 +534,7 @@ def _wait_subscribed(platform: Platform, timeout_s: float = 60.0) -> None:
     probe = Gateway("fault-probe", platform.broker.port, resend=False)
     try:
         deadline = time.monotonic() + timeout_s
-        ts = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+        ts = probe_instant(datetime.now(UTC))
         while time.monotonic() < deadline:
             for s in range(SITES):
                 probe.site_id = f"fault-{s:02d}"
@@ -514,7 +543,7 @@ def _wait_subscribed(platform: Platform, timeout_s: float = 60.0) -> None:
             with psycopg.connect(platform.db_url, autocommit=True) as conn:
                 landed = conn.execute("SELECT count(*) FROM readings WHERE ts = %s", (ts,)).fetchone()
             if landed and landed[0] == SITES and newest is not None:
-                return  # the probe readings lie a month back, outside every round's window
+                return
             time.sleep(0.5)
         raise TimeoutError("ingest workers did not start consuming")
     finally:
@@ -549,6 +578,7 @@ def run_fault_rounds(
     `on_round` sees each round's report as soon as it is verified (a long run reports as it goes)."""
     rng = random.Random(seed)
     reports: list[RoundReport] = []
+    anchor = run_anchor()
     with tempfile.TemporaryDirectory(prefix="vpp-faults-", dir=workdir) as tmp, _platform(Path(tmp)) as platform:
         for round_no, faults in enumerate(plan or schedule(seed, rounds)):
             reports.append(
@@ -561,6 +591,7 @@ def run_fault_rounds(
                     rate_per_device=rate_per_device,
                     settle_s=settle_s,
                     resend_always=resend_always,
+                    anchor=anchor,
                 )
             )
             on_round(reports[-1])
