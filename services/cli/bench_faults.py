@@ -11,6 +11,14 @@ of each round (from the seed) the harness injects faults:
 - ``broker_sigkill``: SIGKILL Mosquitto (it loses what it did not save) and start it again;
 - ``postgres_sigkill``: SIGKILL every PostgreSQL process and start it again (crash recovery).
 
+Two composite faults replay, deterministically, the sequence that once lost PUBACKed readings in a
+round without resending (docs/runbook.md, "Graceful broker restart right after an ingest crash"); they
+are not in the random schedule, `plan` asks for them:
+- ``ingest_then_broker_early``: SIGKILL an ingest worker, start it, and restart Mosquitto gracefully
+  at once, while the new process is still starting (its session is offline, with in-flight messages);
+- ``ingest_then_broker_late``: the same, but the broker goes down the moment the new process has
+  connected again and is draining its session's backlog.
+
 After each round, once the gateways have nothing unconfirmed (or a time limit passed):
 - every reading a gateway saw confirmed is stored, exactly once and with its values;
 - in rounds without a broker SIGKILL the gateways run *without* resending (as a gateway that ignores
@@ -67,6 +75,8 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("ingest_sigkill", "rollup_sigkill", "broker_graceful", "broker_sigkill", "postgres_sigkill")
+COMPOSITE_FAULTS = ("ingest_then_broker_early", "ingest_then_broker_late")
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT v5 PUBACK reason code: the broker had no subscription for it
 ROOT = Path(__file__).resolve().parents[2]
 SITES = 10
 DEVICES_PER_SITE = 2
@@ -86,6 +96,9 @@ class RoundReport:
     stored: int = 0
     lost: int = 0  # published (resend rounds) or PUBACKed (others) and not stored, or confirmed and not stored
     duplicates: int = 0  # rows not published, or stored with other values
+    # Lost readings the broker PUBACKed with "no matching subscribers": a subscription gap at the
+    # broker rather than a message it routed and then lost (or ingest dropped).
+    lost_unrouted: int = 0
     recovery_s: dict[str, float] = field(default_factory=dict)
     slot_mismatches: int = 0
     leftover_claims: int = 0
@@ -113,6 +126,7 @@ class Gateway:
         self.backlog = ConfirmationBacklog(max_readings=1_000_000)
         self.confirmed: set[Key] = set()
         self.infos: list[tuple[Key, mqtt.MQTTMessageInfo]] = []
+        self.puback_reasons: dict[int, int] = {}  # mid -> PUBACK reason code (mids are not reused in a round)
         self.resent = 0
         self._lock = threading.Lock()
         self._connects = 0
@@ -122,6 +136,7 @@ class Gateway:
         self.client.reconnect_delay_set(min_delay=0.02, max_delay=0.2)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         self.client.connect_async("127.0.0.1", port, keepalive=10, clean_start=False, properties=session_properties())
         self.client.loop_start()
 
@@ -132,6 +147,13 @@ class Gateway:
         self._connects += 1
         if self._connects > 1:
             self._resend_due.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        self.puback_reasons[mid] = int(getattr(reason, "value", reason) or 0)
+
+    def unrouted(self) -> set[Key]:
+        """Readings the broker acknowledged with 'no matching subscribers'."""
+        return {key for key, info in self.infos if self.puback_reasons.get(info.mid) == NO_MATCHING_SUBSCRIBERS}
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         payload = bytes(message.payload)
@@ -206,6 +228,16 @@ class Platform:
             worker.kill()
             worker.wait(10)
 
+    def wait_worker_connected(self, index: int, timeout_s: float = 60.0) -> None:
+        """Until worker `index` has a TCP connection to the broker (its MQTT session resumes with it)."""
+        worker = self.workers[index]
+        assert worker is not None
+        deadline = time.monotonic() + timeout_s
+        while not _connected_to(worker.pid, self.broker.port):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise TimeoutError(f"ingest worker {index} did not connect to the broker")
+            time.sleep(0.002)
+
     def kill_during_rollup(self, deadline_s: float = 10.0) -> bool:
         """SIGKILL both workers the moment one holds the rollup lock (True if caught mid-rollup)."""
         until = time.monotonic() + deadline_s
@@ -254,6 +286,25 @@ class Platform:
                     worker.kill()
         self.broker.stop()
         self._log.close()
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Does process `pid` hold an established TCP connection to 127.0.0.1:`port`? (from /proc)"""
+    inodes: set[str] = set()
+    with suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # remote address, state ("01" is ESTABLISHED), inode
+                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    return True
+    return False
 
 
 def _all_pids() -> list[int]:
@@ -314,6 +365,14 @@ def _inject(kind: str, platform: Platform, rng: random.Random) -> None:
         platform.broker.start()
     elif kind == "postgres_sigkill":
         platform.sigkill_postgres()
+    elif kind in COMPOSITE_FAULTS:
+        index = rng.randrange(2)
+        platform.kill_worker(index)
+        platform.start_worker(index)
+        if kind == "ingest_then_broker_late":
+            platform.wait_worker_connected(index)
+        platform.broker.stop()
+        platform.broker.start()
     else:
         raise ValueError(f"unknown fault {kind!r}")
 
@@ -487,6 +546,7 @@ def _verify(
     report.duplicates = duplicates
     must_be_stored = confirmed | (set(published) if report.resend else pubacked)
     report.lost = len(must_be_stored - stored.keys())
+    report.lost_unrouted = len((must_be_stored - stored.keys()) & set().union(*(g.unrouted() for g in gateways)))
     expected = _expected_slots([(pk, ts, value) for _s, _d, ts, value, pk in rows])
     actual = {(pk, slot): pos for pk, slot, pos in slot_rows}
     report.slot_mismatches = sum(
@@ -497,7 +557,8 @@ def _verify(
         sites = sorted({k[0] for k in missing})
         report.problems.append(
             f"{report.lost} readings lost (sites {sites}, from reading {int((missing[0][2] - t0).total_seconds())}"
-            f" to {int((missing[-1][2] - t0).total_seconds())})"
+            f" to {int((missing[-1][2] - t0).total_seconds())}; {report.lost_unrouted} of them PUBACKed with"
+            " 'no matching subscribers')"
         )
     if report.duplicates:
         report.problems.append(f"{report.duplicates} duplicate or altered rows")
