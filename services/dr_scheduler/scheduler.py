@@ -191,9 +191,8 @@ class Scheduler:
                                      bump_revision=bump)  # fmt: skip
             sites = self._publish_all(event, now)
             store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
-            publish_dr_event(
-                self.conn, event_id, now, on_refused=self._openadr_refused
-            )  # the same change, as OpenADR events for VENs
+            # The same change, as OpenADR events for VENs (behind the same plausibility guard).
+            publish_dr_event(self.conn, event_id, now, on_refused=self._openadr_refused)
             self._commit_transition(event)
         except BaseException:
             self.conn.rollback()
