@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
+import time
 from datetime import timedelta
 from types import FrameType
 
 from prometheus_client import start_http_server
 
 from vpp.domain.telemetry import Limits
-from vpp.embedded.resolve import ensure_broker, ensure_database
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.embedded.resolve import UnreachableServer, ensure_broker, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.migrate import upgrade
@@ -18,6 +21,8 @@ from vpp.settings import MissingSecretError, Settings, settings_or_exit
 
 from .metrics import IngestMetrics
 from .worker import IngestConfig, IngestWorker
+
+log = logging.getLogger("vpp.ingest")
 
 
 def config_from_settings(settings: Settings, database_url: str, broker: BrokerAddress) -> IngestConfig:
@@ -48,13 +53,32 @@ def config_from_settings(settings: Settings, database_url: str, broker: BrokerAd
     )
 
 
+def broker_with_retry(settings: Settings) -> tuple[BrokerAddress, EmbeddedBroker | None]:
+    """The broker, waiting while it does not answer (as the worker waits for the database).
+
+    A worker that a supervisor restarts while the broker restarts too must not exit: its partition's
+    sites would go unserved until someone restarted it again, and their messages would wait in its
+    session meanwhile (`vpp bench faults` found this: a worker restarted during a broker restart
+    exited, and a round "lost" everything its sites sent after). A wrong VPP_MQTT_URL shows up as
+    this warning repeating, naming the setting.
+    """
+    delay_s = 0.1
+    while True:
+        try:
+            return ensure_broker(settings)
+        except UnreachableServer as error:
+            log.warning("broker unreachable at start; retrying", extra={"error": str(error)})
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+
+
 def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     database_url, _db = ensure_database(settings)
     if _db is not None:
         upgrade(database_url)
-    broker, _broker = ensure_broker(settings)
+    broker, _broker = broker_with_retry(settings)
     try:
         config = config_from_settings(settings, database_url, broker)
     except MissingSecretError as error:
