@@ -11,6 +11,14 @@ of each round (from the seed) the harness injects faults:
 - ``broker_sigkill``: SIGKILL Mosquitto (it loses what it did not save) and start it again;
 - ``postgres_sigkill``: SIGKILL every PostgreSQL process and start it again (crash recovery).
 
+Two composite faults replay, deterministically, the sequence that once lost PUBACKed readings in a
+round without resending (docs/runbook.md, "Graceful broker restart right after an ingest crash"); they
+are not in the random schedule, `plan` asks for them:
+- ``ingest_then_broker_early``: SIGKILL an ingest worker, start it, and restart Mosquitto gracefully
+  at once, while the new process is still starting (its session is offline, with in-flight messages);
+- ``ingest_then_broker_late``: the same, but the broker goes down the moment the new process has
+  connected again and is draining its session's backlog.
+
 After each round, once the gateways have nothing unconfirmed (or a time limit passed):
 - every reading a gateway saw confirmed is stored, exactly once and with its values;
 - in rounds without a broker SIGKILL the gateways run *without* resending (as a gateway that ignores
@@ -36,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,9 +63,20 @@ from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 from vpp.postgres.rollup import _LOCK_KEY
 from vpp.postgres.scratch import prepare_template, scratch_database
 
-__all__ = ["FAULT_KINDS", "FaultRun", "RoundReport", "run_bench_faults", "run_fault_rounds"]
+__all__ = [
+    "FAULT_KINDS",
+    "FaultRun",
+    "RoundReport",
+    "probe_instant",
+    "round_window",
+    "run_anchor",
+    "run_bench_faults",
+    "run_fault_rounds",
+]
 
 FAULT_KINDS = ("ingest_sigkill", "rollup_sigkill", "broker_graceful", "broker_sigkill", "postgres_sigkill")
+COMPOSITE_FAULTS = ("ingest_then_broker_early", "ingest_then_broker_late")
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT v5 PUBACK reason code: the broker had no subscription for it
 ROOT = Path(__file__).resolve().parents[2]
 SITES = 10
 DEVICES_PER_SITE = 2
@@ -77,6 +96,9 @@ class RoundReport:
     stored: int = 0
     lost: int = 0  # published (resend rounds) or PUBACKed (others) and not stored, or confirmed and not stored
     duplicates: int = 0  # rows not published, or stored with other values
+    # Lost readings the broker PUBACKed with "no matching subscribers": a subscription gap at the
+    # broker rather than a message it routed and then lost (or ingest dropped).
+    lost_unrouted: int = 0
     recovery_s: dict[str, float] = field(default_factory=dict)
     slot_mismatches: int = 0
     leftover_claims: int = 0
@@ -104,6 +126,7 @@ class Gateway:
         self.backlog = ConfirmationBacklog(max_readings=1_000_000)
         self.confirmed: set[Key] = set()
         self.infos: list[tuple[Key, mqtt.MQTTMessageInfo]] = []
+        self.puback_reasons: dict[int, int] = {}  # mid -> PUBACK reason code (mids are not reused in a round)
         self.resent = 0
         self._lock = threading.Lock()
         self._connects = 0
@@ -113,6 +136,7 @@ class Gateway:
         self.client.reconnect_delay_set(min_delay=0.02, max_delay=0.2)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         self.client.connect_async("127.0.0.1", port, keepalive=10, clean_start=False, properties=session_properties())
         self.client.loop_start()
 
@@ -123,6 +147,13 @@ class Gateway:
         self._connects += 1
         if self._connects > 1:
             self._resend_due.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        self.puback_reasons[mid] = int(getattr(reason, "value", reason) or 0)
+
+    def unrouted(self) -> set[Key]:
+        """Readings the broker acknowledged with 'no matching subscribers'."""
+        return {key for key, info in self.infos if self.puback_reasons.get(info.mid) == NO_MATCHING_SUBSCRIBERS}
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         payload = bytes(message.payload)
@@ -197,6 +228,16 @@ class Platform:
             worker.kill()
             worker.wait(10)
 
+    def wait_worker_connected(self, index: int, timeout_s: float = 60.0) -> None:
+        """Until worker `index` has a TCP connection to the broker (its MQTT session resumes with it)."""
+        worker = self.workers[index]
+        assert worker is not None
+        deadline = time.monotonic() + timeout_s
+        while not _connected_to(worker.pid, self.broker.port):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise TimeoutError(f"ingest worker {index} did not connect to the broker")
+            time.sleep(0.002)
+
     def kill_during_rollup(self, deadline_s: float = 10.0) -> bool:
         """SIGKILL both workers the moment one holds the rollup lock (True if caught mid-rollup)."""
         until = time.monotonic() + deadline_s
@@ -245,6 +286,25 @@ class Platform:
                     worker.kill()
         self.broker.stop()
         self._log.close()
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Does process `pid` hold an established TCP connection to 127.0.0.1:`port`? (from /proc)"""
+    inodes: set[str] = set()
+    with suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # remote address, state ("01" is ESTABLISHED), inode
+                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    return True
+    return False
 
 
 def _all_pids() -> list[int]:
@@ -305,6 +365,14 @@ def _inject(kind: str, platform: Platform, rng: random.Random) -> None:
         platform.broker.start()
     elif kind == "postgres_sigkill":
         platform.sigkill_postgres()
+    elif kind in COMPOSITE_FAULTS:
+        index = rng.randrange(2)
+        platform.kill_worker(index)
+        platform.start_worker(index)
+        if kind == "ingest_then_broker_late":
+            platform.wait_worker_connected(index)
+        platform.broker.stop()
+        platform.broker.start()
     else:
         raise ValueError(f"unknown fault {kind!r}")
 
@@ -342,11 +410,14 @@ def _run_round(
     rate_per_device: float,
     settle_s: float,
     resend_always: bool,
+    anchor: datetime | None = None,
 ) -> RoundReport:
     resend = resend_always or "broker_sigkill" in faults
     report = RoundReport(round_no, list(faults), resend)
-    # Each round writes its own window of history (a day apart), so rounds cannot mask each other.
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2 + round_no)
+    # Each round writes its own window of history (a day apart), so rounds cannot mask each other. The
+    # anchor is the run's, not the round's: a round starting in the next hour would otherwise have a
+    # window reaching an hour into the previous round's, and count that round's rows as its duplicates.
+    t0, _end = round_window(anchor or run_anchor(), round_no)
     gateways = [Gateway(f"fault-{s:02d}", platform.broker.port, resend=resend) for s in range(SITES)]
     duration_s = readings_per_device / rate_per_device
     plan = sorted((rng.uniform(0.15, 0.85) * duration_s, kind) for kind in faults)
@@ -403,6 +474,23 @@ def _run_round(
     return report
 
 
+def run_anchor(now: datetime | None = None) -> datetime:
+    """The hour every round's window is counted back from, fixed for the whole run."""
+    return (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+
+
+def round_window(anchor: datetime, round_no: int) -> tuple[datetime, datetime]:
+    """Round n writes and verifies [anchor - (2 + n) days, anchor - (1 + n) days): disjoint windows."""
+    start = anchor - timedelta(days=2 + round_no)
+    return start, start + timedelta(days=1)
+
+
+def probe_instant(now: datetime) -> datetime:
+    """Where the start-up probe writes: twelve hours back, inside no round's window (they all end at
+    least a day before the anchor). A month back, as it once was, is round 28's window."""
+    return now.replace(microsecond=0) - timedelta(hours=12)
+
+
 def _wait_recovered(db_url: str, marker: datetime, since: datetime, hit: float, timeout_s: float = 60.0) -> float:
     """Seconds from the fault until a reading newer than `marker` (published after it) is stored."""
     deadline = time.monotonic() + timeout_s
@@ -429,7 +517,7 @@ def _wait_rollup_idle(db_url: str, timeout_s: float) -> None:
 def _verify(
     report: RoundReport, db_url: str, t0: datetime, gateways: list[Gateway], published: dict[Key, float]
 ) -> None:
-    window_end = t0 + timedelta(days=1)
+    window_end = t0 + timedelta(days=1)  # round_window's end
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows = conn.execute(
             """SELECT s.site_id, d.device_id, r.ts, r.energy_pos_kwh, d.id FROM readings r
@@ -458,6 +546,7 @@ def _verify(
     report.duplicates = duplicates
     must_be_stored = confirmed | (set(published) if report.resend else pubacked)
     report.lost = len(must_be_stored - stored.keys())
+    report.lost_unrouted = len((must_be_stored - stored.keys()) & set().union(*(g.unrouted() for g in gateways)))
     expected = _expected_slots([(pk, ts, value) for _s, _d, ts, value, pk in rows])
     actual = {(pk, slot): pos for pk, slot, pos in slot_rows}
     report.slot_mismatches = sum(
@@ -468,7 +557,8 @@ def _verify(
         sites = sorted({k[0] for k in missing})
         report.problems.append(
             f"{report.lost} readings lost (sites {sites}, from reading {int((missing[0][2] - t0).total_seconds())}"
-            f" to {int((missing[-1][2] - t0).total_seconds())})"
+            f" to {int((missing[-1][2] - t0).total_seconds())}; {report.lost_unrouted} of them PUBACKed with"
+            " 'no matching subscribers')"
         )
     if report.duplicates:
         report.problems.append(f"{report.duplicates} duplicate or altered rows")
@@ -505,7 +595,7 @@ def _wait_subscribed(platform: Platform, timeout_s: float = 60.0) -> None:
     probe = Gateway("fault-probe", platform.broker.port, resend=False)
     try:
         deadline = time.monotonic() + timeout_s
-        ts = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+        ts = probe_instant(datetime.now(UTC))
         while time.monotonic() < deadline:
             for s in range(SITES):
                 probe.site_id = f"fault-{s:02d}"
@@ -514,7 +604,7 @@ def _wait_subscribed(platform: Platform, timeout_s: float = 60.0) -> None:
             with psycopg.connect(platform.db_url, autocommit=True) as conn:
                 landed = conn.execute("SELECT count(*) FROM readings WHERE ts = %s", (ts,)).fetchone()
             if landed and landed[0] == SITES and newest is not None:
-                return  # the probe readings lie a month back, outside every round's window
+                return
             time.sleep(0.5)
         raise TimeoutError("ingest workers did not start consuming")
     finally:
@@ -542,11 +632,14 @@ def run_fault_rounds(
     workdir: Path | None = None,
     plan: list[list[str]] | None = None,
     resend_always: bool = False,
+    on_round: Callable[[RoundReport], None] = lambda _report: None,
 ) -> FaultRun:
     """`plan` replaces the seeded choice of faults per round (the moments still come from the seed).
-    `resend_always`: gateways use the confirmation in every round, not only in broker-SIGKILL rounds."""
+    `resend_always`: gateways use the confirmation in every round, not only in broker-SIGKILL rounds.
+    `on_round` sees each round's report as soon as it is verified (a long run reports as it goes)."""
     rng = random.Random(seed)
     reports: list[RoundReport] = []
+    anchor = run_anchor()
     with tempfile.TemporaryDirectory(prefix="vpp-faults-", dir=workdir) as tmp, _platform(Path(tmp)) as platform:
         for round_no, faults in enumerate(plan or schedule(seed, rounds)):
             reports.append(
@@ -559,8 +652,10 @@ def run_fault_rounds(
                     rate_per_device=rate_per_device,
                     settle_s=settle_s,
                     resend_always=resend_always,
+                    anchor=anchor,
                 )
             )
+            on_round(reports[-1])
     return FaultRun(seed, reports)
 
 
@@ -578,7 +673,22 @@ def run_bench_faults(rounds: int, seed: int | None, readings_per_device: int, re
     console = Console()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     console.print(f"seed {seed} (rerun with --seed {seed})")
-    run = run_fault_rounds(rounds, seed, readings_per_device=readings_per_device, resend_always=resend_always)
+
+    def progress(r: RoundReport) -> None:
+        # One line per round, flushed at once: a run stopped early still leaves its figures.
+        console.print(
+            f"round {r.round_no} {'+'.join(r.faults)} resend={r.resend}: published {r.published}, "
+            f"PUBACKed {r.pubacked}, confirmed {r.confirmed}, stored {r.stored}, lost {r.lost}, "
+            f"duplicates {r.duplicates}, recovery "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in r.recovery_s.items())
+            + (f"; [red]{'; '.join(r.problems)} {r.timeline}[/red]" if r.problems else ""),
+            highlight=False,
+        )
+        console.file.flush()
+
+    run = run_fault_rounds(
+        rounds, seed, readings_per_device=readings_per_device, resend_always=resend_always, on_round=progress
+    )
     table = Table(title=f"fault rounds: {rounds}, seed {seed}", title_justify="left")
     for column in ("fault", "rounds", "published", "PUBACKed", "confirmed", "stored", "lost", "duplicates",
                    "recovery p50 s", "recovery p95 s"):  # fmt: skip

@@ -183,8 +183,12 @@ class Scheduler:
         self.metrics.implausible_limits.inc()
         log.error("refused to publish an implausible import limit", extra=kv(event_id=event.event_id, reason=why))
         store.add_audit(self.conn, event.pk, now, "scheduler", "limit_refused", event.status, event.status,
-                        {"site_pk": site_pk, "reason": why})  # fmt: skip
+                        {"site_pk": site_pk, "reason": why, "channel": "mqtt"})  # fmt: skip
         return True
+
+    def _openadr_refused(self, _site_id: str, _reason: str) -> None:
+        # `publish_dr_event` applied the same guard to the OpenADR event, logged it and wrote the audit.
+        self.metrics.implausible_limits.inc()
 
     def dispatch(self, event_id: str, *, now: datetime, actor: str) -> store.DrEventRow:
         """Publish the event's signals to every called site and mark it dispatched."""
@@ -197,7 +201,8 @@ class Scheduler:
                                      bump_revision=bump)  # fmt: skip
             sites = self._publish_all(event, now)
             store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
-            publish_dr_event(self.conn, event_id, now)  # the same change, as OpenADR events for VENs
+            # The same change, as OpenADR events for VENs (behind the same plausibility guard).
+            publish_dr_event(self.conn, event_id, now, on_refused=self._openadr_refused)
             self._commit_transition(event)
         except BaseException:
             self.conn.rollback()
@@ -216,7 +221,7 @@ class Scheduler:
             event = store.bump_revision(self.conn, event_id, actor=actor, now=now, detail={"reason": "re-planned"})
             sites = self._publish_all(event, now)
             store.record_dispatch(self.conn, event.pk, sites, event.revision, now)
-            publish_dr_event(self.conn, event_id, now)
+            publish_dr_event(self.conn, event_id, now, on_refused=self._openadr_refused)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -269,7 +274,7 @@ class Scheduler:
             if current.status != EventStatus.PLANNED:
                 self._publish_all(event, now)
             self.conn.execute("UPDATE dr_events SET pending_action = NULL WHERE id = %s", (event.pk,))
-            publish_dr_event(self.conn, event_id, now)
+            publish_dr_event(self.conn, event_id, now, on_refused=self._openadr_refused)
             self._commit_transition(event)
         except BaseException:
             self.conn.rollback()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
@@ -11,7 +13,8 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from vpp.domain.telemetry import Limits
-from vpp.embedded.resolve import ensure_brokers, ensure_database
+from vpp.embedded.broker import EmbeddedBroker
+from vpp.embedded.resolve import UnreachableServer, ensure_brokers, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.migrate import upgrade
@@ -19,6 +22,8 @@ from vpp.settings import MissingSecretError, Settings, settings_or_exit
 
 from .metrics import IngestMetrics
 from .worker import IngestConfig, IngestWorker
+
+log = logging.getLogger("vpp.ingest")
 
 
 def config_from_settings(
@@ -53,13 +58,32 @@ def config_from_settings(
     )
 
 
+def broker_with_retry(settings: Settings) -> tuple[list[BrokerAddress], EmbeddedBroker | None]:
+    """The brokers, waiting while none answers (as the worker waits for the database).
+
+    A worker that a supervisor restarts while the broker restarts too must not exit: its partition's
+    sites would go unserved until someone restarted it again, and their messages would wait in its
+    session meanwhile (`vpp bench faults` found this: a worker restarted during a broker restart
+    exited, and a round "lost" everything its sites sent after). A wrong VPP_MQTT_URL shows up as
+    this warning repeating, naming the setting.
+    """
+    delay_s = 0.1
+    while True:
+        try:
+            return ensure_brokers(settings)
+        except UnreachableServer as error:
+            log.warning("broker unreachable at start; retrying", extra={"error": str(error)})
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+
+
 def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     database_url, _db = ensure_database(settings)
     if _db is not None:
         upgrade(database_url)
-    brokers, _broker = ensure_brokers(settings)
+    brokers, _broker = broker_with_retry(settings)
     try:
         config = config_from_settings(settings, database_url, brokers[0], brokers[1:])
     except MissingSecretError as error:

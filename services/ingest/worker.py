@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 import psycopg
 
 from vpp.domain.devices import DeviceRef
-from vpp.domain.telemetry import Limits
+from vpp.domain.telemetry import Limits, RejectReason
 from vpp.mqtt import BrokerAddress
 from vpp.postgres.connect import connect
 from vpp.postgres.readings import EncodedRows, ReadingWriter, encode_rows
-from vpp.postgres.registry import load_devices, registry_fingerprint, site_pk_by_id
+from vpp.postgres.registry import load_devices, registered_any, registry_fingerprint, site_pk_by_id
 from vpp.postgres.rollup import run_rollup
 
 from .batcher import Batch, Inbound, build_batch
@@ -73,6 +73,11 @@ class IngestConfig:
     max_gap_s: int = 900
     receive_maximum: int = 20_000
     registry_refresh_s: float = 60.0
+    # Before a batch dead-letters an unknown site or device, ingest asks the database whether it was
+    # registered moments ago (a new site's first `online` must not be lost). At most one such
+    # question per interval: a flood of made-up site ids costs the database a few indexed queries a
+    # second, and a batch waits at most this long for its turn.
+    registry_probe_interval_s: float = 0.1
     stop_flush_timeout_s: float = 30.0
     # CPython makes a running thread give up the GIL to a waiting one only after this long (default
     # 5 ms). The writer waits on the database several times per batch, and each time it may then
@@ -126,7 +131,7 @@ class IngestWorker:
         self._registry_lock = threading.Lock()
         self._registry_fingerprint = ""
         self._registry_verified_at = 0.0  # last successful fingerprint check (reload or not)
-        self._registry_checked_at = 0.0
+        self._registry_probed_at = -1e9
         # One subscriber per broker, all feeding one inbox: the batches (and the COPY) span every broker,
         # and a worker keeps its partition's sites whichever broker their gateways are connected to now.
         self.subscribers = [
@@ -262,15 +267,11 @@ class IngestWorker:
 
     def _validate(self, messages: list[Inbound]) -> _Validated:
         started = time.monotonic()
-        batch = build_batch(
-            messages,
-            lookup=self._lookup,
-            site_pks=self._site_pks,
-            limits=self.config.limits,
-            max_payload_bytes=self.config.max_payload_bytes,
-            client_id=self.config.client_id,
-            confirm=self.config.confirm,
-        )
+        batch = self._build(messages)
+        if batch.dead_letters and self._registered_meanwhile(batch):
+            # A site or device of this batch was registered after our copy of the registry was
+            # loaded: validate the batch again against the reloaded one (rare: once per registration).
+            batch = self._build(messages)
         sources: dict[str, set[int]] = {}
         if len(self.subscribers) > 1 and batch.stored:
             for message in messages:
@@ -280,6 +281,59 @@ class IngestWorker:
         return _Validated(
             messages, batch, encode_rows(batch.rows), started, confirmation_messages(batch.stored), sources
         )
+
+    def _build(self, messages: list[Inbound]) -> Batch:
+        return build_batch(
+            messages,
+            lookup=self._lookup,
+            site_pks=self._site_pks,
+            limits=self.config.limits,
+            max_payload_bytes=self.config.max_payload_bytes,
+            client_id=self.config.client_id,
+            confirm=self.config.confirm,
+        )
+
+    def _registered_meanwhile(self, batch: Batch) -> bool:
+        """True (and the registry reloaded) if a site or device this batch did not know now exists."""
+        sites: set[str] = set()
+        devices: set[tuple[str, str]] = set()
+        for dead in batch.dead_letters:
+            parts = dead.topic.split("/")
+            if dead.reason == RejectReason.UNKNOWN_SITE and len(parts) >= 3:
+                sites.add(parts[2])
+            elif dead.reason == RejectReason.UNKNOWN_DEVICE and len(parts) >= 4:
+                devices.add((parts[2], parts[3]))
+        if not sites and not devices:
+            return False
+        wait_s = self._registry_probed_at + self.config.registry_probe_interval_s - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+        self._registry_probed_at = time.monotonic()
+        with self._registry_lock:
+            try:
+                conn = self._registry_connection()
+                found = registered_any(conn, sites, devices)
+            except psycopg.OperationalError as error:
+                # The batch's write will meet the outage too and retry; these dead letters stand.
+                log.warning("registry probe failed", extra={"error": str(error).strip()[:200]})
+                self._close_registry_connection()
+                return False
+        if found:
+            self._reload_registry_if_changed()
+        return found
+
+    def _registry_connection(self) -> psycopg.Connection:
+        conn = self._registry_conn
+        if conn is None or conn.closed:
+            conn = self._registry_conn = connect(
+                self.config.database_url, autocommit=True, application_name="vpp-ingest-registry"
+            )
+        return conn
+
+    def _close_registry_connection(self) -> None:
+        if self._registry_conn is not None:
+            self._registry_conn.close()
+        self._registry_conn = None
 
     def _write_loop(self) -> None:
         give_up_at: float | None = None
@@ -371,7 +425,7 @@ class IngestWorker:
         while not self.stopping.is_set():
             try:
                 self._ensure_writer()
-                self._refresh_registry(force=True)
+                self._reload_registry_if_changed()
                 return
             except psycopg.OperationalError as error:
                 log.warning("database unavailable at start", extra={"error": str(error).strip()[:200]})
@@ -384,14 +438,6 @@ class IngestWorker:
                 self._writer.conn.close()
         self._writer = None
 
-    def _refresh_registry(self, force: bool = False) -> None:
-        """On the validation thread, for a device it does not know: it may have just been registered."""
-        now = time.monotonic()
-        if not force and now - self._registry_checked_at < 2.0:
-            return  # a flood of unknown devices must not turn into a flood of queries
-        self._registry_checked_at = now
-        self._reload_registry_if_changed()
-
     def _reload_registry_if_changed(self) -> None:
         """Reload devices and sites when the database's fingerprint of them changed.
 
@@ -401,11 +447,7 @@ class IngestWorker:
         """
         with self._registry_lock:  # the validation and housekeeping threads share one connection
             try:
-                conn = self._registry_conn
-                if conn is None or conn.closed:
-                    conn = self._registry_conn = connect(
-                        self.config.database_url, autocommit=True, application_name="vpp-ingest-registry"
-                    )
+                conn = self._registry_connection()
                 fingerprint = registry_fingerprint(conn)
                 if fingerprint != self._registry_fingerprint:
                     # Sites first: a device found in the new registry must find its site there too.
@@ -415,18 +457,13 @@ class IngestWorker:
             except psycopg.OperationalError as error:
                 # Keep the registry we have; the batch write notices the outage and retries.
                 log.warning("registry refresh failed", extra={"error": str(error).strip()[:200]})
-                if self._registry_conn is not None:
-                    self._registry_conn.close()
-                self._registry_conn = None
+                self._close_registry_connection()
                 return
             self._registry_verified_at = time.monotonic()
 
     def _lookup(self, site_id: str, device_id: str) -> DeviceRef | None:
-        device = self._devices.get((site_id, device_id))
-        if device is None:
-            self._refresh_registry()
-            device = self._devices.get((site_id, device_id))
-        return device
+        # A miss is settled per batch, by `_registered_meanwhile`, not here per message.
+        return self._devices.get((site_id, device_id))
 
     def _housekeeping_loop(self, stop: threading.Event) -> None:
         """Beside the write path, never in it: the 30-minute rollup, and noticing registry changes."""

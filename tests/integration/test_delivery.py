@@ -162,3 +162,64 @@ def test_interleaved_counters_of_two_gateways_are_anomalies_not_demand(db_url: s
     # 590 s at 10 kW from the power readings, not thousands of kWh from the counter jumps.
     assert pos == pytest.approx(10.0 * 590 / 3600, rel=1e-6)
     assert anomalies == (59 if offset_kwh > 100 else 29)  # every interval, or every step back
+
+
+def test_a_site_registered_moments_ago_has_its_first_messages_stored_and_unknown_ids_stay_dead_letters(
+    db_url: str, broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.ingest.worker as worker_module
+
+    probes: list[int] = []
+    real_probe = worker_module.registered_any
+
+    def counting_probe(*args: object) -> bool:
+        probes.append(1)
+        return real_probe(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "registered_any", counting_probe)
+    ts = _hour_ago().isoformat()
+    dead = "SELECT count(*) FROM dead_letters WHERE topic LIKE %s"
+    with running_ingest(db_url, broker.port, registry_probe_interval_s=0.5):
+        gateway = GatewayPublisher("127.0.0.1", broker.port)
+        try:
+            # Ingest looks at the registry right now (an unknown site's messages), so the site below
+            # is registered after ingest's newest copy of it: its first messages are misses.
+            gateway.publish("vpp/v1/nowhere/meter-1/telemetry", {"ts": ts, "power_kw": 1.0})
+            gateway.publish("vpp/v1/nowhere/status", b"online")
+            gateway.wait_acked()
+            wait_for(lambda: scalar(db_url, dead, "vpp/v1/nowhere/%"), lambda n: n == 2)
+            register_depot(db_url, "depot-new")
+            gateway.publish("vpp/v1/depot-new/status", b"online")
+            gateway.publish("vpp/v1/depot-new/meter-1/telemetry", {"ts": ts, "power_kw": 2.0, "import_kwh": 5.0})
+            gateway.wait_acked()
+            wait_for(
+                lambda: scalar(
+                    db_url,
+                    "SELECT count(*) FROM readings r JOIN devices d ON d.id = r.device_pk"
+                    " JOIN sites s ON s.id = d.site_pk WHERE s.site_id = 'depot-new'",
+                ),
+                lambda n: n == 1,
+            )
+            wait_for(
+                lambda: scalar(
+                    db_url,
+                    "SELECT online FROM site_status st JOIN sites s ON s.id = st.site_pk WHERE s.site_id = 'depot-new'",
+                ),
+                lambda online: online is True,
+            )
+            assert scalar(db_url, dead, "vpp/v1/depot-new/%") == 0
+
+            # Still unknown after the probe: dead letters with their reason, and a flood of made-up
+            # site ids costs at most one registry probe per interval, not one per message.
+            probes.clear()
+            for n in range(300):
+                gateway.publish(f"vpp/v1/made-up-{n}/status", b"online")
+            gateway.wait_acked()
+            wait_for(lambda: scalar(db_url, dead, "vpp/v1/made-up-%"), lambda n: n == 300)
+            reasons = scalar(
+                db_url, "SELECT array_agg(DISTINCT reason) FROM dead_letters WHERE topic LIKE %s", "vpp/v1/made-up-%"
+            )
+            assert reasons == ["unknown_site"]
+            assert 1 <= len(probes) < 300
+        finally:
+            gateway.close()

@@ -18,7 +18,7 @@ from tests.support.mqtt_publisher import GatewayPublisher
 from tests.support.servers import fresh_database, prepare_template
 from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
-from vpp.embedded.postgres import EmbeddedPostgres
+from vpp.embedded.postgres import EmbeddedPostgres, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,7 +71,7 @@ def assert_complete(db_url: str, count: int, *, extra_rows: int = 0) -> None:
     )
 
 
-def _ingest_process(db_url: str, port: int) -> subprocess.Popen[bytes]:
+def _ingest_process(db_url: str, port: int, log_path: str | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "VPP_DATABASE_URL": db_url,
@@ -82,7 +82,7 @@ def _ingest_process(db_url: str, port: int) -> subprocess.Popen[bytes]:
         "VPP_INGEST_BATCH_MAX_WAIT_MS": "50",
         "VPP_INGEST_ROLLUP_INTERVAL_S": "0.5",
     }
-    with open(os.environ.get("VPP_TEST_INGEST_LOG", os.devnull), "ab") as log:
+    with open(log_path or os.environ.get("VPP_TEST_INGEST_LOG", os.devnull), "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "services.ingest"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
@@ -155,3 +155,33 @@ def test_ten_second_database_outage_loses_nothing(own_postgres: EmbeddedPostgres
                 assert worker.metrics.db_errors._value.get() >= 1
             finally:
                 publisher.close()
+
+
+def test_worker_started_while_the_broker_is_down_waits_for_it_instead_of_exiting(db_url: str, tmp_path: Path) -> None:
+    """A supervisor restarting ingest during a broker restart: the worker must wait for the broker
+    (as it waits for the database), not exit and leave its sites unserved (found by `vpp bench faults`)."""
+    register_depot(db_url)
+    broker = EmbeddedBroker(tmp_path / "late-broker", port=free_port())
+    log_path = tmp_path / "ingest.log"
+    worker = _ingest_process(db_url, broker.port, str(log_path))
+    publisher: GatewayPublisher | None = None
+    try:
+        wait_for(lambda: log_path.read_text(errors="replace"), lambda text: "broker unreachable at start" in text, 60)
+        assert worker.poll() is None, log_path.read_text(errors="replace")
+        broker.start()
+        publisher = GatewayPublisher("127.0.0.1", broker.port)
+        ts = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+
+        def stored() -> object:
+            # Until ingest's subscription exists a message matches nobody: publish again (storage de-duplicates).
+            assert publisher is not None
+            publisher.publish(TOPIC, {"ts": ts, "power_kw": 1.0})
+            return scalar(db_url, "SELECT count(*) FROM readings")
+
+        wait_for(stored, lambda n: n == 1, 60, every_s=0.5)
+    finally:
+        if publisher is not None:
+            publisher.close()
+        worker.terminate()
+        worker.wait(30)
+        broker.stop()

@@ -4,27 +4,38 @@
 event: one OpenADR event per called site, targeted at that site (``site:<site_id>``), in the
 program `DR_PROGRAM_NAME`; a re-plan updates the same OpenADR events, a cancellation deletes them.
 `reported_usage_kwh` gives verification what the site's VEN reported per slot.
+
+The plausibility guard applies here as on the MQTT path (`vpp.domain.limit_plausibility`): an import
+limit the site could never mean is not written into an OpenADR event. The site's earlier OpenADR event
+of this DR event, if any, stays as it was (as the MQTT path leaves the retained signal), and the
+refusal is logged as an error and written into the event's audit trail with its reason.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from vpp.domain.limit_plausibility import implausible_limit
 from vpp.domain.openadr import DR_PROGRAM_NAME, SiteCall, dr_event_body, event_end, site_target, usage_by_slot
 from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
-from vpp.postgres.dr_events import event_sites, get_event
+from vpp.postgres.dr_events import DrEventRow, EventSiteRow, add_audit, event_sites, get_event
+from vpp.postgres.site_capacity import site_capacity
 
 __all__ = ["dr_program_id", "publish_dr_event", "reported_usage_day", "reported_usage_kwh"]
 
 _VTN_CLIENT = "vpp-dr-scheduler"  # recorded as the creator of the objects the scheduler publishes
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
 _KWH_PER_UNIT = {"KWH": 1.0, "WH": 0.001, "MWH": 1000.0}
+
+log = logging.getLogger("vpp.openadr")
 
 
 def dr_program_id(conn: psycopg.Connection, now: datetime) -> str:
@@ -49,8 +60,17 @@ def _event_object_id(event_id: str, site_id: str) -> str:
     return f"dr-{_UNSAFE.sub('-', event_id)}-{_UNSAFE.sub('-', site_id)}"[:128]
 
 
-def publish_dr_event(conn: psycopg.Connection, event_id: str, now: datetime) -> list[str]:
-    """Create, update or remove the OpenADR events of one scheduler DR event; return their IDs. Caller commits."""
+def publish_dr_event(
+    conn: psycopg.Connection,
+    event_id: str,
+    now: datetime,
+    *,
+    on_refused: Callable[[str, str], None] = lambda _site_id, _reason: None,
+) -> list[str]:
+    """Create, update or remove the OpenADR events of one scheduler DR event; return their IDs. Caller commits.
+
+    A site whose import limit is implausible gets no new OpenADR event (see the module's docstring);
+    `on_refused(site_id, reason)` lets the scheduler count it in its alarm metric."""
     event = get_event(conn, event_id)
     if event is None:
         raise LookupError(f"no DR event {event_id!r}")
@@ -65,6 +85,8 @@ def publish_dr_event(conn: psycopg.Connection, event_id: str, now: datetime) -> 
         call = SiteCall(event.event_id, event.kind, site.site_id, event.start_at, event.end_at,
                         site.import_limit_kw, site.allocated_kw, event.revision, floors)  # fmt: skip
         body = dr_event_body(call, program_id)
+        if _limit_refused(conn, event, site, body, now, on_refused):
+            continue
         row = conn.execute(
             """INSERT INTO openadr_events (id, program_id, client_id, targets, body, created_at, modified_at, ends_at,
                                            dr_event_pk, site_pk)
@@ -84,6 +106,37 @@ def publish_dr_event(conn: psycopg.Connection, event_id: str, now: datetime) -> 
         (event.pk, [s.site_pk for s in sites]),
     )
     return published
+
+
+def _limit_refused(
+    conn: psycopg.Connection,
+    event: DrEventRow,
+    site: EventSiteRow,
+    body: dict[str, Any],
+    now: datetime,
+    on_refused: Callable[[str, str], None],
+) -> bool:
+    """The MQTT path's guard (`Scheduler._refused`), on the limits this OpenADR event would carry."""
+    limits = [
+        float(value)
+        for interval in body["intervals"]
+        for payload in interval["payloads"]
+        if payload["type"] == "IMPORT_CAPACITY_LIMIT"
+        for value in payload["values"]
+    ]
+    if not limits:
+        return False
+    why = implausible_limit(max(limits), site_capacity(conn, site.site_pk, now))
+    if why is None:
+        return False
+    log.error(
+        "refused to publish an implausible import limit as an OpenADR event",
+        extra={"event_id": event.event_id, "site_id": site.site_id, "reason": why},
+    )
+    add_audit(conn, event.pk, now, "scheduler", "limit_refused", event.status, event.status,
+              {"site_pk": site.site_pk, "reason": why, "channel": "openadr"})  # fmt: skip
+    on_refused(site.site_id, why)
+    return True
 
 
 def _kwh_per_unit(report_body: dict[str, Any]) -> float:

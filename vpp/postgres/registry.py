@@ -9,7 +9,15 @@ import psycopg
 
 from vpp.domain.devices import DeviceKind, DeviceRef
 
-__all__ = ["DeviceSpec", "SiteRecord", "load_devices", "register_site", "registry_fingerprint", "site_pk_by_id"]
+__all__ = [
+    "DeviceSpec",
+    "SiteRecord",
+    "load_devices",
+    "register_site",
+    "registered_any",
+    "registry_fingerprint",
+    "site_pk_by_id",
+]
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,24 @@ def registry_fingerprint(conn: psycopg.Connection) -> str:
                       || '|' || coalesce((SELECT string_agg(site_id || ',' || id, ';' ORDER BY id) FROM sites), ''))"""
     ).fetchone()
     return str(row[0]) if row else ""
+
+
+def registered_any(conn: psycopg.Connection, site_ids: Iterable[str], devices: Iterable[tuple[str, str]]) -> bool:
+    """Is any of these sites, or any of these (site, device) pairs, registered now?
+
+    Ingest asks this for the ids a batch did not know before it dead-letters them: one indexed
+    query however many ids, so unknown ids cost the database little (the caller also rate-limits it),
+    and the whole registry is reloaded only when the answer is yes.
+    """
+    pairs = list(devices)
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM sites WHERE site_id = ANY(%s))
+               OR EXISTS (SELECT 1 FROM devices d JOIN sites s ON s.id = d.site_pk
+                          JOIN unnest(%s::text[], %s::text[]) AS u(site_id, device_id)
+                            ON u.site_id = s.site_id AND u.device_id = d.device_id)""",
+        (list(site_ids), [p[0] for p in pairs], [p[1] for p in pairs]),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def site_pk_by_id(conn: psycopg.Connection) -> dict[str, int]:
