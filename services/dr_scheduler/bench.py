@@ -6,9 +6,9 @@ processes). Peak reduction is evaluated on a sample of the sites with a battery 
 minutes), separately for battery-only and battery+EV sites, for every sampled site-day:
 
 - *open loop*: the site EMS follows the day-ahead plan on the actual day, with the plan's peak as its
-  import limit (:class:`vpp.domain.plan_execution.EmsTracker`), no re-plans;
+  import limit (:class:`vpp.domain.planning.execution.EmsTracker`), no re-plans;
 - *re-planned*: the same, with the rest of the day re-planned every slot from the measured state
-  (model-predictive control, :func:`vpp.domain.plan_execution.receding_horizon_import_kw`);
+  (model-predictive control, :func:`vpp.domain.planning.execution.receding_horizon_import_kw`);
 - *perfect foresight*: the peak-cut LP on the actual data with the same end-of-day SoC rule as the run
   it is compared with (ending at least as full as that run ended, or as it started if that is lower), so
   no run can beat it;
@@ -36,8 +36,8 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.plan_execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
+from vpp.domain.planning.execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
 

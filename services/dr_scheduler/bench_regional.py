@@ -2,8 +2,8 @@
 
 For a fleet of simulated sites and one day, each window's request is shared exactly as the scheduler shares
 it (:mod:`services.dr_scheduler.event_planning`): every site's deliverable reduction from its own forecast
-plan (:func:`vpp.domain.deliverable.window_deliverable`), water-filling allocation capped by it, and each
-called site's plan to its limit (:func:`vpp.domain.deliverable.plan_window_limit`). The site EMS then
+plan (:func:`vpp.domain.planning.deliverable.window_deliverable`), water-filling allocation capped by it, and each
+called site's plan to its limit (:func:`vpp.domain.planning.deliverable.plan_window_limit`). The site EMS then
 follows its plan on the *actual* day, defending the limit in the window and the cap outside it; delivered =
 the actual day's window peak without DR − the executed window peak, kW, summed over the called sites.
 """
@@ -17,8 +17,8 @@ from datetime import timedelta
 import numpy as np
 
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
-from vpp.domain.deliverable import no_dr_import_kw, plan_window_limit, window_deliverable
-from vpp.domain.plan_execution import EmsTracker
+from vpp.domain.planning.deliverable import no_dr_import_kw, plan_window_limit, window_deliverable
+from vpp.domain.planning.execution import EmsTracker
 
 from . import bench
 from .bench_data import simulate_fleet
