@@ -53,14 +53,14 @@ run: deps
 up: run
 
 lint: deps
-	$(BIN)/ruff check vpp services tests migrations
-	$(BIN)/ruff format --check vpp services tests migrations
+	$(BIN)/ruff check vpp services bench tests migrations
+	$(BIN)/ruff format --check vpp services bench tests migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: deps
-	$(BIN)/ruff check --fix vpp services tests migrations
-	$(BIN)/ruff format vpp services tests migrations
+	$(BIN)/ruff check --fix vpp services bench tests migrations
+	$(BIN)/ruff format vpp services bench tests migrations
 
 # The lint half of `make test` as git pre-commit hooks (.pre-commit-config.yaml).
 hooks: deps

@@ -1,7 +1,7 @@
 #!/bin/sh
 # PostgreSQL with automatic failover (pg_auto_failover): one monitor, a primary and a synchronous standby.
 # Run as the postgres user on each server; docs/runbook.md ("High availability") says when to run what.
-# The test suite and `vpp bench ha` run exactly this file (services/cli/ha_formation.py), on 127.0.0.1.
+# The test suite and `vpp bench ha` run exactly this file (bench/ha_formation.py), on 127.0.0.1.
 #
 #   PGDATA=… PGPORT=… pg-ha.sh monitor        create and run the monitor (stays in the foreground)
 #   PGDATA=… PGPORT=… pg-ha.sh tune-monitor   failure detection in seconds instead of the 20–30 s defaults

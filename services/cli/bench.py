@@ -1,12 +1,32 @@
-"""`vpp bench …`: each benchmark reports ratios against a reference measured in the same run."""
+"""`vpp bench …`: each benchmark reports ratios against a reference measured in the same run.
+
+The harness itself is the top-level `bench` package of the source tree, outside the product: the wheel
+and the Docker image leave it out. These commands import it lazily, from the checkout this package sits in.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+# services/cli/bench.py -> the source tree's root, where bench/ sits beside services/ and vpp/.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@app.callback()
+def _harness_from_source_checkout() -> None:
+    """Benchmarks (ratios against references measured in the same run); they run from a source checkout."""
+    if not (_SOURCE_ROOT / "bench" / "__init__.py").is_file():
+        typer.echo("vpp bench: benchmarks run from a source checkout (git clone, then `make bench`).", err=True)
+        raise typer.Exit(2)
+    # The console script's sys.path holds the installed packages, not the checkout's root: add it, first,
+    # so `bench` is this tree's harness (never an unrelated installed package of that name).
+    if str(_SOURCE_ROOT) not in sys.path:
+        sys.path.insert(0, str(_SOURCE_ROOT))
 
 
 @app.command("ingest")
@@ -24,7 +44,7 @@ def ingest(
     ),
 ) -> None:
     """Broker rate, COPY rate, end-to-end ingest and a naive ORM ingest, measured in one run."""
-    from services.cli.bench_ingest import run_bench_ingest
+    from bench.ingest import run_bench_ingest
 
     run_bench_ingest(
         tuple(int(m) for m in modes.split(",")),
@@ -40,7 +60,7 @@ def fuzz(
     seed: int | None = typer.Option(None, help="Hypothesis seed (default: derandomized, the same every run)"),
 ) -> None:
     """Fuzz ingest's decoders with generated payloads; no input may end as processing_error."""
-    from services.cli.bench_fuzz import run_bench_fuzz
+    from bench.fuzz import run_bench_fuzz
 
     run_bench_fuzz(examples, seed)
 
@@ -56,7 +76,7 @@ def faults(
 ) -> None:
     """Randomized faults (ingest/rollup SIGKILL, broker graceful/SIGKILL, PostgreSQL SIGKILL) against
     independent gateways: published, PUBACKed, confirmed, stored, lost, duplicates, recovery."""
-    from services.cli.bench_faults import run_bench_faults
+    from bench.faults import run_bench_faults
 
     run_bench_faults(rounds, seed, readings_per_device, resend_always)
 
@@ -71,7 +91,7 @@ def ha(
     """Lose one server at a time under load (PostgreSQL primary, a scheduler, an ingest worker, one of two
     brokers: SIGKILL): readings confirmed, stored, lost, duplicates, seconds until ingest commits again
     and until a DR signal issued during the fault reaches its site, events dispatched twice."""
-    from services.cli.bench_ha import run_bench_ha
+    from bench.ha import run_bench_ha
 
     raise typer.Exit(0 if run_bench_ha(sites, duration_s, interval_s, broker_fault=broker_fault) else 1)
 
@@ -85,7 +105,7 @@ def api(
     duration_s: float = typer.Option(10.0, "--duration", help="Seconds per throughput phase"),
 ) -> None:
     """Fiscal-year sufficiency latency and throughput against /healthz, measured in one run."""
-    from services.cli.bench_api import run_bench_api
+    from bench.api import run_bench_api
 
     run_bench_api(sites=sites, fiscal_year=fiscal_year, samples=samples, concurrency=concurrency, duration_s=duration_s)
 
@@ -97,7 +117,7 @@ def dr(
     regional_sites: int = typer.Option(40, help="Sites of the regional events table"),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
-    from services.cli.bench_dr import run_bench_dr
+    from bench.dr import run_bench_dr
 
     run_bench_dr(sites, days, regional_sites)
 
@@ -116,7 +136,7 @@ def soak(
     """Fault-injection load test: ingest SIGKILL, broker restart and PostgreSQL crash under a simulated fleet."""
     from rich.console import Console
 
-    from services.cli.bench_soak import run_soak
+    from bench.soak import run_soak
 
     result = run_soak(sites, minutes, interval_s, workers, grace_s=grace_s, timeline_csv=timeline, console=Console())
     raise typer.Exit(0 if result.passed else 1)

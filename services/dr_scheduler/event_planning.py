@@ -4,11 +4,11 @@ Both directions start from each site's forecast import without DR (no battery, E
 arrive): the *baseline* the plan works against. :func:`vpp.domain.allocation.allocate_regional_request`
 splits the request by each site's availability over the window, and each called site is planned.
 
-- "reduce": availability is the site's *deliverable* reduction (:mod:`vpp.domain.deliverable`): its
+- "reduce": availability is the site's *deliverable* reduction (:mod:`vpp.domain.planning.deliverable`): its
   baseline peak in the window minus the lowest window peak its own forecast plan reaches (battery from its
   state of charge, the end-SoC rule, EV charging only where forecast, nothing outside the window above the
   month's maximum demand). The site's import limit is its baseline peak in the window minus its share; its
-  plan is :func:`vpp.domain.deliverable.plan_window_limit`, and the stored plan says whether it reaches
+  plan is :func:`vpp.domain.planning.deliverable.plan_window_limit`, and the stored plan says whether it reaches
   the limit (a share never exceeds the deliverable, so on the forecast it does).
 - "increase": availability is the least, over the window's slots, of the extra import the site could
   draw: battery charging (power, and usable energy ÷ window hours) plus EV energy that could be brought
@@ -29,10 +29,10 @@ import numpy as np
 import psycopg
 
 from vpp.domain.allocation import RegionalAllocation, SiteFlexibility, allocate_regional_request
-from vpp.domain.deliverable import WindowDeliverable, plan_window_limit, window_deliverable
 from vpp.domain.dr_events import Direction, event_window_slots
 from vpp.domain.forecast import ForecastError
 from vpp.domain.planning import InfeasiblePlan, Plan, SiteFlex, plan_import_floor, threshold_controller
+from vpp.domain.planning.deliverable import WindowDeliverable, plan_window_limit, window_deliverable
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres.energy_history import SiteDr, monthly_max_demand_kw

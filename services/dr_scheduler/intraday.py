@@ -3,7 +3,7 @@
 The day-ahead allocation rests on forecasts. Once per slot, for every "reduce" event of today still in
 effect, each called site's deliverable reduction is computed again from what is measured now: its live
 state of charge, the day's metered load, PV and EV energy so far, and the rest of the day's forecast
-corrected by them (:func:`vpp.domain.plan_execution.corrected_forecast`). The request is shared again
+corrected by them (:func:`vpp.domain.planning.execution.corrected_forecast`). The request is shared again
 among the called sites by these figures against the *same* baselines (a site's limit stays baseline −
 share), and when a limit moves by more than :data:`LIMIT_STEP_KW` the event is re-dispatched as a new
 revision: a site that fell behind (a cloudy morning, a lower SoC than planned) is asked less, one with
@@ -19,11 +19,11 @@ import numpy as np
 import psycopg
 
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
-from vpp.domain.deliverable import plan_window_limit, window_deliverable
 from vpp.domain.dr_events import Direction, EventStatus
 from vpp.domain.forecast import ForecastError
-from vpp.domain.plan_execution import corrected_forecast
 from vpp.domain.planning import EvDemand, InfeasiblePlan, Plan, SiteFlex
+from vpp.domain.planning.deliverable import plan_window_limit, window_deliverable
+from vpp.domain.planning.execution import corrected_forecast
 from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres import dr_events as store

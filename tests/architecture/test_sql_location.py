@@ -46,13 +46,13 @@ def package(tmp_path: Path) -> Iterator[str]:
             del sys.modules[name]
 
 
-def _check(package: str, routes_source: str, package_dir: Path) -> list[str]:
+def _check(package: str, routes_source: str, package_dir: Path, **options: list[str]) -> list[str]:
     (package_dir / "routes.py").write_text(routes_source)
     graph = grimp.build_graph(package, cache_dir=None)
     contract = SqlLocationContract(
         name="sql",
         session_options={"root_packages": [package]},
-        contract_options={"allowed_modules": [f"{package}.store"]},
+        contract_options={"allowed_modules": [f"{package}.store"], **options},
     )
     result = contract.check(graph, verbose=False)
     violations: list[str] = result.metadata["violations"]
@@ -65,6 +65,20 @@ def test_contract_breaks_when_a_query_is_added_outside_the_store(package: str) -
     assert _check(package, "from sqlcheckpkg import store\n", package_dir) == []
     added = 'from sqlcheckpkg import store\nROWS = "DELETE FROM readings WHERE ts < %s"\n'
     assert _check(package, added, package_dir) == ["sqlcheckpkg.routes:2: DELETE FROM readings WHERE ts < %s"]
+
+
+def test_source_packages_limit_the_check_to_the_product(package: str) -> None:
+    """bench/ is a root package for the import contracts but not the product: its SQL is not checked."""
+    package_dir = Path(sys.path[0]) / package
+    (package_dir / "harness").mkdir()
+    (package_dir / "harness" / "__init__.py").write_text('SETUP = "CREATE TABLE scratch (id int)"\n')
+    added = 'from sqlcheckpkg import store, harness\nROWS = "DELETE FROM readings WHERE ts < %s"\n'
+    assert _check(package, added, package_dir) == [
+        "sqlcheckpkg.harness:1: CREATE TABLE scratch (id int)",
+        "sqlcheckpkg.routes:2: DELETE FROM readings WHERE ts < %s",
+    ]
+    only_routes = _check(package, added, package_dir, source_packages=[f"{package}.routes"])
+    assert only_routes == ["sqlcheckpkg.routes:2: DELETE FROM readings WHERE ts < %s"]
 
 
 def test_the_project_declares_the_contract() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.bench_faults import FAULT_KINDS, run_fault_rounds, schedule
+from bench.faults import FAULT_KINDS, run_fault_rounds, schedule
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

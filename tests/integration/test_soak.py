@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli.bench_soak import run_soak
+from bench.soak import run_soak
 from vpp.embedded.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

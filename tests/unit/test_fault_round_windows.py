@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from services.cli.bench_faults import probe_instant, round_window, run_anchor
+from bench.faults import probe_instant, round_window, run_anchor
 
 
 def test_round_windows_are_disjoint_and_miss_the_probe_even_when_the_run_crosses_hours() -> None:

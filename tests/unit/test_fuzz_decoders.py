@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.cli.bench_fuzz import fuzz_decoders
+from bench.fuzz import fuzz_decoders
 
 
 def test_generated_payloads_never_end_as_processing_error() -> None:

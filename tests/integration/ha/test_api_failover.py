@@ -11,8 +11,8 @@ import httpx
 import psycopg
 import pytest
 
+from bench.ha_formation import Formation, pg_auto_failover_installed
 from services.api.main import create_app
-from services.cli.ha_formation import Formation, pg_auto_failover_installed
 from tests.integration.api.api_fixtures import CLIENTS, api_settings
 from tests.integration.api.server import serving
 from vpp.postgres.api_clients import add_client

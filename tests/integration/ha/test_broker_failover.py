@@ -1,6 +1,6 @@
 """Broker redundancy with real Mosquittos: two independent brokers, no bridge, one of them SIGKILLed.
 
-The randomized round (`services/cli/bench_ha_broker.py`, the broker fault of `vpp bench ha`) kills the
+The randomized round (`bench/ha_broker.py`, the broker fault of `vpp bench ha`) kills the
 gateways' broker at a seeded moment mid-stream: they move to the other one and resend what is
 unconfirmed, nothing is lost or stored twice, a DR signal issued during the fault reaches a site on
 the surviving broker, and the restarted broker gets the retained signal back. `VPP_HA_SEED` replays a
@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from services.cli.bench_ha_broker import broker_fault_round, retained_signal
+from bench.ha_broker import broker_fault_round, retained_signal
 from services.cli.seed import register_simulated_site
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
@@ -242,9 +242,9 @@ def test_a_restarted_broker_that_lost_its_retained_signals_gets_them_back(
 
 
 def test_the_bench_command_runs_a_round_on_its_own_servers() -> None:
-    """README's `python -m services.cli.bench_ha_broker …`, on a small fleet: one JSON line of figures."""
+    """README's `python -m bench.ha_broker …`, on a small fleet: one JSON line of figures."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli.bench_ha_broker", "--sites", "4", "--sites-per-gateway", "2",
+        [sys.executable, "-m", "bench.ha_broker", "--sites", "4", "--sites-per-gateway", "2",
          "--readings-per-site", "60", "--seed", "11"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -256,7 +256,7 @@ def test_the_bench_command_runs_a_round_on_its_own_servers() -> None:
 
 def test_vpp_bench_ha_reports_the_broker_fault_as_a_row() -> None:
     """The row `vpp bench ha` adds for the broker fault: figures carried over, nothing lost or doubled."""
-    from services.cli.bench_ha import broker_fault_report
+    from bench.ha import broker_fault_report
 
     report = broker_fault_report(sites=4, seed=12)
     assert report.fault == "broker_sigkill (1 of 2, seed 12)"

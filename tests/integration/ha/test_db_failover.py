@@ -1,5 +1,5 @@
 """`vpp bench ha`, shortened: 20 sites publish while the PostgreSQL primary, the leading scheduler and an
-ingest worker are SIGKILLed in turn (services/cli/bench_ha.py). Nothing confirmed or published may be
+ingest worker are SIGKILLed in turn (bench/ha.py). Nothing confirmed or published may be
 lost or doubled, no DR event may be dispatched twice, a DR signal issued during each fault must reach
 its site, and ingest must commit again within the issue's 30 s of losing the primary.
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.cli.bench_ha import FAULTS, run_ha_faults
-from services.cli.ha_formation import Formation, pg_auto_failover_installed
+from bench.ha import FAULTS, run_ha_faults
+from bench.ha_formation import Formation, pg_auto_failover_installed
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
-from vpp.domain.deliverable import plan_window_limit, window_deliverable
 from vpp.domain.planning import EvDemand, SiteFlex
+from vpp.domain.planning.deliverable import plan_window_limit, window_deliverable
 
 SLOTS = 48
 WINDOW = (34, 40)  # 17:00–20:00, 3 h

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from vpp.domain import highs_solver
+from vpp.domain.planning import highs_solver
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,7 +35,7 @@ def test_core_class_has_every_method_the_planner_calls() -> None:
 
 
 def test_planner_methods_list_matches_the_planner_source() -> None:
-    source = (ROOT / "vpp/domain/planning_lp.py").read_text()
+    source = (ROOT / "vpp/domain/planning/lp.py").read_text()
     called = set(re.findall(r"highs\.(\w+)\(", source))
     assert called <= set(highs_solver.PLANNER_METHODS), called - set(highs_solver.PLANNER_METHODS)
 

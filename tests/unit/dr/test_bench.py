@@ -6,10 +6,10 @@ from datetime import date
 import numpy as np
 import pytest
 
-from services.dr_scheduler.bench import run_bench
-from services.dr_scheduler.bench_data import simulate_fleet
-from services.dr_scheduler.bench_reactive import fair_reactive_import_kw
-from services.dr_scheduler.bench_regional import run_regional_events
+from bench.dr_data import simulate_fleet
+from bench.dr_fleet import run_bench
+from bench.dr_reactive import fair_reactive_import_kw
+from bench.dr_regional import run_regional_events
 from vpp.domain.planning import EvDemand, SiteFlex
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vpp.domain.plan_execution import executed_import_kw, receding_horizon_import_kw
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
+from vpp.domain.planning.execution import executed_import_kw, receding_horizon_import_kw
 
 FLEX = SiteFlex(40.0, 10.0, 20.0, 4.0, 38.0, 0.95, 0.95)
 EVS = [EvDemand(30.0, 10.0, 36, 48, "evening")]

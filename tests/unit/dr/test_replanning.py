@@ -8,14 +8,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from vpp.domain.plan_execution import (
+from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
+from vpp.domain.planning.execution import (
     LOAD_ERROR_DECAY_PER_SLOT,
     EmsTracker,
     corrected_forecast,
     load_residual_estimate,
     receding_horizon_import_kw,
 )
-from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
 
 FloatArray = npt.NDArray[np.float64]
 FLEX = SiteFlex(40.0, 10.0, 20.0, 4.0, 38.0, 0.95, 0.95)

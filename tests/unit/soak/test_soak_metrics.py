@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli.soak_metrics import (
+from bench.soak_metrics import (
     LAG_BOUNDS_S,
     Fault,
     Window,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vpp.domain.planning_model import (
+from vpp.domain.planning.model import (
     SLOT_HOURS,
     EvDemand,
     InfeasiblePlan,

@@ -6,14 +6,14 @@ processes). Peak reduction is evaluated on a sample of the sites with a battery 
 minutes), separately for battery-only and battery+EV sites, for every sampled site-day:
 
 - *open loop*: the site EMS follows the day-ahead plan on the actual day, with the plan's peak as its
-  import limit (:class:`vpp.domain.plan_execution.EmsTracker`), no re-plans;
+  import limit (:class:`vpp.domain.planning.execution.EmsTracker`), no re-plans;
 - *re-planned*: the same, with the rest of the day re-planned every slot from the measured state
-  (model-predictive control, :func:`vpp.domain.plan_execution.receding_horizon_import_kw`);
+  (model-predictive control, :func:`vpp.domain.planning.execution.receding_horizon_import_kw`);
 - *perfect foresight*: the peak-cut LP on the actual data with the same end-of-day SoC rule as the run
   it is compared with (ending at least as full as that run ended, or as it started if that is lower), so
   no run can beat it;
 - *reactive*: a threshold controller with the forecast plan's peak as threshold that charges EVs as the
-  site EMS does (:mod:`services.dr_scheduler.bench_reactive`);
+  site EMS does (:mod:`bench.dr_reactive`);
 - *uncontrolled*: no battery, EVs charging at full power on arrival;
 - *forecast ceiling*: the re-planned run once more, with the simulator's own load model as forecast (the
   expected load for the day-ahead plan, and the persistent part of the day's load error known up to the
@@ -36,12 +36,7 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.plan_execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
-from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
-from vpp.domain.slots import SLOTS_PER_DAY
-from vpp.simulation.spec import fleet_specs as fleet_specs_of
-
-from .bench_data import (
+from bench.dr_data import (
     EV_EVENING_FIRST_SLOT,
     EV_EVENING_SHARE,
     EV_MORNING_DEADLINE_SLOT,
@@ -50,8 +45,12 @@ from .bench_data import (
     FleetHistory,
     simulate_fleet,
 )
-from .bench_reactive import fair_reactive_import_kw
-from .day_ahead import forecast_site_day, plan_site_day, site_flex
+from bench.dr_reactive import fair_reactive_import_kw
+from services.dr_scheduler.day_ahead import forecast_site_day, plan_site_day, site_flex
+from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
+from vpp.domain.planning.execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
+from vpp.domain.slots import SLOTS_PER_DAY
+from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
 __all__ = ["BenchResult", "GroupResult", "run_bench"]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psycopg
 
-from services.cli.soak_metrics import LAG_BOUNDS_S, Fault, WorkerCounters, cumulative, merge, scrape
-from services.cli.soak_publisher import READINGS_PER_MESSAGE, PublisherCounters, soak_fleet
+from bench.soak_metrics import LAG_BOUNDS_S, Fault, WorkerCounters, cumulative, merge, scrape
+from bench.soak_publisher import READINGS_PER_MESSAGE, PublisherCounters, soak_fleet
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.embedded.postgres import EmbeddedPostgres, free_port
 from vpp.mqtt import make_client, session_properties, telemetry_topic

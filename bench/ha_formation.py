@@ -31,7 +31,7 @@ from vpp.embedded.privileges import hand_over, run_as
 
 __all__ = ["PG_HA_SCRIPT", "Formation", "NodeState", "pg_auto_failover_installed"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PG_HA_SCRIPT = ROOT / "deploy" / "ha" / "pg-ha.sh"
 _SERVICE_USERS = ("postgres",)  # pg_auto_failover's Debian package runs as postgres; so do we
 _PG_BINDIR = Path("/usr/lib/postgresql/15/bin")

@@ -45,8 +45,8 @@ import highspy
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.highs_solver import QuietHighs, new_quiet_solver
-from vpp.domain.planning_model import SLOT_HOURS, InfeasiblePlan, SiteProblem
+from vpp.domain.planning.highs_solver import QuietHighs, new_quiet_solver
+from vpp.domain.planning.model import SLOT_HOURS, InfeasiblePlan, SiteProblem
 
 __all__ = ["LpCosts", "LpSolution", "solve_site_lp"]
 

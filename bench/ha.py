@@ -33,8 +33,8 @@ from pathlib import Path
 
 import psycopg
 
-from services.cli.ha_formation import Formation
-from services.cli.ha_platform import Fleet, HaPlatform, Key
+from bench.ha_formation import Formation
+from bench.ha_platform import Fleet, HaPlatform, Key
 from vpp.domain.devices import DeviceKind
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.postgres import dr_events as store
@@ -329,7 +329,7 @@ def broker_fault_report(sites: int, seed: int | None = None) -> FaultReport:
     failover, and the formation's phases stay one fault each. Sites are spread 100 per gateway (at least
     two gateways), 60 readings each.
     """
-    from services.cli.bench_ha_broker import run_broker_fault
+    from bench.ha_broker import run_broker_fault
 
     per_gateway = max(1, min(100, sites // 2))
     row = run_broker_fault(seed, sites=sites, sites_per_gateway=per_gateway, readings_per_site=60)

@@ -2,7 +2,7 @@
 
 A private PostgreSQL and Mosquitto in a temporary folder; N simulated sites registered in one COPY;
 `workers` ingest processes (`python -m services.ingest`), each keeping its partition of the sites; the fleet
-publisher in its own process (message shape: see `services.cli.soak_publisher` — one 4-reading
+publisher in its own process (message shape: see `bench.soak_publisher` — one 4-reading
 batch per site per interval, so 20,000 sites at 10 s are ≈2,000 messages/s and ≈8,000 readings/s).
 At fixed fractions of the run it SIGKILLs ingest worker 1 (restarted after `worker_down_s`),
 restarts the broker (SIGTERM, then the same port and persistence file) and crashes PostgreSQL
@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
-from services.cli.soak_harness import (
+from bench.soak_harness import (
     FaultPlan,
     Harness,
     activity_snapshot,
@@ -42,7 +42,7 @@ from services.cli.soak_harness import (
     servers,
     wait_ingest_ready,
 )
-from services.cli.soak_metrics import (
+from bench.soak_metrics import (
     LAG_BOUNDS_S,
     Fault,
     Window,
@@ -51,12 +51,12 @@ from services.cli.soak_metrics import (
     recovery_s,
     share_within,
 )
-from services.cli.soak_publisher import (
+from bench.soak_publisher import (
     PublisherCounters,
     PublisherPlan,
     publisher_main,
 )
-from services.cli.soak_report import print_report, write_timeline
+from bench.soak_report import print_report, write_timeline
 
 __all__ = ["FaultResult", "SoakResult", "run_soak"]
 

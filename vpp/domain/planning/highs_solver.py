@@ -18,7 +18,7 @@ __all__ = ["PLANNER_METHODS", "QuietHighs", "new_quiet_solver"]
 
 QuietHighs = _Highs
 
-# Every method of the core class that vpp/domain/planning_lp.py calls.
+# Every method of the core class that vpp/domain/planning/lp.py calls.
 PLANNER_METHODS = (
     "setOptionValue",
     "passModel",

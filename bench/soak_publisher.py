@@ -29,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from services.cli.soak_metrics import LAG_BOUNDS_S
+from bench.soak_metrics import LAG_BOUNDS_S
 from vpp.mqtt import make_client, session_properties, telemetry_topic
 from vpp.simulation.model import SiteSimulator, SiteSpec, fleet_specs
 

@@ -244,8 +244,11 @@ def run_bench_api(
                     sys.executable,
                     "-m",
                     "uvicorn",
-                    "services.cli.bench_api:_bench_app",
+                    "bench.api:_bench_app",
                     "--factory",
+                    # bench/ is not installed (the wheel leaves it out): import it from this source tree.
+                    "--app-dir",
+                    str(Path(__file__).resolve().parents[1]),
                     "--port",
                     str(port),
                     "--log-level",

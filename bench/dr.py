@@ -2,8 +2,8 @@
 same run (with and without rolling re-planning, battery-only and battery+EV sites apart), and regional events.
 
 The loop (forecast → plan → run on the actual day) is pure functions over simulated arrays; no
-database or broker is involved (see :mod:`services.dr_scheduler.bench` and
-:mod:`services.dr_scheduler.bench_regional`).
+database or broker is involved (see :mod:`bench.dr_fleet` and
+:mod:`bench.dr_regional`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.dr_scheduler.bench import EVAL_EVERY_NTH_SITE, FIRST_BENCH_DAY, WARM_UP_DAYS, run_bench
-from services.dr_scheduler.bench_regional import run_regional_events
+from bench.dr_fleet import EVAL_EVERY_NTH_SITE, FIRST_BENCH_DAY, WARM_UP_DAYS, run_bench
+from bench.dr_regional import run_regional_events
 
 __all__ = ["run_bench_dr"]
 

@@ -15,12 +15,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from services.dr_scheduler.day_ahead import EV_EVENING_FIRST_SLOT, EV_MORNING_DEADLINE_SLOT
 from vpp.domain.forecast import clear_sky_pv_kw_per_kw
 from vpp.domain.slots import JST, SLOTS_PER_DAY
 from vpp.simulation.load import is_off_day, load_factor
 from vpp.simulation.spec import SiteSpec, fleet_specs
-
-from .day_ahead import EV_EVENING_FIRST_SLOT, EV_MORNING_DEADLINE_SLOT
 
 __all__ = ["EV_EVENING_FIRST_SLOT", "EV_MORNING_DEADLINE_SLOT", "FleetHistory", "simulate_fleet"]
 

@@ -21,14 +21,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from services.cli.ha_formation import Formation
+from bench.ha_formation import Formation
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.gateway_backlog import ConfirmationBacklog
 from vpp.mqtt import close_client, dr_signal_topic, make_client, session_properties, stored_topic, telemetry_topic
 
 __all__ = ["Fleet", "HaPlatform", "Key"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 Key = tuple[str, str, datetime]
 
 

@@ -2,8 +2,8 @@
 
 All take a site's forecasts (non-EV load and PV, kW per 30-minute slot), its battery
 (:class:`SiteFlex`) and deferrable EV charging (:class:`EvDemand`), and return a :class:`Plan`.
-The LP itself is in :mod:`vpp.domain.planning_lp`; the reactive benchmark controller in
-:mod:`vpp.domain.planning_reactive`; inputs, outputs and checks in :mod:`vpp.domain.planning_model`.
+The LP itself is in :mod:`vpp.domain.planning.lp`; the reactive benchmark controller in
+:mod:`vpp.domain.planning.reactive`; inputs, outputs and checks in :mod:`vpp.domain.planning.model`.
 
 Decisions shared by the planners:
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vpp.domain.planning_floor import check_import_floor, floor_energy_reason
-from vpp.domain.planning_lp import LpCosts, solve_site_lp
-from vpp.domain.planning_model import (
+from vpp.domain.planning.floor import check_import_floor, floor_energy_reason
+from vpp.domain.planning.lp import LpCosts, solve_site_lp
+from vpp.domain.planning.model import (
     SLOT_HOURS,
     EvDemand,
     InfeasiblePlan,
@@ -34,7 +34,7 @@ from vpp.domain.planning_model import (
     make_plan,
     site_problem,
 )
-from vpp.domain.planning_reactive import threshold_controller
+from vpp.domain.planning.reactive import threshold_controller
 
 __all__ = [
     "EvDemand",
@@ -71,7 +71,7 @@ class PeakShiftWeights:
         site (battery, EVs) is preferred to sending it to a grid that is curtailing renewables.
     cycle_cost_jpy_per_kwh : float
         Battery wear per kWh charged or discharged; raised automatically when needed so the plan
-        never charges and discharges at once (see :mod:`vpp.domain.planning_lp`).
+        never charges and discharges at once (see :mod:`vpp.domain.planning.lp`).
     window_peak_penalty_jpy_per_kw : float
         Per kW of window import above its target: far above what moving a kW for a whole day costs in
         energy (48 × 0.5 h × ~150 JPY/kWh), so the window's kW comes first, then the energy terms.

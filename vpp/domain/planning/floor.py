@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.planning_model import SLOT_HOURS, InfeasiblePlan, SiteProblem
+from vpp.domain.planning.model import SLOT_HOURS, InfeasiblePlan, SiteProblem
 
 __all__ = ["check_import_floor", "floor_energy_reason"]
 

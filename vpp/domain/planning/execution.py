@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.planning_model import SLOT_HOURS, EvDemand, Plan, SiteFlex
+from vpp.domain.planning.model import SLOT_HOURS, EvDemand, Plan, SiteFlex
 
 __all__ = [
     "EmsTracker",

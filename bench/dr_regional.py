@@ -2,8 +2,8 @@
 
 For a fleet of simulated sites and one day, each window's request is shared exactly as the scheduler shares
 it (:mod:`services.dr_scheduler.event_planning`): every site's deliverable reduction from its own forecast
-plan (:func:`vpp.domain.deliverable.window_deliverable`), water-filling allocation capped by it, and each
-called site's plan to its limit (:func:`vpp.domain.deliverable.plan_window_limit`). The site EMS then
+plan (:func:`vpp.domain.planning.deliverable.window_deliverable`), water-filling allocation capped by it, and each
+called site's plan to its limit (:func:`vpp.domain.planning.deliverable.plan_window_limit`). The site EMS then
 follows its plan on the *actual* day, defending the limit in the window and the cap outside it; delivered =
 the actual day's window peak without DR − the executed window peak, kW, summed over the called sites.
 """
@@ -16,12 +16,11 @@ from datetime import timedelta
 
 import numpy as np
 
+from bench import dr_fleet
+from bench.dr_data import simulate_fleet
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
-from vpp.domain.deliverable import no_dr_import_kw, plan_window_limit, window_deliverable
-from vpp.domain.plan_execution import EmsTracker
-
-from . import bench
-from .bench_data import simulate_fleet
+from vpp.domain.planning.deliverable import no_dr_import_kw, plan_window_limit, window_deliverable
+from vpp.domain.planning.execution import EmsTracker
 
 __all__ = ["DEFAULT_WINDOWS", "RegionalOutcome", "run_regional_events"]
 
@@ -48,14 +47,14 @@ def run_regional_events(
     sites: int = 40, windows: Sequence[tuple[int, int, float]] = DEFAULT_WINDOWS, seed: int = 0
 ) -> list[RegionalOutcome]:
     """Allocate, plan and deliver each window's request on the first benchmark day."""
-    bench._fleet = fleet = simulate_fleet(sites, bench.FIRST_BENCH_DAY - timedelta(days=bench.WARM_UP_DAYS),
-                                          bench.WARM_UP_DAYS + 1, seed)  # fmt: skip
-    day_index = bench.WARM_UP_DAYS
-    planned, _cpu_s = bench._plan_chunk(day_index, range(sites))
+    first_day = dr_fleet.FIRST_BENCH_DAY - timedelta(days=dr_fleet.WARM_UP_DAYS)
+    dr_fleet._fleet = fleet = simulate_fleet(sites, first_day, dr_fleet.WARM_UP_DAYS + 1, seed)
+    day_index = dr_fleet.WARM_UP_DAYS
+    planned, _cpu_s = dr_fleet._plan_chunk(day_index, range(sites))
     inputs = []
     for site, (_plan, load_fc, pv_fc) in enumerate(planned):
-        flex_fc, evs_fc = bench._site_inputs(site, day_index, forecast=True)
-        flex, evs = bench._site_inputs(site, day_index, forecast=False)
+        flex_fc, evs_fc = dr_fleet._site_inputs(site, day_index, forecast=True)
+        flex, evs = dr_fleet._site_inputs(site, day_index, forecast=False)
         inputs.append((load_fc, pv_fc, flex_fc, evs_fc, flex, evs))
     out: list[RegionalOutcome] = []
     for first, end, requested_kw in windows:

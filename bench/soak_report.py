@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.soak_metrics import Window, merge, quantile_s
+from bench.soak_metrics import Window, merge, quantile_s
 
 if TYPE_CHECKING:
-    from services.cli.bench_soak import SoakResult
+    from bench.soak import SoakResult
 
 __all__ = ["lag_chart", "print_report", "write_timeline"]
 
