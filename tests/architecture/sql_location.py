@@ -49,8 +49,9 @@ def sql_strings(source: str) -> list[tuple[int, str]]:
     skip = _docstrings(tree)
     hits = []
     for node in ast.walk(tree):
-        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
-        if is_text and _SQL.match(node.value):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str) or id(node) in skip:
+            continue
+        if _SQL.match(node.value):
             hits.append((node.lineno, node.value.strip().splitlines()[0][:80]))
     return sorted(hits)
 
@@ -61,7 +62,7 @@ class SqlLocationContract(Contract):
     allowed_modules = fields.ListField(subfield=fields.StringField())
 
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
-        allowed = tuple(str(m) for m in self.allowed_modules)
+        allowed = tuple(str(m) for m in self.allowed_modules)  # type: ignore[attr-defined]  # a list once parsed
         roots = tuple(self.session_options["root_packages"])
         violations: list[str] = []
         for module in sorted(graph.modules):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 
@@ -65,7 +66,7 @@ def running_ingest(
         thread.join(30)
 
 
-def scalar(db_url: str, sql: str, *params: object) -> object:
+def scalar(db_url: str, sql: str, *params: object) -> Any:  # a database value: its type is the column's
     with psycopg.connect(db_url) as conn:
         row = conn.execute(sql, params).fetchone()
         return row[0] if row else None

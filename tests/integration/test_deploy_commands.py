@@ -34,6 +34,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,10 @@ def database_url(deployment: Deployment, name: str) -> str:
     return deployment.environment(name)["VPP_DATABASE_URL"]
 
 
+def _contains(needle: str, text: str) -> bool:
+    return needle in text
+
+
 def metrics(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
@@ -433,9 +438,7 @@ def test_long_running_services_reach_ready_and_stop_cleanly_on_sigterm(deploymen
         else:
             continue
         try:
-            wait_for(
-                lambda n=name: metrics(deployment.ports[n]), lambda text, g=gauge: g in text, READY_TIMEOUT_S, 0.25
-            )
+            wait_for(partial(metrics, deployment.ports[name]), partial(_contains, gauge), READY_TIMEOUT_S, 0.25)
         except AssertionError as error:
             raise AssertionError(f"{error}\n{failed(name)}") from None
 
@@ -483,7 +486,7 @@ def test_a_commissioned_site_s_telemetry_lands_in_the_database(deployment: Deplo
         deployment.start(name, deployment.service_argv(name))
     for name in workers:
         try:
-            wait_for(lambda n=name: metrics(deployment.ports[n]), lambda t: "vpp_ingest_broker_connected 1.0" in t, READY_TIMEOUT_S, 0.25)  # fmt: skip
+            wait_for(partial(metrics, deployment.ports[name]), partial(_contains, "vpp_ingest_broker_connected 1.0"), READY_TIMEOUT_S, 0.25)  # fmt: skip
         except AssertionError:
             raise AssertionError(
                 f"{name} did not reconnect:\n{deployment.log(name)}\n{deployment.log('mosquitto')}"

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -50,7 +51,7 @@ def gateway(broker: EmbeddedBroker, ingest: IngestWorker) -> Iterator[GatewayPub
     pub.close()
 
 
-def rows(db_url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+def rows(db_url: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url) as conn:
         return conn.execute(sql, params).fetchall()
 

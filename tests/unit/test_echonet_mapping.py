@@ -36,8 +36,8 @@ def test_battery_power_sign_is_flipped_and_counters_are_kwh() -> None:
 
 
 def test_meter_counters_use_the_unit_and_coefficient() -> None:
-    props = {Epc.METER_POWER: s32(-2500), Epc.METER_IMPORT: u(1234), Epc.METER_EXPORT: u(56),
-             Epc.METER_UNIT: b"\x01", Epc.METER_COEFFICIENT: u(10)}  # fmt: skip
+    props: dict[int, bytes] = {Epc.METER_POWER: s32(-2500), Epc.METER_IMPORT: u(1234), Epc.METER_EXPORT: u(56),
+                              Epc.METER_UNIT: b"\x01", Epc.METER_COEFFICIENT: u(10)}  # fmt: skip
     decoded = decode(ElClass.SMART_METER, props)
     # 0x01 = 0.1 kWh per count, coefficient 10: 1234 counts = 1234 kWh; − export stays negative power.
     assert decoded.fields == {"power_kw": -2.5, "import_kwh": 1234.0, "export_kwh": 56.0}
@@ -160,7 +160,10 @@ def test_gateway_bodies_pass_ingest_validation_with_the_same_meaning(
     assert isinstance(raw, list)
     reading = validate_reading(raw[0], DeviceKind(kind), now=NOW, limits=Limits())
     assert isinstance(reading, Reading), reading
-    assert (reading.power_kw, reading.energy_pos_kwh, reading.energy_neg_kwh, reading.soc_pct, reading.vehicles) == (
+    got: tuple[Any, ...] = (
+        reading.power_kw, reading.energy_pos_kwh, reading.energy_neg_kwh, reading.soc_pct, reading.vehicles,
+    )  # fmt: skip
+    assert got == (
         pytest.approx(stored[0]), pytest.approx(stored[1]) if stored[1] is not None else None,
         pytest.approx(stored[2]) if stored[2] is not None else None, stored[3], stored[4],
     )  # fmt: skip

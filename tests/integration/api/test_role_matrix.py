@@ -130,7 +130,7 @@ def test_role_matrix(api: httpx.Client, tokens: dict[str, str], t0: datetime) ->
 
 def test_matrix_covers_every_route() -> None:
     app = create_app(api_settings(), database_url="postgresql://unused@127.0.0.1:1/unused")
-    others = {(m, route.path) for route in dr.router.routes for m in getattr(route, "methods", ())}
+    others = {(m, getattr(route, "path", "")) for route in dr.router.routes for m in getattr(route, "methods", ())}
     documented = {
         (method.upper(), path) for path, operations in app.openapi()["paths"].items() for method in operations
     }

@@ -86,7 +86,9 @@ def test_a_site_whose_battery_ran_low_is_asked_less_and_the_event_is_dispatched_
         # Same baselines: each limit moved by exactly its share's change.
         for site_id in after:
             moved = after[site_id].allocated_kw - before[site_id].allocated_kw
-            assert after[site_id].import_limit_kw == pytest.approx(before[site_id].import_limit_kw - moved, abs=1e-6)
+            limit_before_kw = before[site_id].import_limit_kw
+            assert limit_before_kw is not None
+            assert after[site_id].import_limit_kw == pytest.approx(limit_before_kw - moved, abs=1e-6)
         revised = store.get_event(conn, event.event_id)
         assert revised is not None
         assert (revised.status, revised.revision) == (status, event.revision + 1)

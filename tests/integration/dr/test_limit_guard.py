@@ -33,7 +33,7 @@ def test_implausible_limit_is_refused_with_its_reason_and_the_plausible_site_sti
         assert dispatcher.connected.wait(10)
         with psycopg.connect(db_url) as conn:
             conn.execute("UPDATE sites SET contract_demand_kw = 60")
-            pks = dict(conn.execute("SELECT site_id, id FROM sites").fetchall())
+            pks: dict[str, int] = dict(conn.execute("SELECT site_id, id FROM sites").fetchall())
             event = store.create_event(
                 conn, event_id="ev-guard", kind="peak_cut", start_at=start, end_at=end, requested_kw=10.0,
                 incentive_jpy_per_kwh=0.0, region_id=None, source="operator", actor="operator:test", now=now,

@@ -17,6 +17,7 @@ from tests.integration.echonet.conftest import SITE, RunningGateway, Watcher
 from tests.support.waiting import wait_for
 from vpp.domain.dr_events import DrSignal, SignalInterval, signal_payload
 from vpp.echonet import mapping
+from vpp.echonet.codes import ElClass
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import dr_signal_topic
 from vpp.simulation.echonet_home import EmulatedHome, HomeState
@@ -35,7 +36,7 @@ def site_balance_error_kw(watcher: Watcher, home: EmulatedHome) -> float:
     assert meter
     assert pv
     assert battery
-    published_load_kw = meter["power_kw"] + pv["power_kw"] + battery["power_kw"]
+    published_load_kw = float(meter["power_kw"] + pv["power_kw"] + battery["power_kw"])
     return published_load_kw - (home.state.load_w + home.state.ev_w) / 1000.0
 
 
@@ -110,7 +111,7 @@ def test_a_sign_mistake_in_the_mapping_is_caught(
         if "power_kw" in decoded.fields:
             decoded.fields["power_kw"] = -decoded.fields["power_kw"]  # the mistake: + charging kept
 
-    monkeypatch.setitem(mapping._DECODERS, mapping.ElClass.BATTERY, unflipped)
+    monkeypatch.setitem(mapping._DECODERS, ElClass.BATTERY, unflipped)
     home.battery.set_property_data(0xEC, (1000).to_bytes(4, "big"))
     home.battery.set_property_data(0xDA, b"\x43")
     wait_for(lambda: watcher.latest("battery"), lambda b: b is not None and b["power_kw"] == -1.0, timeout_s=20)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -27,6 +28,7 @@ from tests.integration.test_deploy_commands import (
     IMAGE_DYNSEC_PLUGIN,
     READY_TIMEOUT_S,
     Deployment,
+    _contains,
     compose_variables,
     depends_first,
     interpolate,
@@ -121,7 +123,7 @@ def test_the_services_serve_both_brokers_and_ride_over_the_loss_of_one(ha_deploy
     def connected(count: int) -> None:
         for name, gauge in clients.items():
             try:
-                wait_for(lambda n=name: metrics(d.ports[n]), lambda t, g=gauge: f"{g} {count}.0" in t, READY_TIMEOUT_S, 0.25)  # fmt: skip
+                wait_for(partial(metrics, d.ports[name]), partial(_contains, f"{gauge} {count}.0"), READY_TIMEOUT_S, 0.25)  # fmt: skip
             except AssertionError as error:
                 raise AssertionError(f"{error}\n{name}:\n{d.log(name)}") from None
 

@@ -138,6 +138,7 @@ def test_scheduler_peak_cut_revision_and_cancellation_reach_the_ven_across_an_ap
             assert receiver.received[2][0]["object"]["id"] == event.id
 
             with _ven(base) as ven:
+                assert event.id is not None
                 assert ven.get_event_by_id(event.id).status_code == 404
                 kept = ven.report(report_id)  # settlement evidence outlives the event
                 assert kept.event_id == event.id

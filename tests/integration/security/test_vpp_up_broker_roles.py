@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,10 @@ REPO = Path(__file__).resolve().parents[3]
 INTRUDER = "intruder"
 SITE_READINGS = """SELECT count(*) FROM readings r JOIN devices d ON d.id = r.device_pk
                    JOIN sites s ON s.id = d.site_pk WHERE s.site_id = %s"""
+
+
+def _site_readings(db_url: str, site_id: str) -> int:
+    return int(scalar(db_url, SITE_READINGS, site_id))
 
 
 def issue_intruder_secret(db_url: str, work: Path) -> str:
@@ -111,7 +117,7 @@ def test_vpp_up_enforces_the_broker_roles_on_its_own_sites(db_url: str, tmp_path
 
         # Every simulated site's telemetry is still stored, after all of the above.
         for site in platform.site_ids:
-            wait_for(lambda s=site: int(str(scalar(db_url, SITE_READINGS, s))), lambda n, s=site: n > before[s], 60)
+            wait_for(partial(_site_readings, db_url, site), partial(operator.lt, before[site]), 60)
         assert scalar(db_url, "SELECT count(*) FROM devices WHERE device_id = 'forged-meter'") == 0
         assert scalar(db_url, "SELECT count(*) FROM dead_letters") == 0
         for probe in probes:

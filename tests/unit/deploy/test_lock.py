@@ -84,7 +84,7 @@ def test_the_dockerfile_and_make_install_from_the_locks() -> None:
 
 
 def test_this_environment_is_the_locked_one() -> None:
-    installed = {
+    installed: dict[str, str] = {
         canonicalize_name(d.metadata["Name"]): d.version
         for d in distributions()
         if canonicalize_name(d.metadata["Name"]) != PROJECT

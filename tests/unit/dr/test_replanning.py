@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from vpp.domain.plan_execution import (
@@ -16,12 +17,13 @@ from vpp.domain.plan_execution import (
 )
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
 
+FloatArray = npt.NDArray[np.float64]
 FLEX = SiteFlex(40.0, 10.0, 20.0, 4.0, 38.0, 0.95, 0.95)
-HOURS = np.arange(48) / 2
+HOURS = np.arange(48, dtype=np.float64) / 2
 # 13.5 kW all day (little room under the target to charge from the grid) and 19.5 kW from 18:00 to 21:00.
-LOAD_KW = 13.5 + 6.0 * ((HOURS >= 18) & (HOURS < 21))
-SUNNY_PV_KW = np.clip(25.0 * np.sin((HOURS - 6) / 12 * np.pi), 0.0, None)
-CLOUDY_PV_KW = 0.3 * SUNNY_PV_KW  # the day turns out overcast
+LOAD_KW: FloatArray = (13.5 + 6.0 * ((HOURS >= 18) & (HOURS < 21))).astype(np.float64)
+SUNNY_PV_KW: FloatArray = np.clip(25.0 * np.sin((HOURS - 6) / 12 * np.pi), 0.0, None).astype(np.float64)
+CLOUDY_PV_KW: FloatArray = (0.3 * SUNNY_PV_KW).astype(np.float64)  # the day turns out overcast
 TARGET_KW = 14.0
 
 

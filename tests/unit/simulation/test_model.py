@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_pv_is_zero_at_night_peaks_near_noon_and_yields_plausibly() -> None:
 
 def test_evs_are_charged_by_departure_with_the_peak_spread(three_days: list[Sample]) -> None:
     assert three_days[-1].state.ev_unmet_kwh == 0.0
-    vehicles = [s.readings["ev-1"]["vehicles"] for s in three_days]
+    vehicles = [cast(int, s.readings["ev-1"]["vehicles"]) for s in three_days]
     assert max(vehicles) == DEPOT.ev_count  # vans came and went; each departure was checked
     assert min(vehicles) == 0
     # Unmanaged, 25 vans at 6 kW would draw 150 kW on arrival.
