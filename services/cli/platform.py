@@ -36,6 +36,7 @@ from vpp.embedded.resolve import ensure_brokers, ensure_database
 from vpp.log import configure_logging
 from vpp.mqtt import BrokerAddress, parse_broker_urls
 from vpp.postgres.connect import connect
+from vpp.postgres.energy_history import recent_slots
 from vpp.postgres.migrate import upgrade
 from vpp.settings import Settings, load_settings
 from vpp.simulation.fleet import SiteFleet
@@ -309,15 +310,9 @@ def _status_table(
         "coverage",
     ):
         table.add_column(column, justify="right")
-    rows = conn.execute(
-        """SELECT slot_start, import_kwh, pv_kwh, battery_discharge_kwh - battery_charge_kwh, ev_kwh, load_kwh, coverage
-           FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk WHERE s.site_id = %s
-           ORDER BY slot_start DESC LIMIT 6""",
-        (site_id,),
-    ).fetchall()
     from vpp.domain.slots import JST
 
-    for slot, imp, pv, batt, ev, load, cov in reversed(rows):
+    for slot, imp, pv, batt, ev, load, cov in recent_slots(conn, site_id):
         table.add_row(
             slot.astimezone(JST).strftime("%m-%d %H:%M"),
             f"{imp:.2f}",

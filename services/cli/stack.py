@@ -25,10 +25,11 @@ from prometheus_client import start_http_server
 
 from services.api.main import create_app
 from services.cli.platform_file import PLATFORM_FILE, process_start_ticks, read_platform_file
-from services.dr_scheduler.__main__ import dispatcher_from_settings, run_loop
+from services.dr_scheduler.bootstrap import dispatcher_from_settings
+from services.dr_scheduler.loop import run_loop
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import Scheduler
-from services.ingest.__main__ import config_from_settings
+from services.ingest.bootstrap import worker_from_settings
 from services.ingest.metrics import IngestMetrics
 from services.ingest.worker import IngestWorker
 from vpp.log import kv
@@ -110,9 +111,8 @@ class PlatformStack:
             "ingest",
             "VPP_INGEST_METRICS_PORT",
         )
-        worker = IngestWorker(
-            config_from_settings(self.settings, self.endpoints.database_url, self.endpoints.broker, self.more_brokers),
-            metrics,
+        worker = worker_from_settings(
+            self.settings, self.endpoints.database_url, [self.endpoints.broker, *self.more_brokers], metrics
         )
         thread = worker.start_in_thread()
 

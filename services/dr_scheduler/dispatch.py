@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,7 +84,9 @@ class Dispatcher:
         password: str | None = None,
         publish_timeout_s: float = 10.0,
         resync_settle_s: float = 1.0,
+        client_factory: Callable[[BrokerAddress], mqtt.Client] | None = None,
     ) -> None:
+        """One paho client per broker; a test passes `client_factory` (fakes.FakeBroker.client_factory)."""
         brokers = [broker] if isinstance(broker, BrokerAddress) else list(dict.fromkeys(broker))
         if not brokers:
             raise ValueError("the dispatcher needs at least one broker")
@@ -98,8 +100,11 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._newest: dict[str, tuple[datetime, bytes]] = {}  # site -> newest signal known, from any source
         self.links: list[_Link] = []
+        new_client = client_factory or (
+            lambda b: make_client(client_id, mqtt5=b.mqtt5, username=username, password=password, tls=b.tls)
+        )
         for b in brokers:
-            client = make_client(client_id, mqtt5=b.mqtt5, username=username, password=password, tls=b.tls)
+            client = new_client(b)
             link = _Link(b, client)
             client.on_connect = self._bind(self._on_connect, link)
             client.on_disconnect = self._bind(self._on_disconnect, link)

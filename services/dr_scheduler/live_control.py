@@ -13,14 +13,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
-from psycopg.types.json import Jsonb
-
 from vpp.domain.demand import demand_alarm, predict_end_of_slot_demand_kw
 from vpp.domain.slots import SLOT, slot_start
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import live_meter, load_dr_sites
+from vpp.postgres.registry import site_pk
+from vpp.postgres.site_alarms import store_demand_alarm
 
 from .metrics import SchedulerMetrics
 from .scheduler import EventRequest, Scheduler
@@ -38,24 +37,6 @@ class LiveAlarm:
     target_kw: float
     level: str
     event_id: str | None
-
-
-def _store_alarm(
-    conn: psycopg.Connection, site_pk: int, slot: datetime, now: datetime, level: str, predicted_kw: float,
-    target_kw: float, detail: dict[str, object],
-) -> bool:  # fmt: skip
-    """Insert the slot's alarm (or raise a warn to over); True when it is new or escalated."""
-    row = conn.execute(
-        """INSERT INTO site_alarms (site_pk, slot_start, raised_at, kind, level, predicted_kw, target_kw, detail)
-           VALUES (%s, %s, %s, 'demand', %s, %s, %s, %s)
-           ON CONFLICT (site_pk, slot_start, kind) DO UPDATE
-             SET level = EXCLUDED.level, predicted_kw = EXCLUDED.predicted_kw, raised_at = EXCLUDED.raised_at,
-                 detail = EXCLUDED.detail
-             WHERE site_alarms.level = 'warn' AND EXCLUDED.level = 'over'
-           RETURNING id""",
-        (site_pk, slot, now, level, predicted_kw, target_kw, Jsonb(detail)),
-    ).fetchone()
-    return row is not None
 
 
 def check_live_demand(
@@ -76,7 +57,7 @@ def check_live_demand(
         if level == "ok":
             continue
         detail: dict[str, object] = {"slot_import_kwh": meter.slot_import_kwh, "power_kw": meter.power_kw}
-        is_new = _store_alarm(conn, site.site_pk, slot, now, level, predicted_kw, site.demand_target_kw, detail)
+        is_new = store_demand_alarm(conn, site.site_pk, slot, now, level, predicted_kw, site.demand_target_kw, detail)
         conn.commit()
         if not is_new:
             continue
@@ -111,9 +92,9 @@ def _dispatch_live_cut(scheduler: Scheduler, request: EventRequest, target_kw: f
             requested_kw=request.requested_kw, incentive_jpy_per_kwh=0.0, region_id=None, source=request.source,
             actor="live_control", now=now,
         )  # fmt: skip
-        site_pk = conn.execute("SELECT id FROM sites WHERE site_id = %s", (request.site_ids or ("",))[:1]).fetchone()
-        assert site_pk is not None
-        store.set_event_sites(conn, event.pk, [(site_pk[0], request.requested_kw, target_kw, None)],
+        pk = site_pk(conn, (request.site_ids or ("",))[0])
+        assert pk is not None
+        store.set_event_sites(conn, event.pk, [(pk, request.requested_kw, target_kw, None)],
                               allocated_kw=request.requested_kw, shortfall_kw=0.0)  # fmt: skip
         conn.commit()
     except BaseException:

@@ -35,6 +35,7 @@ from vpp.domain.limit_plausibility import implausible_limit
 from vpp.domain.site_signal import site_signal
 from vpp.log import kv
 from vpp.postgres import dr_events as store
+from vpp.postgres.dr_verification import events_awaiting_verification
 from vpp.postgres.energy_history import load_dr_sites, region_site_ids
 from vpp.postgres.oadr2b import unacknowledged_opts
 from vpp.postgres.openadr_dr import publish_dr_event
@@ -238,7 +239,7 @@ class Scheduler:
                 raise ValueError(f"a {event.status} event cannot be adjusted")
             signalled = {s.site_pk: s.site_id for s in store.event_sites(self.conn, event.pk) if s.dispatched_revision}
             self._allocate(event, event.site_ids, requested_kw, now)
-            self.conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event.pk))
+            store.set_requested_kw(self.conn, event.pk, requested_kw)
             store.clear_pending(self.conn, event.pk, now=now, actor=actor, action="adjusted")
             self.conn.commit()
         except BaseException:
@@ -273,7 +274,7 @@ class Scheduler:
                                      detail={"reason": reason}, bump_revision=current.status != EventStatus.PLANNED)  # fmt: skip
             if current.status != EventStatus.PLANNED:
                 self._publish_all(event, now)
-            self.conn.execute("UPDATE dr_events SET pending_action = NULL WHERE id = %s", (event.pk,))
+            store.drop_pending_action(self.conn, event.pk)
             publish_dr_event(self.conn, event_id, now, on_refused=self._openadr_refused)
             self._commit_transition(event)
         except BaseException:
@@ -354,13 +355,7 @@ class Scheduler:
     def verify_pending(self, now: datetime) -> None:
         """Verify completed events whose slots are metered (re-run until every site's data is in)."""
         # Late data is retried for a week; after that `vpp dr verify` re-runs an event by hand.
-        rows = self.conn.execute(
-            """SELECT e.event_id FROM dr_events e WHERE e.status = 'completed' AND e.end_at > %s
-                 AND e.end_at <= %s
-                 AND NOT EXISTS (SELECT 1 FROM dr_verified_reductions v
-                                 WHERE v.event_pk = e.id AND v.actual_kwh IS NOT NULL)""",
-            (now - VERIFY_RETRY, now - self.verification.settle),
-        ).fetchall()
+        event_ids = events_awaiting_verification(self.conn, now - VERIFY_RETRY, now - self.verification.settle)
         self.conn.commit()
-        for (event_id,) in rows:
+        for event_id in event_ids:
             verify_event(self.conn, event_id, now, self.verification, self.metrics)

@@ -26,7 +26,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -45,9 +45,28 @@ from vpp.mqtt import (
 
 from .batcher import Inbound
 
-__all__ = ["Subscriber", "confirmation_messages"]
+__all__ = ["MessageSubscriber", "Subscriber", "confirmation_messages"]
 
 log = logging.getLogger("vpp.ingest.subscriber")
+
+
+class MessageSubscriber(Protocol):
+    """What the worker needs of a broker subscription: :class:`Subscriber`, or fakes.FakeSubscriber in a test.
+
+    Built with Subscriber's keyword arguments; it puts each message into `inbox` as an :class:`Inbound`.
+    """
+
+    source: int
+    connected: bool
+    subscribed: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def ack(self, messages: Sequence[Inbound]) -> int: ...
+
+    def confirm(self, messages: Sequence[tuple[str, bytes]]) -> int: ...
 
 
 class Subscriber:

@@ -30,14 +30,19 @@ import psycopg
 from vpp.domain.devices import DeviceRef
 from vpp.domain.telemetry import Limits, RejectReason
 from vpp.mqtt import BrokerAddress
-from vpp.postgres.connect import connect
-from vpp.postgres.readings import EncodedRows, ReadingWriter, encode_rows
-from vpp.postgres.registry import load_devices, registered_any, registry_fingerprint, site_pk_by_id
-from vpp.postgres.rollup import run_rollup
+from vpp.postgres.readings import EncodedRows, encode_rows
 
 from .batcher import Batch, Inbound, build_batch
+from .database import (
+    BatchWriter,
+    PostgresRegistry,
+    PostgresRollup,
+    RegistrySource,
+    RollupRunner,
+    open_postgres_writer,
+)
 from .metrics import IngestMetrics
-from .subscriber import Subscriber, confirmation_messages
+from .subscriber import MessageSubscriber, Subscriber, confirmation_messages
 
 __all__ = ["IngestConfig", "IngestWorker"]
 
@@ -90,6 +95,10 @@ class IngestConfig:
     # (measured). At 10,000 most of that goes; memory barely changes, as reference counting frees
     # these objects anyway.
     gc_young_threshold: int = 10_000
+    # The first pause before a failed batch write is retried (doubling up to 5 s).
+    retry_delay_s: float = 0.25
+    # How often an idle worker looks at `stopping`: the longest a stop waits for an empty inbox.
+    idle_poll_s: float = 0.25
 
     @property
     def brokers(self) -> list[BrokerAddress]:
@@ -112,7 +121,13 @@ class IngestWorker:
         config: IngestConfig,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        open_writer: Callable[[], BatchWriter] | None = None,
+        registry: RegistrySource | None = None,
+        rollup: RollupRunner | None = None,
+        make_subscriber: Callable[..., MessageSubscriber] = Subscriber,
     ) -> None:
+        """The database and broker adapters default to PostgreSQL and paho; a test passes fakes (fakes.py)."""
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self.clock = clock
@@ -121,9 +136,18 @@ class IngestWorker:
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.stopped = threading.Event()
-        self._writer: ReadingWriter | None = None
-        self._rollup_conn: psycopg.Connection | None = None
-        self._registry_conn: psycopg.Connection | None = None
+        self._open_writer = open_writer or (
+            lambda: open_postgres_writer(config.database_url, config.client_id, config.max_gap_s)
+        )
+        self._writer: BatchWriter | None = None
+        self.registry = registry or PostgresRegistry(config.database_url)
+        self.rollup = rollup or PostgresRollup(
+            config.database_url,
+            max_gap_s=config.max_gap_s,
+            delay_s=config.rollup_delay_s,
+            rated_power_factor=config.limits.rated_power_factor,
+            max_power_kw=config.limits.max_abs_power_kw,
+        )
         self._validated: queue.Queue[_Validated | None] = queue.Queue(maxsize=2)
         self._writer_idle = threading.Event()  # set while the writer waits for a batch
         self._devices: dict[tuple[str, str], DeviceRef] = {}
@@ -135,7 +159,7 @@ class IngestWorker:
         # One subscriber per broker, all feeding one inbox: the batches (and the COPY) span every broker,
         # and a worker keeps its partition's sites whichever broker their gateways are connected to now.
         self.subscribers = [
-            Subscriber(
+            make_subscriber(
                 broker,
                 client_id=config.client_id,
                 share_group=config.share_group,
@@ -204,9 +228,10 @@ class IngestWorker:
             housekeeping_thread.join(self.config.stop_flush_timeout_s + 10)
             for subscriber in self.subscribers:
                 subscriber.stop()
-            for conn in (self._writer.conn if self._writer else None, self._rollup_conn, self._registry_conn):
-                if conn is not None and not conn.closed:
-                    conn.close()
+            if self._writer is not None and not self._writer.closed:
+                self._writer.close()
+            self.rollup.close()
+            self.registry.close()
             self.stopped.set()
             log.info("ingest stopped", extra={"client_id": self.config.client_id})
 
@@ -228,7 +253,7 @@ class IngestWorker:
         latency at low rates; under a backlog batches still fill to the caps at once.
         """
         try:
-            first = self.inbox.get(timeout=0.25)
+            first = self.inbox.get(timeout=self.config.idle_poll_s)
         except queue.Empty:
             return []
         messages = [first]
@@ -311,29 +336,15 @@ class IngestWorker:
         self._registry_probed_at = time.monotonic()
         with self._registry_lock:
             try:
-                conn = self._registry_connection()
-                found = registered_any(conn, sites, devices)
+                found = self.registry.registered_any(sites, devices)
             except psycopg.OperationalError as error:
                 # The batch's write will meet the outage too and retry; these dead letters stand.
                 log.warning("registry probe failed", extra={"error": str(error).strip()[:200]})
-                self._close_registry_connection()
+                self.registry.close()
                 return False
         if found:
             self._reload_registry_if_changed()
         return found
-
-    def _registry_connection(self) -> psycopg.Connection:
-        conn = self._registry_conn
-        if conn is None or conn.closed:
-            conn = self._registry_conn = connect(
-                self.config.database_url, autocommit=True, application_name="vpp-ingest-registry"
-            )
-        return conn
-
-    def _close_registry_connection(self) -> None:
-        if self._registry_conn is not None:
-            self._registry_conn.close()
-        self._registry_conn = None
 
     def _write_loop(self) -> None:
         give_up_at: float | None = None
@@ -387,7 +398,7 @@ class IngestWorker:
 
     # -- database --------------------------------------------------------------------------
     def _write_with_retry(self, item: _Validated, give_up_at: float | None) -> bool:
-        delay_s = 0.25
+        delay_s = self.config.retry_delay_s
         while True:
             try:
                 writer = self._ensure_writer()
@@ -414,10 +425,9 @@ class IngestWorker:
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
 
-    def _ensure_writer(self) -> ReadingWriter:
-        if self._writer is None or self._writer.conn.closed:
-            conn = connect(self.config.database_url, application_name=f"vpp-{self.config.client_id}")
-            self._writer = ReadingWriter(conn, max_gap_s=self.config.max_gap_s)
+    def _ensure_writer(self) -> BatchWriter:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._open_writer()
         return self._writer
 
     def _ensure_writer_with_retry(self) -> None:
@@ -435,7 +445,7 @@ class IngestWorker:
     def _drop_writer(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(psycopg.Error):
-                self._writer.conn.close()
+                self._writer.close()
         self._writer = None
 
     def _reload_registry_if_changed(self) -> None:
@@ -447,17 +457,16 @@ class IngestWorker:
         """
         with self._registry_lock:  # the validation and housekeeping threads share one connection
             try:
-                conn = self._registry_connection()
-                fingerprint = registry_fingerprint(conn)
+                fingerprint = self.registry.fingerprint()
                 if fingerprint != self._registry_fingerprint:
                     # Sites first: a device found in the new registry must find its site there too.
-                    self._site_pks = site_pk_by_id(conn)
-                    self._devices = load_devices(conn)
+                    self._site_pks = self.registry.site_pks()
+                    self._devices = self.registry.devices()
                     self._registry_fingerprint = fingerprint
             except psycopg.OperationalError as error:
                 # Keep the registry we have; the batch write notices the outage and retries.
                 log.warning("registry refresh failed", extra={"error": str(error).strip()[:200]})
-                self._close_registry_connection()
+                self.registry.close()
                 return
             self._registry_verified_at = time.monotonic()
 
@@ -476,21 +485,11 @@ class IngestWorker:
     def _maybe_rollup(self) -> None:
         """Roll up dirty slots in claims of 5,000 until the backlog is gone (its own thread, so it may take time)."""
         try:
-            if self._rollup_conn is None or self._rollup_conn.closed:
-                self._rollup_conn = connect(self.config.database_url, application_name="vpp-rollup")
             while True:
-                result = run_rollup(
-                    self._rollup_conn,
-                    max_gap_s=self.config.max_gap_s,
-                    delay_s=self.config.rollup_delay_s,
-                    rated_power_factor=self.config.limits.rated_power_factor,
-                    max_power_kw=self.config.limits.max_abs_power_kw,
-                )
-                self.metrics.rollup_slots.inc(result.device_slots)
-                if not result.ran or result.device_slots < 5_000:
+                ran, device_slots = self.rollup.run()
+                self.metrics.rollup_slots.inc(device_slots)
+                if not ran or device_slots < 5_000:
                     break
         except psycopg.Error as error:
             log.warning("rollup failed; will retry", extra={"error": str(error).strip()[:200]})
-            if self._rollup_conn is not None:
-                self._rollup_conn.close()
-            self._rollup_conn = None
+            self.rollup.close()

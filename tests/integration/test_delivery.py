@@ -174,16 +174,16 @@ def test_interleaved_counters_of_two_gateways_are_anomalies_not_demand(db_url: s
 def test_a_site_registered_moments_ago_has_its_first_messages_stored_and_unknown_ids_stay_dead_letters(
     db_url: str, broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.ingest.worker as worker_module
+    import services.ingest.database as database_module
 
     probes: list[int] = []
-    real_probe = worker_module.registered_any  # type: ignore[attr-defined]  # the worker's import, patched below
+    real_probe = database_module.registered_any  # type: ignore[attr-defined]  # the registry adapter's import, patched below
 
     def counting_probe(*args: object) -> bool:
         probes.append(1)
         return real_probe(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(worker_module, "registered_any", counting_probe)
+    monkeypatch.setattr(database_module, "registered_any", counting_probe)
     ts = _hour_ago().isoformat()
     dead = "SELECT count(*) FROM dead_letters WHERE topic LIKE %s"
     with running_ingest(db_url, broker.port, registry_probe_interval_s=0.5):

@@ -28,6 +28,7 @@ __all__ = [
     "bump_revision",
     "clear_pending",
     "create_event",
+    "drop_pending_action",
     "event_sites",
     "get_event",
     "list_events",
@@ -36,6 +37,7 @@ __all__ = [
     "record_ack",
     "record_dispatch",
     "set_event_sites",
+    "set_requested_kw",
     "transition",
 ]
 
@@ -330,6 +332,15 @@ def pending_requests(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
            WHERE pending_action IS NOT NULL ORDER BY id"""
     ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+def set_requested_kw(conn: psycopg.Connection, event_pk: int, requested_kw: float) -> None:
+    conn.execute("UPDATE dr_events SET requested_kw = %s WHERE id = %s", (requested_kw, event_pk))
+
+
+def drop_pending_action(conn: psycopg.Connection, event_pk: int) -> None:
+    """Forget an API request without an audit row (the caller's transition already records what happened)."""
+    conn.execute("UPDATE dr_events SET pending_action = NULL WHERE id = %s", (event_pk,))
 
 
 def clear_pending(conn: psycopg.Connection, event_pk: int, *, now: datetime, actor: str, action: str) -> None:

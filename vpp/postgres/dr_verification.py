@@ -15,6 +15,7 @@ __all__ = [
     "ReductionRow",
     "SettlementLine",
     "dispatched_dr_days",
+    "events_awaiting_verification",
     "save_reductions",
     "settlement_lines",
     "verified_reductions",
@@ -114,3 +115,15 @@ def settlement_lines(
         lines.append(SettlementLine(event, site, start, end, float(incentive), result.delivered_kwh,
                                     result.settled_kwh, result.amount_jpy, result.missing_slots, method))  # fmt: skip
     return lines
+
+
+def events_awaiting_verification(conn: psycopg.Connection, ended_after: datetime, ended_by: datetime) -> list[str]:
+    """Ids of completed events that ended in (ended_after, ended_by] and have no site's measured energy yet."""
+    rows = conn.execute(
+        """SELECT e.event_id FROM dr_events e WHERE e.status = 'completed' AND e.end_at > %s
+             AND e.end_at <= %s
+             AND NOT EXISTS (SELECT 1 FROM dr_verified_reductions v
+                             WHERE v.event_pk = e.id AND v.actual_kwh IS NOT NULL)""",
+        (ended_after, ended_by),
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 import psycopg
 
@@ -17,11 +18,13 @@ from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 __all__ = [
     "LiveMeter",
     "SiteDr",
+    "SlotEnergy",
     "daily_slots",
     "jst_midnight",
     "live_meter",
     "load_dr_sites",
     "monthly_max_demand_kw",
+    "recent_slots",
     "region_site_ids",
 ]
 
@@ -135,3 +138,26 @@ def region_site_ids(conn: psycopg.Connection, region_id: str) -> list[str]:
         (region_id,),
     ).fetchall()
     return [row[0] for row in rows]
+
+
+class SlotEnergy(NamedTuple):
+    """One rolled-up 30-minute slot of a site, as the live console shows it."""
+
+    slot_start: datetime
+    import_kwh: float
+    pv_kwh: float
+    battery_net_kwh: float  # discharge − charge
+    ev_kwh: float
+    load_kwh: float
+    coverage: float
+
+
+def recent_slots(conn: psycopg.Connection, site_id: str, limit: int = 6) -> list[SlotEnergy]:
+    """The site's latest `limit` slots, oldest first."""
+    rows = conn.execute(
+        """SELECT slot_start, import_kwh, pv_kwh, battery_discharge_kwh - battery_charge_kwh, ev_kwh, load_kwh, coverage
+           FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk WHERE s.site_id = %s
+           ORDER BY slot_start DESC LIMIT %s""",
+        (site_id, limit),
+    ).fetchall()
+    return [SlotEnergy(*row) for row in reversed(rows)]

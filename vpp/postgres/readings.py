@@ -220,6 +220,14 @@ class ReadingWriter:
         conn.execute(_STAGE_DDL)
         conn.commit()
 
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+
     def write(
         self,
         rows: Sequence[ReadingRow] | EncodedRows,

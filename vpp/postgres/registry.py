@@ -16,6 +16,7 @@ __all__ = [
     "register_site",
     "registered_any",
     "registry_fingerprint",
+    "site_pk",
     "site_pk_by_id",
 ]
 
@@ -140,3 +141,9 @@ def registered_any(conn: psycopg.Connection, site_ids: Iterable[str], devices: I
 
 def site_pk_by_id(conn: psycopg.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute("SELECT site_id, id FROM sites").fetchall()}
+
+
+def site_pk(conn: psycopg.Connection, site_id: str) -> int | None:
+    """The site's primary key, None when no site has that id."""
+    row = conn.execute("SELECT id FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+    return None if row is None else int(row[0])

@@ -11,6 +11,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from services.ingest.subscriber import Subscriber
 from tests.integration.ingest_fixtures import running_ingest, scalar
 from tests.integration.security.conftest import (
     INGEST_PASSWORD,
@@ -57,6 +58,7 @@ def test_hostile_site_steals_and_loses_nothing_while_ingest_runs(secured: Secure
     with running_ingest(
         db_url, secured.broker.port, client_id="ingest-1", username="ingest", password=INGEST_PASSWORD
     ) as worker:
+        assert isinstance(worker.subscriber, Subscriber)
         ingest_client = worker.subscriber.client
         scheduler = secured.probe("dr-scheduler", "scheduler", SCHEDULER_PASSWORD)
         victim = secured.site("site-b", "gw-site-b")

@@ -1,4 +1,4 @@
-"""A scheduler that lost its lease stops before its next tick (services/dr_scheduler/__main__.py)."""
+"""A scheduler that lost its lease stops before its next tick (services/dr_scheduler/loop.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 from types import SimpleNamespace
 from typing import cast
 
-from services.dr_scheduler.__main__ import run_loop
 from services.dr_scheduler.dispatch import Dispatcher
+from services.dr_scheduler.loop import run_loop
 from services.dr_scheduler.scheduler import Scheduler
 
 

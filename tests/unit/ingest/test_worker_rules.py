@@ -1,0 +1,104 @@
+"""The ingest worker's rules with fakes for its database and broker (services/ingest/fakes.py): milliseconds,
+no PostgreSQL, no Mosquitto. The slow fault tests (tests/integration/test_ingest_faults.py) prove the same
+rules against the real servers; these pin them down where a refactor breaks them first."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.ingest.fakes import FakeReadingStore, FakeRegistry, FakeRollup, FakeSubscriber, Journal
+from services.ingest.worker import IngestConfig, IngestWorker
+from vpp.domain.devices import DeviceKind, DeviceRef
+from vpp.mqtt import BrokerAddress
+
+DEVICES = {("depot", "meter-1"): DeviceRef(7, 3, DeviceKind.METER)}
+
+
+def _telemetry(minute: int) -> bytes:
+    ts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minute)
+    return json.dumps({"ts": ts.isoformat(), "power_kw": 5.0}).encode()
+
+
+class Harness:
+    def __init__(self, journal: Journal, store: FakeReadingStore, worker: IngestWorker) -> None:
+        self.journal = journal
+        self.store = store
+        self.worker = worker
+
+    @property
+    def subscriber(self) -> FakeSubscriber:
+        assert isinstance(self.worker.subscriber, FakeSubscriber)
+        return self.worker.subscriber
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    journal = Journal()
+    store = FakeReadingStore(journal)
+    config = IngestConfig(
+        database_url="postgresql://unused",  # never connected: every adapter is a fake
+        broker=BrokerAddress("fake-broker", 1883),
+        batch_max_wait_s=0.01,
+        batch_min_wait_s=0.0,
+        retry_delay_s=0.001,
+        idle_poll_s=0.01,
+        rollup_interval_s=3600.0,
+    )
+    worker = IngestWorker(
+        config,
+        open_writer=store.open_writer,
+        registry=FakeRegistry(DEVICES),
+        rollup=FakeRollup(),
+        make_subscriber=functools.partial(FakeSubscriber, journal=journal),
+    )
+    thread = worker.start_in_thread()
+    assert worker.subscriber.subscribed.wait(1)
+    yield Harness(journal, store, worker)
+    worker.stop()
+    thread.join(5)
+    assert worker.stopped.is_set()
+
+
+def test_a_message_is_acknowledged_only_after_its_batch_committed(harness: Harness) -> None:
+    mids = [harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(m)) for m in (1, 2, 3)]
+    assert harness.journal.wait_acked(3)
+    assert sorted(harness.journal.acked()) == sorted(mids)
+    kinds = [k for k in harness.journal.kinds() if k in {"commit", "ack"}]
+    assert kinds[0] == "commit"
+    for index, kind in enumerate(kinds):  # the batches may split the three; each batch: commit, then ack
+        if kind == "ack":
+            assert kinds[index - 1] == "commit", kinds
+    assert harness.store.stored_rows == 3
+
+
+def test_a_failed_commit_acknowledges_nothing_and_retries(harness: Harness) -> None:
+    harness.store.fail_commits = 2
+    mid = harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(1))
+    assert harness.journal.wait_for("ack")
+    assert [k for k in harness.journal.kinds() if k != "confirm"] == ["failed commit", "failed commit", "commit", "ack"]
+    assert harness.subscriber.acked == [mid]
+    assert harness.store.opened == 3  # each retry on a fresh connection
+    assert harness.worker.metrics.db_errors._value.get() == 2
+
+
+def test_stored_confirmations_are_published_only_after_the_commit(harness: Harness) -> None:
+    harness.store.fail_commits = 1
+    harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(1))
+    assert harness.journal.wait_for("ack")
+    assert harness.journal.kinds() == ["failed commit", "commit", "confirm", "ack"]
+    ((topic, payload),) = harness.subscriber.confirmed
+    assert topic.startswith("vpp/v1/depot/")
+    assert b"meter-1" in payload
+
+
+def test_a_rejected_message_is_dead_lettered_in_the_commit_and_then_acknowledged(harness: Harness) -> None:
+    mid = harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", b"not json")
+    assert harness.journal.wait_for("ack")
+    assert harness.journal.kinds() == ["commit", "ack"]
+    assert [d.reason for d in harness.store.dead_letters] == ["malformed_json"]
+    assert harness.subscriber.acked == [mid]
