@@ -35,6 +35,7 @@ import psycopg
 
 from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
+from services.ingest.bootstrap import tune_interpreter
 from services.ingest.worker import IngestConfig, IngestWorker
 from vpp.domain.devices import DeviceKind
 from vpp.domain.dr_events import DrSignal, SignalInterval, parse_signal, signal_payload
@@ -252,6 +253,7 @@ def broker_fault_round(
             rollup_interval_s=3600.0,
         )
     )  # fmt: skip
+    tune_interpreter(worker.config)  # as `python -m services.ingest` does
     dispatcher = Dispatcher(brokers, SchedulerMetrics(), client_id="ha-scheduler", resync_settle_s=0.5)
     gateways: list[NumberedGateway] = []
     watch: _SignalWatch | None = None

@@ -39,6 +39,7 @@ from sqlalchemy import DateTime, Float, Integer, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.ingest.batcher import Inbound, build_batch
+from services.ingest.bootstrap import tune_interpreter
 from services.ingest.worker import IngestConfig, IngestWorker
 from vpp.domain.devices import DeviceKind
 from vpp.embedded.broker import EmbeddedBroker
@@ -246,6 +247,7 @@ def _end_to_end_rate(
     db_url: str, broker: EmbeddedBroker, messages: list[Message], readings: int, workdir: Path, progress: Progress
 ) -> float:
     worker = IngestWorker(IngestConfig(db_url, BrokerAddress("127.0.0.1", broker.port), client_id="bench-ingest"))
+    tune_interpreter(worker.config)  # as `python -m services.ingest` does: this process measures the worker
     thread = worker.start_in_thread()
     if not worker.subscriber.subscribed.wait(10):
         raise RuntimeError("the ingest worker did not subscribe")

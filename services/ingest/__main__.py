@@ -13,7 +13,7 @@ from vpp.log import configure_logging
 from vpp.postgres.migrate import upgrade
 from vpp.settings import MissingSecretError, settings_or_exit
 
-from .bootstrap import broker_with_retry, worker_from_settings
+from .bootstrap import broker_with_retry, tune_interpreter, worker_from_settings
 from .metrics import IngestMetrics
 
 
@@ -37,6 +37,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    tune_interpreter(worker.config)
     worker.run()
 
 

@@ -7,7 +7,9 @@ the metrics server, exiting on a missing secret).
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -21,9 +23,22 @@ from vpp.settings import Settings
 from .metrics import IngestMetrics
 from .worker import IngestConfig, IngestWorker
 
-__all__ = ["broker_with_retry", "config_from_settings", "worker_from_settings"]
+__all__ = ["broker_with_retry", "config_from_settings", "tune_interpreter", "worker_from_settings"]
 
 log = logging.getLogger("vpp.ingest")
+
+
+def tune_interpreter(config: IngestConfig) -> None:
+    """Process-wide interpreter settings for a process that runs an ingest worker and little else.
+
+    Called by a process's main (`python -m services.ingest`, the ingest benchmarks), never by the worker
+    itself: in `vpp up` the worker is one thread beside the API and the scheduler, whose process should
+    keep CPython's defaults. Why these values: see `IngestConfig.gil_switch_interval_s` and
+    `gc_young_threshold`.
+    """
+    sys.setswitchinterval(min(sys.getswitchinterval(), config.gil_switch_interval_s))
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, config.gc_young_threshold), *older)
 
 
 def config_from_settings(

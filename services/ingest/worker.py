@@ -15,10 +15,8 @@ Failure handling, which is the point of this file:
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -197,10 +195,6 @@ class IngestWorker:
         everything else waits for. The hand-off queue holds at most two batches, so a slow database
         slows consumption instead of growing memory; acks leave in commit order from the writer thread.
         """
-        # Process-wide, and meant to be: the ingest worker owns its process (see the two settings).
-        sys.setswitchinterval(min(sys.getswitchinterval(), self.config.gil_switch_interval_s))
-        young, *older = gc.get_threshold()
-        gc.set_threshold(max(young, self.config.gc_young_threshold), *older)
         self._ensure_writer_with_retry()
         writer_thread = threading.Thread(target=self._write_loop, name=f"{self.config.client_id}-writer", daemon=True)
         writer_thread.start()
