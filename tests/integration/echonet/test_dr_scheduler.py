@@ -90,7 +90,7 @@ def readings_since(db_url: str, kind: str, since: datetime) -> list[float]:
 def slot_energy(db_url: str, slot: datetime, column: str) -> float:
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
-            f"SELECT e.{column} FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk"  # noqa: S608 (a column name)
+            f"SELECT e.{column} FROM site_energy_30min e JOIN sites s ON s.id = e.site_pk"
             " WHERE s.site_id = %s AND e.slot_start = %s",
             (SITE, slot),
         ).fetchone()
@@ -119,7 +119,9 @@ def planned_event(
         actor="operator:test",
     )
     assert event.status == "planned"
-    assert event.allocated_kw == pytest.approx(REQUESTED_KW), str(store.audit_trail(conn, event.pk)[-1]["detail"]).replace(",", ";")
+    assert event.allocated_kw == pytest.approx(REQUESTED_KW), str(
+        store.audit_trail(conn, event.pk)[-1]["detail"]
+    ).replace(",", ";")
     (site,) = store.event_sites(conn, event.pk)
     assert site.import_limit_kw is not None
     dispatched_at = datetime.now(UTC)
