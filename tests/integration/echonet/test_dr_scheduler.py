@@ -11,6 +11,7 @@ readings show the discharge, the meter's the import held at the signalled limit.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from services.dr_scheduler.dispatch import Dispatcher, InboundAck
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
+from services.dr_scheduler.verification import VerificationConfig
 from services.gateway.fleet import register_home
 from tests.integration.echonet.conftest import SITE, RunningGateway
 from tests.integration.ingest_fixtures import running_ingest
@@ -29,6 +31,7 @@ from vpp.domain.slots import JST, slot_start
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.mqtt import BrokerAddress
 from vpp.postgres import dr_events as store
+from vpp.postgres.dr_verification import settlement_lines, verified_reductions
 from vpp.simulation.echonet_home import EmulatedHome, HomeState
 
 pytestmark = pytest.mark.integration
@@ -195,3 +198,60 @@ def test_a_battery_that_refuses_the_scheduled_write_is_acked_rejected_with_the_r
         finally:
             dispatcher.stop()
             conn.close()
+
+
+FULL_SLOT = os.environ.get("VPP_TEST_ECHONET_FULL_SLOT") == "1"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FULL_SLOT, reason="waits for a whole JST half-hour in real time (up to an hour):"
+                    " VPP_TEST_ECHONET_FULL_SLOT=1 runs it")  # fmt: skip
+def test_a_full_event_slot_on_the_echonet_home_is_verified_from_its_stored_readings(
+    db_url: str, broker: EmbeddedBroker, home: EmulatedHome, gateway: RunningGateway
+) -> None:
+    """The whole loop in real time: planned before the next half-hour, carried out through it by the
+    gateway, then completed and verified by the scheduler against the home's baseline."""
+    with running_ingest(db_url, broker.port, client_id="ingest-echonet-dr"), psycopg.connect(db_url) as conn:
+        site_pk = register_home(conn, SITE, home)
+        start = slot_start(datetime.now(UTC)) + timedelta(minutes=30)
+        end = start + timedelta(minutes=30)
+        seed_history(conn, site_pk, datetime.combine(start.astimezone(JST).date(), datetime.min.time(), JST))
+        conn.commit()
+        metrics = SchedulerMetrics()
+        dispatcher = Dispatcher(BrokerAddress("127.0.0.1", broker.port), metrics, client_id="dr-echonet")
+        dispatcher.start()
+        try:
+            assert dispatcher.connected.wait(10)
+            wait_for(lambda: len(readings_since(db_url, "battery", start - timedelta(hours=1))), bool, timeout_s=30)
+            scheduler = Scheduler(conn, dispatcher, metrics, VerificationConfig(settle=timedelta(seconds=30)))
+            now = datetime.now(UTC)
+            event = scheduler.create_event(
+                EventRequest(start, end, requested_kw=REQUESTED_KW, incentive_jpy_per_kwh=30.0, site_ids=(SITE,)),
+                now=now,
+                actor="operator:test",
+            )
+            assert event.allocated_kw == pytest.approx(REQUESTED_KW)
+            scheduler.dispatch(event.event_id, now=now, actor="operator:test")
+            ack = next_ack(dispatcher)
+            assert b"scheduled on battery-" in ack.payload, ack.payload
+            scheduler.handle_ack(ack.site_id, ack.payload, now=datetime.now(UTC))
+            time.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 5)
+            scheduler.tick(datetime.now(UTC))
+            assert store.get_event(conn, event.event_id).status == "active"  # type: ignore[union-attr]
+            wait_for(lambda: home.state.battery_w, lambda w: w < -1000, timeout_s=10)
+            time.sleep(max((end - datetime.now(UTC)).total_seconds(), 0) + 45)
+            scheduler.tick(datetime.now(UTC))
+            assert store.get_event(conn, event.event_id).status == "completed"  # type: ignore[union-attr]
+            (reduction,) = verified_reductions(conn, event.pk)[SITE]
+            assert reduction.actual_kwh is not None
+            assert reduction.reduction_kwh is not None
+            (line,) = settlement_lines(conn, event_id=event.event_id)
+            print(
+                f"\nverified slot {reduction.slot_start:%H:%M} UTC: baseline {reduction.baseline_kwh:.3f} kWh,"
+                f" actual {reduction.actual_kwh:.3f} kWh, reduction {reduction.reduction_kwh:.3f} kWh"
+                f" (requested {REQUESTED_KW * 0.5:.2f} kWh), settled {line.settled_kwh:.3f} kWh"
+            )
+            assert reduction.reduction_kwh >= 0.8 * REQUESTED_KW * 0.5
+            assert line.delivered_kwh > 0
+        finally:
+            dispatcher.stop()
