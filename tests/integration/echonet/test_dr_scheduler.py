@@ -204,6 +204,7 @@ FULL_SLOT = os.environ.get("VPP_TEST_ECHONET_FULL_SLOT") == "1"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4000)
 @pytest.mark.skipif(not FULL_SLOT, reason="waits for a whole JST half-hour in real time (up to an hour):"
                     " VPP_TEST_ECHONET_FULL_SLOT=1 runs it")  # fmt: skip
 def test_a_full_event_slot_on_the_echonet_home_is_verified_from_its_stored_readings(
