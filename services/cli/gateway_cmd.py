@@ -46,10 +46,11 @@ def echonet(
         200_000, "--backlog-max", min=1, help="Messages kept on disk while unconfirmed (oldest dropped beyond)"
     ),
     confirm: str = typer.Option(
-        "puback",
+        "stored",
         "--confirm",
         help="When a reading leaves the backlog: 'stored' (the platform's vpp/v1/{site}/stored confirmation: "
-        "nothing is lost when a broker dies) or 'puback' (the broker has it)",
+        "nothing is lost when a broker dies; the default) or 'puback' (the broker has it: for a platform that "
+        "does not confirm)",
     ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:

@@ -2,13 +2,18 @@
 
 Every telemetry message goes to the :class:`~services.gateway.backlog.Backlog` first and is published
 from there by one sender thread, at most ``window`` unconfirmed at a time. A message leaves the backlog
-only through :meth:`GatewayPublisher.confirmed`, the single confirmation hook. Today it is called on
-the broker's PUBACK (delivery level "QoS 1", DESIGN.md section 3); with the platform's end-to-end
-stored-confirmation topic it is called from that topic's handler instead: with ``confirm_on_puback``
-False the publisher subscribes to ``vpp/v1/{site}/stored`` and confirms a message once every reading
-in it has been reported stored (:class:`StoredTracker`; :meth:`confirmed` may still be called too).
-After any reconnect everything unconfirmed is sent again, oldest first, and so is everything once
-nothing was confirmed for ``resend_after_s``; ingest ignores duplicates (same device and timestamp).
+only through :meth:`GatewayPublisher.confirmed`, the single confirmation hook, called either on the
+broker's PUBACK (``confirm_on_puback=True``, delivery level "QoS 1", DESIGN.md section 3) or, the
+default, from the platform's end-to-end confirmation: ingest publishes on `vpp/v1/{site}/stored`,
+after each commit, the (device, timestamp) of every reading it stored (README "End-to-end
+confirmation"); the publisher maps those to backlog sequence numbers and confirms them. A PUBACK
+then only frees a place in the window.
+
+After any reconnect everything unconfirmed is sent again, oldest first; ingest ignores duplicates
+(same device and timestamp). A message PUBACKed but not confirmed within ``resend_after_s`` is sent
+again too (the broker may have lost it, or ingest's session; a QoS 0 confirmation may have been
+lost), each further time after twice as long, up to ``_RESEND_MAX_S``: a reading ingest rejected is
+never confirmed, and must not be resent forever at full rate until the backlog's bound lets it go.
 
 Given several independent brokers (``broker`` as a list) it is connected to one at a time and moves to
 the next when that one is lost (`vpp.mqtt.BrokerFailover`): the move is a reconnect like any other, so
@@ -22,12 +27,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from services.gateway.backlog import Backlog
+from services.gateway.backlog import Backlog, Key, Pending
 from vpp.domain.dr_events import DrAck, DrSignal, ack_payload, parse_signal
 from vpp.log import kv
 from vpp.mqtt import (
@@ -40,78 +45,23 @@ from vpp.mqtt import (
     stored_topic,
 )
 
-__all__ = ["GatewayPublisher", "StoredTracker"]
+__all__ = ["GatewayPublisher", "reading_key"]
 
 log = logging.getLogger("vpp.gateway.publisher")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RESEND_MAX_S = 600.0
 
-Reading = tuple[str, datetime]  # device, instant (aware datetimes compare as instants)
 
-
-class StoredTracker:
-    """Which backlog messages the platform's `stored` confirmations complete.
-
-    A message holds one reading or a batch; it is complete once every reading in it was reported
-    stored. A message whose readings cannot be read (no RFC 3339 ``ts``) is never completed here.
-    Thread-safe: paho's thread confirms while the sender tracks.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: dict[Reading, set[int]] = {}  # a reading -> the messages holding it
-        self._open: dict[int, set[Reading]] = {}  # a message -> its readings not yet reported stored
-
-    def track(self, seq: int, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        try:
-            body = json.loads(payload)
-            readings = body["readings"] if isinstance(body, dict) and "readings" in body else [body]
-            keys = {(parts[3], datetime.fromisoformat(str(r["ts"]))) for r in readings}
-        except (ValueError, TypeError, KeyError, IndexError):
-            return
-        with self._lock:
-            if seq in self._open or not keys:
-                return  # a resend: already tracked
-            self._open[seq] = keys
-            for key in keys:
-                self._waiting.setdefault(key, set()).add(seq)
-
-    def stored(self, payload: bytes) -> list[int]:
-        """The messages a `stored` confirmation completes (anything unreadable completes nothing)."""
-        try:
-            keys = [
-                (str(device), datetime.fromisoformat(ts))
-                for device, stamps in json.loads(payload)["stored"].items()
-                for ts in stamps
-            ]
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return []
-        done: list[int] = []
-        with self._lock:
-            for key in keys:
-                for seq in self._waiting.pop(key, ()):
-                    remaining = self._open.get(seq)
-                    if remaining is None:
-                        continue
-                    remaining.discard(key)
-                    if not remaining:
-                        del self._open[seq]
-                        done.append(seq)
-        return done
-
-    def forget(self, seqs: list[int]) -> None:
-        """Messages confirmed another way (or dropped from the backlog)."""
-        with self._lock:
-            for seq in seqs:
-                for key in self._open.pop(seq, ()):
-                    holders = self._waiting.get(key)
-                    if holders is not None:
-                        holders.discard(seq)
-                        if not holders:
-                            del self._waiting[key]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._open)
+def reading_key(device_id: str, ts: object) -> Key | None:
+    """(device, instant in µs): how a reading is matched to a confirmation. Instants, not text: the
+    platform may confirm ``...05.000+09:00`` as ``...20:00:05Z``. None for a missing or naive time."""
+    try:
+        instant = datetime.fromisoformat(str(ts))
+    except ValueError:
+        return None
+    if instant.tzinfo is None:
+        return None
+    return device_id, (instant - _EPOCH) // timedelta(microseconds=1)
 
 
 class GatewayPublisher:
@@ -125,9 +75,9 @@ class GatewayPublisher:
         username: str | None = None,
         password: str | None = None,
         window: int = 200,
-        confirm_on_puback: bool = True,
-        reconnect_min_s: float = 1.0,
+        confirm_on_puback: bool = False,
         resend_after_s: float = 30.0,
+        reconnect_min_s: float = 1.0,
     ) -> None:
         brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
         broker = brokers[0]
@@ -136,8 +86,6 @@ class GatewayPublisher:
         self.window = window
         self.confirm_on_puback = confirm_on_puback
         self.resend_after_s = resend_after_s
-        self.tracker = StoredTracker()
-        self._last_progress = time.monotonic()  # the last send or confirmation: drives the timed resend
         self._on_signal = on_signal
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -146,6 +94,9 @@ class GatewayPublisher:
         self._generation = 0  # counts connections; the sender restarts from the oldest on each
         self.inflight = 0
         self.enqueued = 0
+        self.confirmations = 0  # stored messages received
+        self.confirmed_count = 0  # backlog messages they released
+        self.resent = 0  # messages sent again because no confirmation came in time (not reconnects)
         self.connected_event = threading.Event()
         self.client = make_client(
             f"gateway-{site_id}",
@@ -169,7 +120,9 @@ class GatewayPublisher:
 
     # -- telemetry ---------------------------------------------------------------------------------
     def enqueue(self, topic: str, body: dict[str, Any]) -> int:
-        seq = self.backlog.append(topic, json.dumps(body, separators=(",", ":")).encode())
+        parts = topic.split("/")
+        key = reading_key(parts[3], body.get("ts")) if len(parts) > 3 else None
+        seq = self.backlog.append(topic, json.dumps(body, separators=(",", ":")).encode(), key)
         self.enqueued += 1
         self._wake.set()
         return seq
@@ -177,16 +130,33 @@ class GatewayPublisher:
     def confirmed(self, seqs: list[int]) -> None:
         """THE confirmation hook: the platform (or, at delivery level QoS 1, the broker) has these."""
         self.backlog.confirm(seqs)
-        self.tracker.forget(seqs)
-        self._last_progress = time.monotonic()
+
+    def _on_stored(self, payload: bytes) -> None:
+        """Map the platform's confirmation (device → timestamps) to sequence numbers and confirm them.
+
+        Anything unreadable is ignored: a confirmation can only release readings, so the worst a bad
+        one can do is cause resends."""
+        try:
+            stored = json.loads(payload)["stored"]
+            keys = [reading_key(str(device), ts) for device, stamps in stored.items() for ts in stamps]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("unreadable stored confirmation", extra=kv(site=self.site_id))
+            return
+        # A set: one batch may hold a reading and its resend, both reported stored.
+        seqs = self.backlog.seqs_for(sorted({k for k in keys if k is not None}))
+        self.confirmations += 1
+        self.confirmed_count += len(seqs)
+        self.confirmed(seqs)
 
     def _send_loop(self) -> None:
-        # Only this thread touches _inflight and _sent_upto. Completion is read from paho's message
-        # infos rather than mapped from on_publish's mid: paho reuses mids and resends its own
+        # Only this thread touches inflight, sent_upto and sent_at. Completion is read from paho's
+        # message infos rather than mapped from on_publish's mid: paho reuses mids and resends its own
         # in-flight messages after a reconnect, so a mid alone could confirm the wrong message.
         inflight: list[tuple[int, mqtt.MQTTMessageInfo]] = []
         sent_upto = 0
         seen_generation = 0
+        sent_at: dict[int, tuple[float, int]] = {}  # seq -> (last sent, times sent) this connection
+        next_check = 0.0
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
@@ -200,28 +170,44 @@ class GatewayPublisher:
             if not connected:
                 continue
             if generation != seen_generation:  # a new connection: resend everything unconfirmed
-                inflight, sent_upto, seen_generation = [], 0, generation
-            elif (
-                not self.confirm_on_puback
-                and not inflight
-                and sent_upto
-                and time.monotonic() - self._last_progress > self.resend_after_s
-            ):  # delivered but never confirmed (a confirmation lost, a reading dropped): send it all again
-                sent_upto = 0
-                self._last_progress = time.monotonic()
+                inflight, sent_upto, seen_generation, sent_at = [], 0, generation, {}
             room = self.window - len(inflight)
             if room <= 0:
                 continue
-            for item in self.backlog.pending(sent_upto, limit=room):
-                if not self.confirm_on_puback:  # before publishing: the confirmation may be quick
-                    self.tracker.track(item.seq, item.topic, item.payload)
+            now = time.monotonic()
+            batch = []
+            if not self.confirm_on_puback and now >= next_check:
+                next_check = now + min(1.0, self.resend_after_s / 4)
+                batch = self._overdue(sent_upto, sent_at, {seq for seq, _ in inflight}, now, room)
+                self.resent += len(batch)
+            fresh = self.backlog.pending(sent_upto, limit=room - len(batch))
+            for item in batch + fresh:
                 info = self.client.publish(item.topic, item.payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # the connection dropped under us; the next connection starts over
                 inflight.append((item.seq, info))
-                sent_upto = item.seq
-                self._last_progress = time.monotonic()
+                sent_upto = max(sent_upto, item.seq)
+                if not self.confirm_on_puback:
+                    sent_at[item.seq] = (now, sent_at.get(item.seq, (now, 0))[1] + 1)
             self.inflight = len(inflight)
+
+    def _overdue(
+        self, sent_upto: int, sent_at: dict[int, tuple[float, int]], inflight: set[int], now: float, room: int
+    ) -> list[Pending]:
+        """Messages sent on this connection, PUBACKed, and still unconfirmed past their resend time."""
+        held = self.backlog.pending_seqs(sent_upto)
+        for seq in set(sent_at) - set(held):  # confirmed (or dropped by the bound) since: forget
+            del sent_at[seq]
+        due = []
+        for seq in held:
+            if seq in inflight or seq not in sent_at:
+                continue
+            last, times = sent_at[seq]
+            if now - last >= min(self.resend_after_s * 2 ** (times - 1), _RESEND_MAX_S):
+                due.append(seq)
+                if len(due) >= room:
+                    break
+        return self.backlog.get(due)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _reason: Any, _p: Any) -> None:
         self._wake.set()
@@ -231,13 +217,15 @@ class GatewayPublisher:
         if reason.is_failure:
             log.warning("broker refused the gateway", extra=kv(site=self.site_id, reason=str(reason)))
             return
-        with self._lock:
-            self._connected = True
-            self._generation += 1
         client.publish(status_topic(self.site_id), b"online", qos=1, retain=True)
         client.subscribe(dr_signal_topic(self.site_id), qos=1)
         if not self.confirm_on_puback:
+            # Before the sender may publish: the broker handles one connection's packets in order, so
+            # no confirmation of a resent reading can arrive before this subscription is in place.
             client.subscribe(stored_topic(self.site_id), qos=1)
+        with self._lock:
+            self._connected = True
+            self._generation += 1
         log.info("gateway connected", extra=kv(site=self.site_id, backlog=self.backlog.size()))
         self.connected_event.set()
         self._wake.set()
@@ -252,9 +240,7 @@ class GatewayPublisher:
     # -- DR ------------------------------------------------------------------------------------------
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == stored_topic(self.site_id):
-            done = self.tracker.stored(bytes(message.payload))
-            if done:
-                self.confirmed(done)
+            self._on_stored(bytes(message.payload))
             return
         if not message.payload:
             return  # a cleared retained signal

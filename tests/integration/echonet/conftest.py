@@ -111,14 +111,33 @@ class RunningGateway:
 
 
 @pytest.fixture
-def gateway(lan: EchonetLan, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[RunningGateway]:
+def gateway_options() -> dict[str, Any]:
+    """GatewayPublisher options. These tests run no ingest, so nothing would ever confirm a reading
+    end to end: they confirm on PUBACK. tests/integration/echonet/test_confirmation.py runs ingest
+    and overrides this with the default, the platform's `stored` confirmation."""
+    return {"confirm_on_puback": True}
+
+
+@pytest.fixture
+def backlog_max() -> int:
+    return 10_000
+
+
+@pytest.fixture
+def gateway(
+    lan: EchonetLan,
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    gateway_options: dict[str, Any],
+    backlog_max: int,
+) -> Iterator[RunningGateway]:
     config = GatewayConfig(SITE, lan.gateway_ip, poll_s=POLL_S, discover_s=30.0, timeout_s=1.0)
-    backlog = Backlog(tmp_path / "gateway" / "backlog.sqlite3", max_messages=10_000)
+    backlog = Backlog(tmp_path / "gateway" / "backlog.sqlite3", max_messages=backlog_max)
     enqueued: list[tuple[str, str]] = []
 
     def make_publisher(on_signal: Any) -> GatewayPublisher:
         publisher = GatewayPublisher(SITE, BrokerAddress("127.0.0.1", broker.port), backlog, on_signal,
-                                     reconnect_min_s=0.5)  # fmt: skip
+                                     reconnect_min_s=0.5, **gateway_options)  # fmt: skip
         original = publisher.enqueue
 
         def recording(topic: str, body: dict[str, Any]) -> int:
