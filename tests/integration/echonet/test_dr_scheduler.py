@@ -11,7 +11,6 @@ readings show the discharge, the meter's the import held at the signalled limit.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -200,13 +199,11 @@ def test_a_battery_that_refuses_the_scheduled_write_is_acked_rejected_with_the_r
             conn.close()
 
 
-FULL_SLOT = os.environ.get("VPP_TEST_ECHONET_FULL_SLOT") == "1"
-
-
+# Waits for a whole JST half-hour in real time (up to an hour): deselected from the default run with the
+# benchmarks, run with `pytest -m benchmark tests/integration/echonet/test_dr_scheduler.py`.
 @pytest.mark.slow
+@pytest.mark.benchmark
 @pytest.mark.timeout(4000)
-@pytest.mark.skipif(not FULL_SLOT, reason="waits for a whole JST half-hour in real time (up to an hour):"
-                    " VPP_TEST_ECHONET_FULL_SLOT=1 runs it")  # fmt: skip
 def test_a_full_event_slot_on_the_echonet_home_is_verified_from_its_stored_readings(
     db_url: str, broker: EmbeddedBroker, home: EmulatedHome, gateway: RunningGateway
 ) -> None:
