@@ -15,11 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.e2e.browser import CHROMIUM, chromium, log_in
 from tests.e2e.platform import DEV_OPERATOR, Platform, running_platform
 from tests.support.waiting import wait_for
-
-pytest.importorskip("playwright.sync_api")
-from tests.e2e.browser import CHROMIUM, chromium, log_in
 
 pytestmark = pytest.mark.integration
 

@@ -10,17 +10,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from playwright.sync_api import Page, Request
 
 from services.api.main import create_app
+from tests.e2e.browser import CHROMIUM, chromium
 from tests.e2e.platform import DEV_OPERATOR
 from tests.integration.api.server import serving
 from vpp.domain.slots import JST
 from vpp.settings import load_settings
-
-pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Page, Request
-
-from tests.e2e.browser import CHROMIUM, chromium
 
 pytestmark = pytest.mark.integration
 
