@@ -70,6 +70,11 @@ def _rows_on(formation: Formation, name: str) -> list[int]:
         return []  # the node is (re)starting
 
 
+def _states_of(formation: Formation) -> dict[str, str]:
+    """Each node's state where reported and assigned agree."""
+    return {s.name: s.reported for s in formation.states() if s.reported == s.assigned}
+
+
 def test_two_standbys_keep_a_synchronous_standby_after_the_primary_is_lost(tmp_path: Path) -> None:
     formation = Formation(tmp_path / "pg", standbys=2)
     try:
@@ -137,5 +142,19 @@ def test_two_standbys_keep_a_synchronous_standby_after_the_primary_is_lost(tmp_p
         formation.rejoin(survivor)
         assert committed.wait(90), f"the commit did not return once a standby was back: {formation.states()}"
         assert 4 in wait_for(lambda: _rows_on(formation, survivor), lambda rows: 4 in rows, timeout_s=10)
+
+        # The runbook's deliberate way out while no standby can come back: number_sync_standbys 0
+        # lets the lone primary take writes again; setting it back to 1 once a standby is back.
+        formation.sigkill(survivor)
+        formation.run("sync-standbys", "monitor", formation.monitor_port, PG_HA_SYNC_STANDBYS="0")
+        assert wait_for(lambda: _insert(formation.url(), 5), lambda n: n is not None, timeout_s=60) == ""
+        formation.rejoin(survivor)
+        wait_for(
+            lambda: _states_of(formation), lambda s: s.get(promoted) == "primary" and s.get(survivor) == "secondary", 90
+        )
+        formation.run("sync-standbys", "monitor", formation.monitor_port)
+        wait_for(lambda: _states_of(formation), lambda s: s.get(promoted) == "primary", 60)
+        again = wait_for(lambda: _replication(formation, promoted), lambda r: r is not None and r[0] != "", 60)
+        print(f"number_sync_standbys 0 then 1 again: {again}")
     finally:
         formation.destroy()
