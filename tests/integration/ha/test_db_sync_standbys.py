@@ -150,7 +150,8 @@ def test_two_standbys_keep_a_synchronous_standby_after_the_primary_is_lost(tmp_p
         # (The commit may have started waiting under the old names: the reload releases it.)
         wait_for(lambda: _insert(formation.url(), 5), lambda n: n is not None, timeout_s=60)
         alone = _replication(formation, promoted)
-        assert alone is not None and alone[0] == "", alone
+        assert alone is not None
+        assert alone[0] == "", alone
         formation.rejoin(survivor)
         wait_for(
             lambda: _states_of(formation), lambda s: s.get(promoted) == "primary" and s.get(survivor) == "secondary", 90
