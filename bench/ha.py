@@ -1,6 +1,7 @@
 """`vpp bench ha`: lose one server at a time under load; count what was lost or doubled.
 
-All on 127.0.0.1: a pg_auto_failover formation (monitor, primary, synchronous standby), Mosquitto,
+All on 127.0.0.1: a pg_auto_failover formation (monitor, primary, synchronous standby; `--standbys 2`
+for the production layout with two and number_sync_standbys = 1), Mosquitto,
 two ingest workers (partitioned), two schedulers (one leads by database lease, one stands by) and a
 fleet of site gateways publishing a reading per site per interval, resending what the `stored` topic
 does not confirm. Faults come in turn, one phase each, each phase writing its own day of history:
@@ -253,8 +254,8 @@ def _verify(
 
 
 @contextmanager
-def _platform(workdir: Path, sites: int) -> Iterator[tuple[HaPlatform, Fleet]]:
-    formation = Formation(workdir / "pg")
+def _platform(workdir: Path, sites: int, standbys: int = 1) -> Iterator[tuple[HaPlatform, Fleet]]:
+    formation = Formation(workdir / "pg", standbys=standbys)
     broker = EmbeddedBroker(workdir / "broker")
     try:
         formation.start()
@@ -288,10 +289,11 @@ def run_ha_faults(
     interval_s: float,
     faults: Sequence[Fault] | None = None,
     workdir: Path | None = None,
+    standbys: int = 1,
 ) -> list[FaultReport]:
     with (
         tempfile.TemporaryDirectory(prefix="vpp-ha-", dir=workdir) as tmp,
-        _platform(Path(tmp), sites) as (
+        _platform(Path(tmp), sites, standbys) as (
             platform,
             fleet,
         ),
@@ -350,13 +352,18 @@ def broker_fault_report(sites: int, seed: int | None = None) -> FaultReport:
     return report
 
 
-def run_bench_ha(sites: int, duration_s: float, interval_s: float, *, broker_fault: bool = True) -> bool:
+def run_bench_ha(
+    sites: int, duration_s: float, interval_s: float, *, broker_fault: bool = True, standbys: int = 1
+) -> bool:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=150)  # the table's nine columns, also when the output is a file
-    console.print(f"{sites} sites, a reading per site every {interval_s} s, {duration_s} s per fault")
-    reports = run_ha_faults(sites=sites, duration_s=duration_s, interval_s=interval_s)
+    console.print(
+        f"{sites} sites, a reading per site every {interval_s} s, {duration_s} s per fault, "
+        f"{standbys} PostgreSQL standby(s)"
+    )
+    reports = run_ha_faults(sites=sites, duration_s=duration_s, interval_s=interval_s, standbys=standbys)
     if broker_fault:
         console.print("broker fault: two independent Mosquittos, gateways fail over, the first one SIGKILLed")
         reports.append(broker_fault_report(sites))

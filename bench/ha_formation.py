@@ -1,7 +1,7 @@
 """A private pg_auto_failover formation on 127.0.0.1, for `vpp bench ha` and the HA tests.
 
 It runs deploy/ha/pg-ha.sh, the script the runbook gives operators, command for command: a monitor,
-then a primary, then a synchronous standby, each a `pg_autoctl … --run` process of its own, as the
+then a primary, then `standbys` synchronous standbys, each a `pg_autoctl … --run` process of its own, as the
 postgres user (PostgreSQL refuses root), under one temporary folder, on free ports; `destroy` stops
 them and removes the folder. Faults are real: `sigkill` kills a node's keeper and every PostgreSQL
 process under it, as a dead server would leave them, and `rejoin` runs the node again the way the
@@ -11,6 +11,11 @@ What pg_auto_failover sets up (checked by tests/integration/ha/test_db_failover.
 `synchronous_commit = on` and `synchronous_standby_names = 'ANY 1 (pgautofailover_standby_N)'`, so a
 commit returns only once the standby has flushed it. After a failover the promoted node runs alone
 as `wait_primary` with synchronous replication off until the old node has rejoined and caught up.
+
+With `standbys=2` (the production layout of deploy/ha/README.md) the formation also gets
+`number_sync_standbys = 1` (`pg-ha.sh sync-standbys`): `synchronous_standby_names = 'ANY 1 (…_2, …_3)'`,
+and after one node is lost the promoted primary still has a synchronous standby, so every commit
+still waits for a second server (tests/integration/ha/test_db_sync_standbys.py).
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ class NodeState:
 @dataclass
 class Formation:
     base: Path
-    data_nodes: int = 2
+    # Two standbys is the layout that keeps "on two servers" through the loss of any one node; the
+    # older tests use one (a shorter start on a busy machine).
+    standbys: int = 1
     unhealthy_ms: int = 3000
     monitor_port: int = field(default_factory=free_port)
     node_ports: dict[str, int] = field(default_factory=dict)
@@ -60,6 +67,8 @@ class Formation:
 
     def __post_init__(self) -> None:
         self.base = self.base.resolve()
+        if self.standbys < 1:
+            raise ValueError("a formation needs at least one standby")
         for index in range(1, self.data_nodes + 1):
             self.node_ports.setdefault(f"node{index}", free_port())
 
@@ -122,7 +131,12 @@ class Formation:
         self.base.mkdir(parents=True, exist_ok=True)
         hand_over(self.base, _SERVICE_USERS)
         self._spawn("monitor", "monitor", self.monitor_port)
-        self._wait(lambda: self._monitor_ready(), timeout_s, "the monitor did not start")
+        try:
+            self._wait(lambda: self._monitor_ready(), timeout_s, "the monitor did not start")
+        except TimeoutError as error:
+            # The formation folder goes with destroy(): say why here (seen once under load, cause unknown).
+            log = (self.base / "monitor.log").read_text(errors="replace")[-2000:]
+            raise TimeoutError(f"{error}; monitor.log ends:\n{log}") from error
         self.run("tune-monitor", "monitor", self.monitor_port)
         first, *others = self.node_ports.items()
         self._spawn("node", first[0], first[1], PG_HA_NAME=first[0], PG_HA_MONITOR=self.monitor_uri)
@@ -131,7 +145,16 @@ class Formation:
         for name, port in others:
             self._spawn("node", name, port, PG_HA_NAME=name, PG_HA_MONITOR=self.monitor_uri)
         self.wait_healthy(timeout_s, checkpoint_on=first)
+        if self.standbys >= 2:
+            # One synchronous standby of two: any one node may go and a commit still waits for a second
+            # server. pg_auto_failover accepts N only with N+1 standbys registered, so set it now.
+            self.run("sync-standbys", "monitor", self.monitor_port)
+            self.wait_healthy(timeout_s)  # the primary goes through apply_settings
         return self
+
+    @property
+    def data_nodes(self) -> int:
+        return self.standbys + 1
 
     def _monitor_ready(self) -> bool:
         try:

@@ -1,5 +1,6 @@
 #!/bin/sh
-# PostgreSQL with automatic failover (pg_auto_failover): one monitor, a primary and a synchronous standby.
+# PostgreSQL with automatic failover (pg_auto_failover): one monitor, a primary and two standbys, one of
+# which must have flushed every commit (number_sync_standbys = 1).
 # Run as the postgres user on each server; docs/runbook.md ("High availability") says when to run what.
 # The test suite and `vpp bench ha` run exactly this file (bench/ha_formation.py), on 127.0.0.1.
 #
@@ -9,6 +10,9 @@
 #                                              create a data node and run it: the first becomes the primary,
 #                                              the next ones clone it and follow as synchronous standbys
 #   PGDATA=… PGPORT=… pg-ha.sh app-role        on the primary: the vpp role owning the vpp database
+#   PGDATA=… PGPORT=… pg-ha.sh sync-standbys   on the monitor's server, once both standbys are `secondary`:
+#                                              a commit waits for one of them (PG_HA_SYNC_STANDBYS, default 1)
+#                                              even after a failover has left only one
 #   PGDATA=… PGPORT=… pg-ha.sh checkpoint      on the primary, while a new standby clones it: its base
 #                                              backup waits for a checkpoint, spread over minutes otherwise
 #   PGDATA=… pg-ha.sh run                      run a node again after a crash or reboot: a former primary
@@ -49,6 +53,11 @@ app-role)
     exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d vpp \
         -c "DO \$\$ BEGIN CREATE ROLE vpp LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
         -c "ALTER DATABASE vpp OWNER TO vpp" -c "ALTER SCHEMA public OWNER TO vpp" ;;
+sync-standbys)
+    # The monitor's own function: Debian's pg_autoctl 2.0 rejects any value given to
+    # `pg_autoctl set formation number-sync-standbys` ("1 is not valid", pg_auto_failover issue 929).
+    exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d pg_auto_failover \
+        -c "SELECT pgautofailover.set_formation_number_sync_standbys('default', ${PG_HA_SYNC_STANDBYS:-1})" ;;
 checkpoint)
     exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d vpp -c "CHECKPOINT" ;;
 run)
@@ -60,6 +69,6 @@ switchover)
 drop)
     exec pg_autoctl drop node --monitor "$PG_HA_MONITOR" --formation default --name "$PG_HA_NAME" --force ;;
 *)
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,27p' "$0" >&2
     exit 2 ;;
 esac

@@ -87,13 +87,18 @@ def ha(
     duration_s: float = typer.Option(60.0, "--duration", help="Seconds of publishing per fault"),
     interval_s: float = typer.Option(2.0, "--interval", help="Seconds between one site's readings"),
     broker_fault: bool = typer.Option(True, "--broker-fault/--no-broker-fault", help="Also SIGKILL one of two brokers"),
+    standbys: int = typer.Option(
+        1, min=1, help="PostgreSQL standbys; 2 adds number_sync_standbys = 1 (deploy/ha/README.md's layout)"
+    ),
 ) -> None:
     """Lose one server at a time under load (PostgreSQL primary, a scheduler, an ingest worker, one of two
     brokers: SIGKILL): readings confirmed, stored, lost, duplicates, seconds until ingest commits again
     and until a DR signal issued during the fault reaches its site, events dispatched twice."""
     from bench.ha import run_bench_ha
 
-    raise typer.Exit(0 if run_bench_ha(sites, duration_s, interval_s, broker_fault=broker_fault) else 1)
+    raise typer.Exit(
+        0 if run_bench_ha(sites, duration_s, interval_s, broker_fault=broker_fault, standbys=standbys) else 1
+    )
 
 
 @app.command("api")
