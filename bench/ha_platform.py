@@ -68,6 +68,7 @@ class HaPlatform:
                 VPP_INGEST_PARTITIONS="2",
                 VPP_INGEST_METRICS_PORT="0",
                 VPP_INGEST_BATCH_MAX_WAIT_MS="50",
+                VPP_INGEST_CONFIRM_REPLICATED="true",  # as deploy/ha/README.md asks of an HA layout
             ),
         )
 

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     ingest_partitions: int = Field(1, ge=1, le=64)
     # Publish the end-to-end confirmation (`vpp/v1/{site}/stored`) after each commit.
     ingest_confirm: bool = True
+    # High availability: confirm only readings a standby has flushed too (see vpp.postgres.replication);
+    # a batch not replicated within the wait is acknowledged to the broker but not confirmed to the site,
+    # whose gateway resends it later (storage de-duplicates; the resend is confirmed once replicated).
+    ingest_confirm_replicated: bool = False
+    ingest_confirm_replicated_wait_s: float = Field(2.0, gt=0, le=60)
     ingest_batch_max_readings: int = Field(5000, ge=1, le=100_000)
     ingest_batch_max_wait_ms: int = Field(200, ge=1, le=60_000)
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1024)

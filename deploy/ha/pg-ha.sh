@@ -10,6 +10,7 @@
 #                                              create a data node and run it: the first becomes the primary,
 #                                              the next ones clone it and follow as synchronous standbys
 #   PGDATA=… PGPORT=… pg-ha.sh app-role        on the primary: the vpp role owning the vpp database
+#                                               (and reading pg_stat_replication: ingest's HA confirmation)
 #   PGDATA=… PGPORT=… pg-ha.sh sync-standbys   on the monitor's server, once both standbys are `secondary`:
 #                                              a commit waits for one of them (PG_HA_SYNC_STANDBYS, default 1)
 #                                              even after a failover has left only one
@@ -52,7 +53,8 @@ node)
 app-role)
     exec psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" -d vpp \
         -c "DO \$\$ BEGIN CREATE ROLE vpp LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
-        -c "ALTER DATABASE vpp OWNER TO vpp" -c "ALTER SCHEMA public OWNER TO vpp" ;;
+        -c "ALTER DATABASE vpp OWNER TO vpp" -c "ALTER SCHEMA public OWNER TO vpp" \
+        -c "GRANT pg_monitor TO vpp" ;;
 sync-standbys)
     # The monitor's own function: Debian's pg_autoctl 2.0 rejects any value given to
     # `pg_autoctl set formation number-sync-standbys` ("1 is not valid", pg_auto_failover issue 929).

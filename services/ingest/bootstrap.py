@@ -57,6 +57,8 @@ def config_from_settings(
         partition=settings.ingest_partition,
         partitions=settings.ingest_partitions,
         confirm=settings.ingest_confirm,
+        confirm_replicated=settings.ingest_confirm_replicated,
+        confirm_replicated_wait_s=settings.ingest_confirm_replicated_wait_s,
         username=settings.mqtt_ingest_username if authenticated else None,
         password=settings.secret("mqtt_ingest_password") if authenticated else None,
         batch_max_messages=settings.ingest_batch_max_readings,

@@ -40,6 +40,10 @@ class BatchWriter(Protocol):
 
     def close(self) -> None: ...
 
+    def wait_until_replicated(self, timeout_s: float) -> bool:
+        """Whether a standby has flushed everything committed so far (waiting at most `timeout_s`)."""
+        ...
+
 
 class RegistrySource(Protocol):
     """The registered sites and devices ingest validates against."""

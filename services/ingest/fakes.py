@@ -68,6 +68,7 @@ class FakeReadingStore:
         self.stored_rows = 0
         self.dead_letters: list[DeadLetter] = []
         self.opened = 0
+        self.replicated = True  # False: no standby has the commits (a lone primary)
 
     def open_writer(self) -> _FakeWriter:
         self.opened += 1
@@ -93,6 +94,10 @@ class _FakeWriter:
 
     def close(self) -> None:
         self.closed = True
+
+    def wait_until_replicated(self, timeout_s: float) -> bool:
+        self.store.journal.add("replication check", int(self.store.replicated))
+        return self.store.replicated
 
 
 class FakeRegistry:

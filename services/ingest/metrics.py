@@ -18,6 +18,11 @@ class IngestMetrics:
         self.received = Counter("vpp_ingest_messages_received", "MQTT messages received", registry=r)
         self.accepted = Counter("vpp_ingest_messages_accepted", "Telemetry messages accepted", registry=r)
         self.written = Counter("vpp_ingest_readings_written", "New readings committed", registry=r)
+        self.unreplicated_batches = Counter(
+            "vpp_ingest_unreplicated_batches",
+            "Committed batches not confirmed to sites because no standby had them in time (HA)",
+            registry=r,
+        )
         self.duplicates = Counter("vpp_ingest_readings_duplicate", "Readings ignored as duplicates", registry=r)
         self.rejected = Counter("vpp_ingest_messages_rejected", "Messages sent to dead letters", ["reason"], registry=r)
         self.batch_seconds = Histogram(

@@ -61,6 +61,9 @@ class IngestConfig:
     partitions: int = 1
     # Publish what each batch stored on the sites' `stored` topics (the end-to-end confirmation).
     confirm: bool = True
+    # Confirm only what a standby has flushed too (HA; see vpp.postgres.replication), waiting this long.
+    confirm_replicated: bool = False
+    confirm_replicated_wait_s: float = 2.0
     username: str | None = None
     password: str | None = None
     batch_max_messages: int = 5000
@@ -353,11 +356,26 @@ class IngestWorker:
             if not self._write_with_retry(item, give_up_at):
                 continue  # stopping with the database down: leave unacked; the broker redelivers
             committed_at = self.clock()
-            if item.confirmations:  # durable now: tell the sites, then let the broker forget
+            if item.confirmations and self._durable_enough():  # tell the sites, then let the broker forget
                 self._confirm(item)
             self._ack(item.messages)
             self._observe(item.batch, item.started, committed_at)
             self.metrics.queue_depth.set(self.inbox.qsize())
+
+    def _durable_enough(self) -> bool:
+        """Whether the batch just committed may be confirmed to its sites: always, or (HA) once a standby
+        has flushed it. Not yet: the broker is still acknowledged (the primary has it), the site is not, so
+        its gateway resends and the resend is confirmed once it is on two servers."""
+        if not self.config.confirm_replicated:
+            return True
+        try:
+            replicated = self._ensure_writer().wait_until_replicated(self.config.confirm_replicated_wait_s)
+        except psycopg.Error as error:
+            log.warning("replication check failed; not confirming", extra={"error": str(error).strip()[:200]})
+            replicated = False
+        if not replicated:
+            self.metrics.unreplicated_batches.inc()
+        return replicated
 
     def _confirm(self, item: _Validated) -> None:
         if len(self.subscribers) == 1:

@@ -25,6 +25,8 @@ from operator import floordiv, sub
 
 import psycopg
 
+from vpp.postgres.replication import wait_until_replicated
+
 __all__ = [
     "DEAD_LETTER_PREFIX_BYTES",
     "DeadLetter",
@@ -255,6 +257,10 @@ class ReadingWriter:
                     self.conn.rollback()
             raise
         return WriteResult(encoded.count, inserted, len(dead_letters))
+
+    def wait_until_replicated(self, timeout_s: float) -> bool:
+        """Whether a standby has flushed this connection's commits (vpp.postgres.replication)."""
+        return wait_until_replicated(self.conn, timeout_s)
 
 
 def stored_instants(conn: psycopg.Connection, site_ids: Sequence[str], since: datetime) -> list[tuple[str, datetime]]:

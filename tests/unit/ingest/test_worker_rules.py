@@ -36,8 +36,7 @@ class Harness:
         return self.worker.subscriber
 
 
-@pytest.fixture
-def harness() -> Iterator[Harness]:
+def _running(**options: object) -> Iterator[Harness]:
     journal = Journal()
     store = FakeReadingStore(journal)
     config = IngestConfig(
@@ -48,6 +47,7 @@ def harness() -> Iterator[Harness]:
         retry_delay_s=0.001,
         idle_poll_s=0.01,
         rollup_interval_s=3600.0,
+        **options,  # type: ignore[arg-type]
     )
     worker = IngestWorker(
         config,
@@ -62,6 +62,17 @@ def harness() -> Iterator[Harness]:
     worker.stop()
     thread.join(5)
     assert worker.stopped.is_set()
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    yield from _running()
+
+
+@pytest.fixture
+def ha_harness() -> Iterator[Harness]:
+    """Confirming only what a standby has too (VPP_INGEST_CONFIRM_REPLICATED)."""
+    yield from _running(confirm_replicated=True, confirm_replicated_wait_s=0.01)
 
 
 def test_a_message_is_acknowledged_only_after_its_batch_committed(harness: Harness) -> None:
@@ -102,3 +113,24 @@ def test_a_rejected_message_is_dead_lettered_in_the_commit_and_then_acknowledged
     assert harness.journal.kinds() == ["commit", "ack"]
     assert [d.reason for d in harness.store.dead_letters] == ["malformed_json"]
     assert harness.subscriber.acked == [mid]
+
+
+def test_with_ha_confirmation_a_batch_is_confirmed_after_a_standby_has_it(ha_harness: Harness) -> None:
+    ha_harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(1))
+    assert ha_harness.journal.wait_for("ack")
+    assert ha_harness.journal.kinds() == ["commit", "replication check", "confirm", "ack"]
+
+
+def test_with_ha_confirmation_an_unreplicated_batch_is_acked_but_not_confirmed(ha_harness: Harness) -> None:
+    """The primary has it (the broker may forget it); the site is not told, so its gateway resends later."""
+    ha_harness.store.replicated = False
+    mid = ha_harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(1))
+    assert ha_harness.journal.wait_for("ack")
+    assert ha_harness.journal.kinds() == ["commit", "replication check", "ack"]
+    assert ha_harness.subscriber.confirmed == []
+    assert ha_harness.subscriber.acked == [mid]
+    assert ha_harness.worker.metrics.unreplicated_batches._value.get() == 1
+    # Once a standby has it again, the gateway's resend is confirmed.
+    ha_harness.store.replicated = True
+    ha_harness.subscriber.deliver("vpp/v1/depot/meter-1/telemetry", _telemetry(1))
+    assert ha_harness.journal.wait_for("confirm")
