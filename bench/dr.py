@@ -34,7 +34,7 @@ def _slot_time(slot: int) -> str:
     return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
 
 
-def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40) -> None:
+def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40, lookahead_slots: int = 0) -> None:
     """Run the DR benchmark and print the figures with their targets."""
     console = Console()
     load_1m = os.getloadavg()[0]
@@ -43,13 +43,16 @@ def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40) ->
         f"({WARM_UP_DAYS} days of history before); peak reduction on every {EVAL_EVERY_NTH_SITE}th site with a "
         f"battery; pure functions on simulated arrays, no database. Load average before the run: {load_1m:.1f} on "
         f"{os.cpu_count()} cores."
+        + (f" Re-plans look {lookahead_slots} slots past midnight." if lookahead_slots else "")
     )
     started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("forecast → plan → run the day", total=days)
-        result = run_bench(sites, days, on_day=lambda _day, _wall_s: progress.advance(task))
+        result = run_bench(
+            sites, days, lookahead_slots=lookahead_slots, on_day=lambda _day, _wall_s: progress.advance(task)
+        )
     walls = result.plan_wall_s
     # Wall time suffers from anything else running on the machine; CPU time split over the workers is
     # what the same run would take on otherwise idle cores, so both are shown.

@@ -8,7 +8,9 @@ minutes), separately for battery-only and battery+EV sites, for every sampled si
 - *open loop*: the site EMS follows the day-ahead plan on the actual day, with the plan's peak as its
   import limit (:class:`vpp.domain.planning.execution.EmsTracker`), no re-plans;
 - *re-planned*: the same, with the rest of the day re-planned every slot from the measured state
-  (model-predictive control, :func:`vpp.domain.planning.execution.receding_horizon_import_kw`);
+  (model-predictive control, :func:`vpp.domain.planning.execution.receding_horizon_import_kw`); with
+  ``lookahead_slots`` > 0, from slot 0 on and each re-plan looking that many slots past midnight into the next
+  day's forecast (:class:`vpp.domain.planning.execution.Lookahead`);
 - *perfect foresight*: the peak-cut LP on the actual data with the same end-of-day SoC rule as the run
   it is compared with (ending at least as full as that run ended, or as it started if that is lower), so
   no run can beat it;
@@ -30,7 +32,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -46,9 +48,15 @@ from bench.dr_data import (
     simulate_fleet,
 )
 from bench.dr_reactive import fair_reactive_import_kw
-from services.dr_scheduler.day_ahead import forecast_site_day, plan_site_day, site_flex
+from services.dr_scheduler.day_ahead import SiteForecast, forecast_site_day, plan_site_day, site_flex
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
-from vpp.domain.planning.execution import EmsTracker, Forecaster, corrected_forecast, receding_horizon_import_kw
+from vpp.domain.planning.execution import (
+    EmsTracker,
+    Forecaster,
+    Lookahead,
+    corrected_forecast,
+    receding_horizon_import_kw,
+)
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
@@ -61,6 +69,10 @@ REPLAN_EVERY_SLOTS = 1  # the intraday re-plan: every 30-minute slot
 # Re-plans value stored energy a little (planning.plan_peak_cut): charge early, spend late, keep a reserve.
 REPLAN_RESERVE_VALUE_PER_KWH = 0.3
 EVAL_EVERY_NTH_SITE = 7
+# Re-plans may look past midnight (`vpp bench dr --lookahead-slots N`); off by default: measured on this
+# bench, 12 slots (to 06:00) gained 0.003 of perfect foresight and 24 or 48 lost (docs/performance.md), while
+# the longer horizon plans a lower level that leaves less in reserve when the evening runs above forecast.
+_lookahead_slots = 0
 CLEAR_SKY_INDEX_DAYS = 7  # PV forecast: clear sky scaled by the index of the last week
 FloatArray = npt.NDArray[np.float64]
 
@@ -148,9 +160,11 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
     )  # fmt: skip
 
 
-def _init_worker(sites: int, days: int, seed: int) -> None:
-    global _fleet
-    _fleet = simulate_fleet(sites, FIRST_BENCH_DAY - timedelta(days=WARM_UP_DAYS), WARM_UP_DAYS + days, seed)
+def _init_worker(sites: int, days: int, seed: int, lookahead_slots: int = 0) -> None:
+    global _fleet, _lookahead_slots
+    _lookahead_slots = lookahead_slots
+    # One day more than is run: the last day's re-plans look into the next one.
+    _fleet = simulate_fleet(sites, FIRST_BENCH_DAY - timedelta(days=WARM_UP_DAYS), WARM_UP_DAYS + days + 1, seed)
 
 
 def _site_inputs(site: int, day_index: int, forecast: bool) -> tuple[SiteFlex, list[EvDemand]]:
@@ -182,23 +196,43 @@ def _replanner(
     )  # fmt: skip
 
 
+def _forecast(site: int, day_index: int, known_days: int) -> SiteForecast:
+    """The day-ahead forecast of ``day_index`` from the ``known_days`` days before it (history ends there)."""
+    assert _fleet is not None
+    fleet = _fleet
+    spec = fleet.specs[site]
+    history_days = range(max(known_days - WARM_UP_DAYS, 0), known_days)
+    history = {fleet.days[d]: (fleet.load_kw[site, d] * 0.5).tolist() for d in history_days}
+    recent = slice(max(known_days - CLEAR_SKY_INDEX_DAYS, 0), known_days)
+    clear_recent_kwh = fleet.clear_sky_kw_per_kw[recent] * spec.pv_kw * PERFORMANCE_RATIO * 0.5
+    return forecast_site_day(
+        history, fleet.days[day_index], fleet.clear_sky_kw_per_kw[day_index], spec.pv_kw,
+        fleet.pv_kw[site, recent] * 0.5, clear_recent_kwh, PERFORMANCE_RATIO,
+    )  # fmt: skip
+
+
+def _lookahead(site: int, day_index: int) -> Lookahead:
+    """The first ``lookahead_slots`` of the next day as forecast on the eve (yesterday's history and
+    older), with the vans' morning need as forecast tonight."""
+    assert _fleet is not None
+    forecast = _forecast(site, day_index + 1, day_index)
+    spec = _fleet.specs[site]
+    n = _lookahead_slots
+    evs: tuple[EvDemand, ...] = ()
+    if spec.ev_count:
+        morning_kwh = spec.ev_count * spec.ev_daily_kwh * (1 - EV_EVENING_SHARE)
+        power_kw = spec.ev_count * spec.ev_charger_kw
+        evs = (EvDemand(morning_kwh, power_kw, 0, min(EV_MORNING_DEADLINE_SLOT, n), "next-morning"),)
+    return Lookahead(forecast.load_kw[:n].copy(), forecast.pv_kw[:n].copy(), evs)
+
+
 def _plan_chunk(day_index: int, sites: Sequence[int]) -> tuple[list[PlannedDay], float]:
     """Forecast and plan one day for some sites (the timed step); also returns the CPU seconds used."""
     assert _fleet is not None
     cpu_started = time.process_time()
-    fleet = _fleet
-    day = fleet.days[day_index]
-    history_days = range(max(day_index - WARM_UP_DAYS, 0), day_index)
     plans: list[PlannedDay] = []
     for site in sites:
-        spec = fleet.specs[site]
-        history = {fleet.days[d]: (fleet.load_kw[site, d] * 0.5).tolist() for d in history_days}
-        recent = slice(max(day_index - CLEAR_SKY_INDEX_DAYS, 0), day_index)
-        clear_recent_kwh = fleet.clear_sky_kw_per_kw[recent] * spec.pv_kw * PERFORMANCE_RATIO * 0.5
-        forecast = forecast_site_day(
-            history, day, fleet.clear_sky_kw_per_kw[day_index], spec.pv_kw,
-            fleet.pv_kw[site, recent] * 0.5, clear_recent_kwh, PERFORMANCE_RATIO,
-        )  # fmt: skip
+        forecast = _forecast(site, day_index, day_index)
         flex, evs = _site_inputs(site, day_index, forecast=True)
         plans.append((plan_site_day(forecast, flex, evs), forecast.load_kw, forecast.pv_kw))
     return plans, time.process_time() - cpu_started
@@ -216,7 +250,8 @@ def _ceiling(site: int, day_index: int, pv_fc: FloatArray) -> tuple[Plan, Foreca
         t: int, load_fc: FloatArray, pv_fc: FloatArray, load: FloatArray, pv: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         ahead = np.arange(1, load_fc.size - t + 1)
-        load_rest = load_fc[t:] * (1.0 + persistent[t - 1] * LOAD_PERSISTENCE_PER_SLOT**ahead)
+        known_error = persistent[t - 1] if t else 0.0  # before the first slot is measured: none known
+        load_rest = load_fc[t:] * (1.0 + known_error * LOAD_PERSISTENCE_PER_SLOT**ahead)
         return load_rest, corrected_forecast(t, load_fc, pv_fc, load, pv)[1]
 
     return plan, forecaster
@@ -236,6 +271,12 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
         load_kw, pv_kw = load.tolist(), pv.tolist()
         uncontrolled = threshold_controller(load_kw, pv_kw, SiteFlex.without_battery(), evs, 0.0).peak_import_kw
         runs = []
+        lookahead = ceiling_lookahead = None
+        if _lookahead_slots:
+            lookahead = _lookahead(site, day_index)
+            # The ceiling looks ahead with the simulator's expected load of the next morning.
+            next_expected_kw = _fleet.expected_load_kw[site, day_index + 1, :_lookahead_slots]
+            ceiling_lookahead = replace(lookahead, load_kw=next_expected_kw)
         for every, first_plan, forecaster in ((0, plan, None), (REPLAN_EVERY_SLOTS, plan, None),
                                               (REPLAN_EVERY_SLOTS, *_ceiling(site, day_index, pv_fc))):  # fmt: skip
             tracker = EmsTracker(flex, evs)
@@ -243,6 +284,8 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
                 receding_horizon_import_kw(
                     load_fc if forecaster is None else _fleet.expected_load_kw[site, day_index], pv_fc, load, pv,
                     flex, evs, first_plan, _replanner, every, tracker, forecaster,
+                    lookahead=(lookahead if forecaster is None else ceiling_lookahead) if every else None,
+                    replan_at_start=bool(every) and lookahead is not None,
                 ).max()
             )  # fmt: skip
             # The same end-of-day rule as the run: at least as full as it ended (or started, if lower).
@@ -264,6 +307,7 @@ def run_bench(
     *,
     workers: int | None = None,
     seed: int = 0,
+    lookahead_slots: int = 0,
     on_day: Callable[[int, float], None] | None = None,
 ) -> BenchResult:
     """Run the benchmark; ``on_day(day_number, plan_wall_s)`` reports progress after each day."""
@@ -274,7 +318,7 @@ def run_bench(
     walls: list[float] = []
     cpus: list[float] = []
     outcomes: list[DayOutcome] = []
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(sites, days, seed)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(sites, days, seed, lookahead_slots)) as pool:
         # Warm-up: start every worker and build its data before anything is timed.
         list(pool.map(_plan_chunk, [WARM_UP_DAYS] * workers, [[0]] * workers))
         for number in range(days):

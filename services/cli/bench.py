@@ -120,11 +120,14 @@ def dr(
     sites: int = typer.Option(1050, help="Simulated sites"),
     days: int = typer.Option(10, help="Days of simulated data"),
     regional_sites: int = typer.Option(40, help="Sites of the regional events table"),
+    lookahead_slots: int = typer.Option(
+        0, min=0, max=48, help="Re-plans also plan this many slots of the next day (0: the day ends at 24:00)"
+    ),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
     from bench.dr import run_bench_dr
 
-    run_bench_dr(sites, days, regional_sites)
+    run_bench_dr(sites, days, regional_sites, lookahead_slots)
 
 
 @app.command("soak")

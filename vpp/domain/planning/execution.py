@@ -11,7 +11,11 @@ day's peak is set, the EMS stops defending anything below it: that would only sp
 :func:`receding_horizon_import_kw` adds the scheduler's intraday re-runs (model-predictive control): every
 slot (or every few) the rest of the day is re-planned from the measured state (SoC, EV energy still owed,
 the peak already set) with forecasts corrected by what the day has shown so far
-(:func:`corrected_forecast`).
+(:func:`corrected_forecast`). A re-plan may look past midnight (:class:`Lookahead`): a day-end state-of-charge
+rule at 24:00 makes the last evening slots recharge the battery at whatever import it takes, and that
+recharge sets the day's peak whenever the day used more energy than forecast. With the next morning in the
+horizon, the battery is refilled overnight under the same peak instead, and the end-of-horizon rule applies
+there.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from vpp.domain.planning.model import SLOT_HOURS, EvDemand, Plan, SiteFlex
 __all__ = [
     "EmsTracker",
     "Forecaster",
+    "Lookahead",
     "corrected_forecast",
     "executed_import_kw",
     "load_residual_estimate",
@@ -56,6 +61,27 @@ _LOAD_ERROR_RANGE = (-0.6, 0.6)
 PV_RATIO_RANGE = (0.3, 1.3)
 _PV_RECENT_WEIGHT_PER_SLOT = 0.8
 _PV_SIGNIFICANT_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """The forecast of the slots after the day, appended to every re-plan's horizon.
+
+    ``load_kw`` and ``pv_kw`` hold the same number of slots (kW, from the next day's 00:00); ``evs`` are the EV
+    demands of those slots, their windows counted from the first of them. The end-of-day state-of-charge rule
+    then applies at the end of these slots, and their imports count against the same peak.
+    """
+
+    load_kw: FloatArray
+    pv_kw: FloatArray
+    evs: tuple[EvDemand, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.load_kw.shape != self.pv_kw.shape or self.load_kw.ndim != 1:
+            raise ValueError("lookahead load and PV must be 1-D series of the same length")
+        for ev in self.evs:
+            if not 0 <= ev.available_from_slot < ev.deadline_slot <= self.load_kw.size:
+                raise ValueError(f"lookahead EV demand {ev.ev_id!r} lies outside the lookahead's slots")
 
 
 @dataclass
@@ -186,6 +212,8 @@ def receding_horizon_import_kw(
     replan_every_slots: int,
     tracker: EmsTracker | None = None,
     forecaster: Forecaster | None = None,
+    lookahead: Lookahead | None = None,
+    replan_at_start: bool = False,
 ) -> FloatArray:
     """Import per slot (kW) with the day-ahead plan re-run every ``replan_every_slots`` slots.
 
@@ -194,16 +222,19 @@ def receding_horizon_import_kw(
     the rest of the day from the measured SoC and EV energy still owed, with the peak already set as
     its target (lower is no longer worth anything). Pass ``tracker`` to read the end state afterwards;
     ``forecaster`` replaces :func:`corrected_forecast` (the benchmark's forecast ceiling uses it).
+    ``lookahead`` extends every re-plan past the day's end (:class:`Lookahead`); ``replan_at_start`` re-plans
+    in slot 0 too, so the first slot already follows the longer horizon rather than ``first_plan``.
     """
     horizon = load_kw.size
     tracker = tracker or EmsTracker(flex, evs)
     plan, offset = first_plan, 0
     imports = np.zeros(horizon)
     for t in range(horizon):
-        if t and replan_every_slots and t % replan_every_slots == 0:
+        if replan_every_slots and t % replan_every_slots == 0 and (t or replan_at_start):
             replanned = _replan(
-                t, load_forecast_kw, pv_forecast_kw, load_kw, pv_kw, tracker, planner, forecaster or corrected_forecast
-            )
+                t, load_forecast_kw, pv_forecast_kw, load_kw, pv_kw, tracker, planner,
+                forecaster or corrected_forecast, lookahead,
+            )  # fmt: skip
             if replanned is not None:
                 plan, offset = replanned, t
         i = t - offset
@@ -269,6 +300,7 @@ def _replan(
     tracker: EmsTracker,
     planner: Planner,
     forecaster: Forecaster,
+    lookahead: Lookahead | None = None,
 ) -> Plan | None:
     flex, rest = tracker.flex, load.size - t
     load_rest, pv_rest = forecaster(t, load_fc, pv_fc, load, pv)
@@ -281,15 +313,22 @@ def _replan(
             evs.append(EvDemand(min(tracker.ev_remaining_kwh[k], window_kwh), ev.max_power_kw, start,
                                 ev.deadline_slot - t, ev.ev_id))  # fmt: skip
             ev_map.append(k)
-    reachable_kwh = tracker.soc_kwh + flex.charge_efficiency * flex.battery_power_kw * SLOT_HOURS * rest
+    if lookahead is not None:
+        load_rest = np.concatenate([load_rest, lookahead.load_kw])
+        pv_rest = np.concatenate([pv_rest, lookahead.pv_kw])
+        evs += [replace(ev, available_from_slot=ev.available_from_slot + rest, deadline_slot=ev.deadline_slot + rest)
+                for ev in lookahead.evs]  # fmt: skip
+    planned_slots = load_rest.size
+    reachable_kwh = tracker.soc_kwh + flex.charge_efficiency * flex.battery_power_kw * SLOT_HOURS * planned_slots
     terminal = min(flex.soc_kwh_initial, reachable_kwh, flex.soc_max_kwh)
     now_flex = replace(flex, soc_kwh_initial=min(max(tracker.soc_kwh, flex.soc_min_kwh), flex.soc_max_kwh))
     try:
         plan = planner(load_rest, pv_rest, now_flex, evs, tracker.peak_kw, max(terminal, flex.soc_min_kwh))
     except ValueError:  # InfeasiblePlan included: keep following the previous plan
         return None
-    # Map the re-plan's EV series back onto every demand of the day (finished ones get zeros).
-    series = [tuple(0.0 for _ in range(rest))] * len(tracker.evs)
+    # Map the re-plan's EV series back onto every demand of the day (finished ones get zeros); the
+    # lookahead's demands come after the day's and are not executed today.
+    series = [tuple(0.0 for _ in range(planned_slots))] * len(tracker.evs)
     for position, k in enumerate(ev_map):
         series[k] = plan.ev_kw_by_demand[position]
     return replace(plan, ev_kw_by_demand=tuple(series))
