@@ -51,3 +51,12 @@ def test_full_size_decoder_fuzz(tmp_path: Path) -> None:
     result = _vpp_bench(tmp_path, "fuzz", timeout_s=1_100)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no input ended as processing_error" in result.stdout
+
+
+def test_vpp_bench_dr_with_a_lookahead_runs_and_says_so() -> None:
+    # The README's `vpp bench dr --lookahead-slots N`, on a small fleet.
+    args = ["dr", "--sites", "15", "--days", "1", "--regional-sites", "4", "--lookahead-slots", "12"]
+    result = CliRunner().invoke(bench_cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert "Re-plans look 12 slots past midnight." in " ".join(result.output.split())
+    assert "every slot" in result.output

@@ -25,8 +25,11 @@ def test_fleet_history_is_deterministic_and_shaped_per_site_day_slot() -> None:
     assert 0.03 < float(left.std()) < 0.09
 
 
-def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same_end_soc_rule() -> None:
-    result = run_bench(sites=15, days=1, workers=1)
+@pytest.mark.parametrize("lookahead_slots", [0, 12])
+def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same_end_soc_rule(
+    lookahead_slots: int,
+) -> None:
+    result = run_bench(sites=15, days=1, workers=1, lookahead_slots=lookahead_slots)
     assert len(result.plan_wall_s) == 1
     assert sum(group.site_days for group in result.groups.values()) == result.evaluated_sites > 0
     for group in result.groups.values():
