@@ -15,7 +15,9 @@ the peak already set) with forecasts corrected by what the day has shown so far
 rule at 24:00 makes the last evening slots recharge the battery at whatever import it takes, and that
 recharge sets the day's peak whenever the day used more energy than forecast. With the next morning in the
 horizon, the battery is refilled overnight under the same peak instead, and the end-of-horizon rule applies
-there.
+there; the imports of the lookahead's slots count against the same peak (a monthly demand charge sees them).
+The price is a lower planned level with less held back for an evening that runs above forecast: on the DR
+benchmark the two came out about even (docs/performance.md), so the benchmark leaves it off by default.
 """
 
 from __future__ import annotations
