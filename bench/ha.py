@@ -7,7 +7,10 @@ fleet of site gateways publishing a reading per site per interval, resending wha
 does not confirm. Faults come in turn, one phase each, each phase writing its own day of history:
 
 - ``postgres_primary_sigkill``: SIGKILL the primary's keeper and every PostgreSQL process of it;
-  the monitor promotes the standby; after the phase the old node rejoins as standby (`pg-ha.sh run`);
+  the monitor promotes the standby; once it has, the old node is started again (`pg-ha.sh run`, what its
+  supervisor does) and rejoins as standby. Until then the promoted node runs alone and ingest, with
+  ``VPP_INGEST_CONFIRM_REPLICATED``, stores but confirms nothing: the gateways' resends are confirmed once
+  the standby streams again;
 - ``scheduler_sigkill``: SIGKILL the leading scheduler; the standby takes the lease; restarted after;
 - ``ingest_sigkill``: SIGKILL one ingest worker; restarted a second later, as systemd or compose would.
 
@@ -22,6 +25,8 @@ More faults plug in through `FAULTS` (e.g. a broker SIGKILL): a name, what kills
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import tempfile
 import threading
 import time
@@ -64,6 +69,14 @@ def _kill_primary(p: HaPlatform) -> None:
 
 
 def _rejoin_primary(p: HaPlatform) -> None:
+    # Started again only once the standby is promoted, so it comes back as a standby and never as a
+    # second primary; meanwhile nothing can be confirmed (one server), which is what the phase measures.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
+            if p.formation.primary() != p.killed_node:
+                break
+        time.sleep(0.5)
     p.formation.rejoin(p.killed_node)
     p.formation.wait_healthy(180)
 
@@ -79,7 +92,7 @@ def _kill_ingest(p: HaPlatform) -> None:
 
 
 FAULTS: list[Fault] = [
-    Fault("postgres_primary_sigkill", _kill_primary, _rejoin_primary),
+    Fault("postgres_primary_sigkill", _kill_primary, _rejoin_primary, restore_after_s=1.0),
     Fault("scheduler_sigkill", _kill_scheduler, lambda p: p.start_scheduler(p.killed_scheduler)),
     Fault("ingest_sigkill", _kill_ingest, lambda p: p.start_worker(0), restore_after_s=1.0),
 ]
@@ -161,15 +174,32 @@ def _dispatched_twice(db_url: str) -> list[str]:
 
 
 def _run_phase(
-    phase: int, fault: Fault, platform: HaPlatform, fleet: Fleet, *, duration_s: float, interval_s: float
+    phase: int,
+    fault: Fault,
+    platform: HaPlatform,
+    fleet: Fleet,
+    *,
+    duration_s: float,
+    interval_s: float,
+    anchor: datetime,
 ) -> FaultReport:
     report = FaultReport(fault.name)
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2 + phase)
+    # Days back from one anchor hour fixed for the whole run: a phase's own hour would slip when the
+    # clock crosses an hour between phases, and its window would then hold the previous phase's rows.
+    t0 = anchor - timedelta(days=2 + phase)
     window_end = t0 + timedelta(days=1)
     steps = max(int(duration_s / interval_s), 1)
     published: dict[Key, float] = {}
     newest = [t0]
     timeout_s = 120.0
+
+    restorers: list[threading.Timer] = []
+
+    def restore() -> None:
+        try:
+            fault.restore(platform)
+        except Exception as error:  # as in inject: reported with the phase
+            report.problems.append(f"restoring after {fault.name} failed: {type(error).__name__}: {error}")
 
     def inject(at: float) -> None:
         time.sleep(max(0.0, at - time.monotonic()))
@@ -180,7 +210,9 @@ def _run_phase(
             report.problems.append(f"injecting {fault.name} failed: {type(error).__name__}: {error}")
             return
         if fault.restore_after_s is not None:
-            threading.Timer(fault.restore_after_s, fault.restore, args=(platform,)).start()
+            restorer = threading.Timer(fault.restore_after_s, restore)
+            restorers.append(restorer)
+            restorer.start()
         site = fleet.site_ids[phase % len(fleet.site_ids)]
         event_id = _issue_dr_event(platform.db_url, site, hit + timeout_s)
         sites = len(fleet.site_ids)
@@ -216,6 +248,8 @@ def _run_phase(
         time.sleep(1.0)
     if fault.restore_after_s is None:
         fault.restore(platform)
+    for restorer in restorers:  # the next phase starts on a whole platform
+        restorer.join(240)
     _verify(report, platform.db_url, t0, window_end, fleet, published)
     return report
 
@@ -299,8 +333,9 @@ def run_ha_faults(
         ),
     ):
         _warm_up(platform, fleet)
+        anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         return [
-            _run_phase(phase, fault, platform, fleet, duration_s=duration_s, interval_s=interval_s)
+            _run_phase(phase, fault, platform, fleet, duration_s=duration_s, interval_s=interval_s, anchor=anchor)
             for phase, fault in enumerate(faults if faults is not None else FAULTS)
         ]
 
