@@ -34,7 +34,13 @@ def _slot_time(slot: int) -> str:
     return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
 
 
-def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40, lookahead_slots: int = 0) -> None:
+def run_bench_dr(
+    sites: int = 1050,
+    days: int = 10,
+    regional_sites: int = 40,
+    lookahead_slots: int = 0,
+    pv_day_index_known: bool = False,
+) -> None:
     """Run the DR benchmark and print the figures with their targets."""
     console = Console()
     load_1m = os.getloadavg()[0]
@@ -44,6 +50,11 @@ def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40, lo
         f"battery; pure functions on simulated arrays, no database. Load average before the run: {load_1m:.1f} on "
         f"{os.cpu_count()} cores."
         + (f" Re-plans look {lookahead_slots} slots past midnight." if lookahead_slots else "")
+        + (
+            " PV forecast: each day's actual clear-sky index (a perfect weather forecast)."
+            if pv_day_index_known
+            else ""
+        )
     )
     started = time.perf_counter()
     with Progress(
@@ -51,8 +62,9 @@ def run_bench_dr(sites: int = 1050, days: int = 10, regional_sites: int = 40, lo
     ) as progress:
         task = progress.add_task("forecast → plan → run the day", total=days)
         result = run_bench(
-            sites, days, lookahead_slots=lookahead_slots, on_day=lambda _day, _wall_s: progress.advance(task)
-        )
+            sites, days, lookahead_slots=lookahead_slots, pv_day_index_known=pv_day_index_known,
+            on_day=lambda _day, _wall_s: progress.advance(task),
+        )  # fmt: skip
     walls = result.plan_wall_s
     # Wall time suffers from anything else running on the machine; CPU time split over the workers is
     # what the same run would take on otherwise idle cores, so both are shown.

@@ -73,6 +73,9 @@ EVAL_EVERY_NTH_SITE = 7
 # bench, 12 slots (to 06:00) gained 0.003 of perfect foresight and 24 or 48 lost (docs/performance.md), while
 # the longer horizon plans a lower level that leaves less in reserve when the evening runs above forecast.
 _lookahead_slots = 0
+# `vpp bench dr --pv-day-index-known`: the PV forecast takes each day's actual clear-sky index (its passing
+# clouds still unknown), as a perfect day-ahead weather forecast would give: how much buying one could gain.
+_pv_day_index_known = False
 CLEAR_SKY_INDEX_DAYS = 7  # PV forecast: clear sky scaled by the index of the last week
 FloatArray = npt.NDArray[np.float64]
 
@@ -160,9 +163,9 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
     )  # fmt: skip
 
 
-def _init_worker(sites: int, days: int, seed: int, lookahead_slots: int = 0) -> None:
-    global _fleet, _lookahead_slots
-    _lookahead_slots = lookahead_slots
+def _init_worker(sites: int, days: int, seed: int, lookahead_slots: int = 0, pv_day_index_known: bool = False) -> None:
+    global _fleet, _lookahead_slots, _pv_day_index_known
+    _lookahead_slots, _pv_day_index_known = lookahead_slots, pv_day_index_known
     # One day more than is run: the last day's re-plans look into the next one.
     _fleet = simulate_fleet(sites, FIRST_BENCH_DAY - timedelta(days=WARM_UP_DAYS), WARM_UP_DAYS + days + 1, seed)
 
@@ -205,10 +208,15 @@ def _forecast(site: int, day_index: int, known_days: int) -> SiteForecast:
     history = {fleet.days[d]: (fleet.load_kw[site, d] * 0.5).tolist() for d in history_days}
     recent = slice(max(known_days - CLEAR_SKY_INDEX_DAYS, 0), known_days)
     clear_recent_kwh = fleet.clear_sky_kw_per_kw[recent] * spec.pv_kw * PERFORMANCE_RATIO * 0.5
-    return forecast_site_day(
+    forecast = forecast_site_day(
         history, fleet.days[day_index], fleet.clear_sky_kw_per_kw[day_index], spec.pv_kw,
         fleet.pv_kw[site, recent] * 0.5, clear_recent_kwh, PERFORMANCE_RATIO,
     )  # fmt: skip
+    clear_kw = fleet.clear_sky_kw_per_kw[day_index] * spec.pv_kw * PERFORMANCE_RATIO
+    if _pv_day_index_known and clear_kw.sum() > 0:
+        day_index_known = float(fleet.pv_kw[site, day_index].sum() / clear_kw.sum())
+        forecast = replace(forecast, pv_kw=clear_kw * day_index_known)
+    return forecast
 
 
 def _lookahead(site: int, day_index: int) -> Lookahead:
@@ -308,6 +316,7 @@ def run_bench(
     workers: int | None = None,
     seed: int = 0,
     lookahead_slots: int = 0,
+    pv_day_index_known: bool = False,
     on_day: Callable[[int, float], None] | None = None,
 ) -> BenchResult:
     """Run the benchmark; ``on_day(day_number, plan_wall_s)`` reports progress after each day."""
@@ -318,7 +327,9 @@ def run_bench(
     walls: list[float] = []
     cpus: list[float] = []
     outcomes: list[DayOutcome] = []
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(sites, days, seed, lookahead_slots)) as pool:
+    with ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(sites, days, seed, lookahead_slots, pv_day_index_known)
+    ) as pool:
         # Warm-up: start every worker and build its data before anything is timed.
         list(pool.map(_plan_chunk, [WARM_UP_DAYS] * workers, [[0]] * workers))
         for number in range(days):

@@ -123,11 +123,14 @@ def dr(
     lookahead_slots: int = typer.Option(
         0, min=0, max=48, help="Re-plans also plan this many slots of the next day (0: the day ends at 24:00)"
     ),
+    pv_day_index_known: bool = typer.Option(
+        False, help="Forecast PV with each day's actual clear-sky index, as a perfect weather forecast would"
+    ),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
     from bench.dr import run_bench_dr
 
-    run_bench_dr(sites, days, regional_sites, lookahead_slots)
+    run_bench_dr(sites, days, regional_sites, lookahead_slots, pv_day_index_known)
 
 
 @app.command("soak")

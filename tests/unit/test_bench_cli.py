@@ -53,10 +53,12 @@ def test_full_size_decoder_fuzz(tmp_path: Path) -> None:
     assert "no input ended as processing_error" in result.stdout
 
 
-def test_vpp_bench_dr_with_a_lookahead_runs_and_says_so() -> None:
-    # The README's `vpp bench dr --lookahead-slots N`, on a small fleet.
+def test_vpp_bench_dr_with_a_lookahead_and_a_perfect_weather_forecast_runs_and_says_so() -> None:
+    # The README's `vpp bench dr --lookahead-slots N` and `--pv-day-index-known`, on a small fleet.
     args = ["dr", "--sites", "15", "--days", "1", "--regional-sites", "4", "--lookahead-slots", "12"]
-    result = CliRunner().invoke(bench_cli.app, args)
+    result = CliRunner().invoke(bench_cli.app, [*args, "--pv-day-index-known"])
     assert result.exit_code == 0, result.output
-    assert "Re-plans look 12 slots past midnight." in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "Re-plans look 12 slots past midnight." in said
+    assert "PV forecast: each day's actual clear-sky index" in said
     assert "every slot" in result.output

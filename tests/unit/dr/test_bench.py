@@ -57,3 +57,23 @@ def test_regional_events_never_allocate_above_the_deliverable() -> None:
         assert outcome.allocated_kw <= outcome.deliverable_kw + 1e-6
         assert outcome.allocated_kw + outcome.shortfall_kw == pytest.approx(outcome.requested_kw)
         assert outcome.limits_out_of_reach == 0
+
+
+def test_with_the_day_index_known_the_pv_forecast_holds_the_days_actual_pv_energy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import dr_fleet
+
+    # Recorded so that monkeypatch puts both back: _init_worker sets them for this process.
+    monkeypatch.setattr(dr_fleet, "_fleet", None)
+    monkeypatch.setattr(dr_fleet, "_pv_day_index_known", False)
+    day = dr_fleet.WARM_UP_DAYS
+    dr_fleet._init_worker(8, 1, 0)
+    history_kw = dr_fleet._forecast(0, day, day).pv_kw
+    dr_fleet._init_worker(8, 1, 0, pv_day_index_known=True)
+    fleet = dr_fleet._fleet
+    assert fleet is not None
+    known_kw = dr_fleet._forecast(0, day, day).pv_kw
+    assert known_kw.sum() == pytest.approx(fleet.pv_kw[0, day].sum())
+    assert history_kw.sum() != pytest.approx(known_kw.sum())  # not what the last week's index says
+    assert np.flatnonzero(known_kw).tolist() == np.flatnonzero(history_kw).tolist()  # the same sun hours
