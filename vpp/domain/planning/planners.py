@@ -24,13 +24,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vpp.domain.planning.floor import check_import_floor, floor_energy_reason
-from vpp.domain.planning.lp import LpCosts, solve_site_lp
+from vpp.domain.planning.lp import LpCosts, LpSolution, solve_site_lp
 from vpp.domain.planning.model import (
     SLOT_HOURS,
     EvDemand,
     InfeasiblePlan,
     Plan,
     SiteFlex,
+    SiteProblem,
     make_plan,
     site_problem,
 )
@@ -81,6 +82,24 @@ class PeakShiftWeights:
     export_penalty_jpy_per_kwh: float = 30.0
     cycle_cost_jpy_per_kwh: float = 3.0
     window_peak_penalty_jpy_per_kw: float = 10_000.0
+
+
+def _plan_of(strategy: str, problem: SiteProblem, solution: LpSolution, target_kw: float | None, status: str) -> Plan:
+    """The plan an LP solution describes."""
+    return make_plan(
+        strategy,
+        problem,
+        charge_kw=solution.charge_kw,
+        discharge_kw=solution.discharge_kw,
+        import_kw=solution.import_kw,
+        export_kw=solution.export_kw,
+        curtailed_kw=solution.curtailed_kw,
+        ev_kw_by_demand=solution.ev_kw_by_demand,
+        soc_kwh=solution.soc_kwh,
+        target_kw=target_kw,
+        objective=solution.objective,
+        status=status,
+    )
 
 
 def plan_peak_cut(
@@ -141,20 +160,7 @@ def plan_peak_cut(
         if peak_kw <= target_kw + 1e-6
         else f"target {target_kw:g} kW out of reach; lowest achievable peak {peak_kw:.3f} kW"
     )
-    return make_plan(
-        "peak_cut",
-        problem,
-        charge_kw=solution.charge_kw,
-        discharge_kw=solution.discharge_kw,
-        import_kw=solution.import_kw,
-        export_kw=solution.export_kw,
-        curtailed_kw=solution.curtailed_kw,
-        ev_kw_by_demand=solution.ev_kw_by_demand,
-        soc_kwh=solution.soc_kwh,
-        target_kw=target_kw,
-        objective=solution.objective,
-        status=status,
-    )
+    return _plan_of("peak_cut", problem, solution, target_kw, status)
 
 
 def plan_peak_shift(
@@ -260,19 +266,12 @@ def plan_peak_shift(
         target_met = window_peak_kw <= window_target_kw + 1e-6 and cap_ok
     target_text = "" if window_target_kw is None else f" (target {window_target_kw:g} kW)"
     cap_text = "" if outside_cap_kw is None else f" (cap {outside_cap_kw:g} kW)"
-    plan = make_plan(
+    plan = _plan_of(
         "peak_shift",
         problem,
-        charge_kw=solution.charge_kw,
-        discharge_kw=solution.discharge_kw,
-        import_kw=solution.import_kw,
-        export_kw=solution.export_kw,
-        curtailed_kw=solution.curtailed_kw,
-        ev_kw_by_demand=solution.ev_kw_by_demand,
-        soc_kwh=solution.soc_kwh,
-        target_kw=None,
-        objective=solution.objective,
-        status=f"optimal: window peak {window_peak_kw:.3f} kW{target_text}, peak outside it "
+        solution,
+        None,
+        f"optimal: window peak {window_peak_kw:.3f} kW{target_text}, peak outside it "
         f"{outside_peak_kw:.3f} kW{cap_text}, {peak_import_kwh:.3f} kWh imported in peak slots, "
         f"{exported_kwh:.3f} kWh exported or curtailed{cap_note}",
     )
@@ -338,18 +337,11 @@ def plan_import_floor(
         raise InfeasiblePlan(floor_energy_reason(problem, floor)) from None
     floored = floor > 0
     extra_kwh = float((solution.import_kw[floored] - problem.base_load_kw[floored] + problem.pv_kw[floored]).sum())
-    return make_plan(
+    return _plan_of(
         "import_floor",
         problem,
-        charge_kw=solution.charge_kw,
-        discharge_kw=solution.discharge_kw,
-        import_kw=solution.import_kw,
-        export_kw=solution.export_kw,
-        curtailed_kw=solution.curtailed_kw,
-        ev_kw_by_demand=solution.ev_kw_by_demand,
-        soc_kwh=solution.soc_kwh,
-        target_kw=None,
-        objective=solution.objective,
-        status=f"optimal: floors met in {int(floored.sum())} slots, "
+        solution,
+        None,
+        f"optimal: floors met in {int(floored.sum())} slots, "
         f"{extra_kwh * SLOT_HOURS:.3f} kWh consumed there above load − PV",
     )
