@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from types import FrameType
@@ -34,6 +35,10 @@ def main() -> None:
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         worker.stop()
+        # The worker flushes for at most stop_flush_timeout_s. Should it hang past that anyway, print every
+        # thread's stack to stderr (the service log) and exit: nothing unacknowledged is lost (the broker
+        # redelivers it), and a supervisor's SIGTERM must end the process rather than wait for SIGKILL.
+        faulthandler.dump_traceback_later(worker.config.stop_flush_timeout_s + 15, exit=True)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

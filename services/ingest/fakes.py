@@ -69,6 +69,8 @@ class FakeReadingStore:
         self.dead_letters: list[DeadLetter] = []
         self.opened = 0
         self.replicated = True  # False: no standby has the commits (a lone primary)
+        self.commit_gate = threading.Event()  # cleared: commits hang until it is set (a server that stopped answering)
+        self.commit_gate.set()
 
     def open_writer(self) -> _FakeWriter:
         self.opened += 1
@@ -83,6 +85,7 @@ class _FakeWriter:
     def write(
         self, rows: EncodedRows, dead_letters: Sequence[DeadLetter], statuses: Sequence[StatusRow]
     ) -> WriteResult:
+        self.store.commit_gate.wait()
         if self.store.fail_commits > 0:
             self.store.fail_commits -= 1
             self.store.journal.add("failed commit", rows.count)

@@ -216,13 +216,16 @@ class IngestWorker:
             while not self.stopping.is_set():
                 messages = self._collect()
                 if messages:
-                    self._validated.put(self._validate(messages))
+                    self._hand_off(self._validate(messages))
             self._drain_on_stop()
         finally:
-            self._validated.put(None)
-            writer_thread.join(self.config.stop_flush_timeout_s + 10)
+            self.stopping.set()  # also when the loop ended by an exception: hand-offs then give up in time
+            self._hand_off(None)
+            # The writer flushes for at most stop_flush_timeout_s once stopping; a little more for its last commit.
+            grace_s = self.config.stop_flush_timeout_s * 1.2 + 1
+            writer_thread.join(grace_s)
             housekeeping_stop.set()
-            housekeeping_thread.join(self.config.stop_flush_timeout_s + 10)
+            housekeeping_thread.join(grace_s)
             for subscriber in self.subscribers:
                 subscriber.stop()
             if self._writer is not None and not self._writer.closed:
@@ -276,6 +279,27 @@ class IngestWorker:
     def _writer_waiting(self) -> bool:
         return self._writer_idle.is_set() and self._validated.empty()
 
+    def _hand_off(self, item: _Validated | None) -> bool:
+        """Queue a batch for the writer; once stopping, give up after `stop_flush_timeout_s`.
+
+        A writer that cannot take it (its database gone, a commit that does not return) must not keep
+        a stopping worker alive: what is not handed off stays unacknowledged, and the broker delivers it
+        again to the next session.
+        """
+        give_up_at: float | None = None
+        while True:
+            try:
+                self._validated.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                if not self.stopping.is_set():
+                    continue
+                now = time.monotonic()
+                give_up_at = give_up_at if give_up_at is not None else now + self.config.stop_flush_timeout_s
+                if now >= give_up_at:
+                    log.warning("writer did not take a batch while stopping; leaving it unacknowledged")
+                    return False
+
     def _drain_on_stop(self) -> None:
         while not self.inbox.empty():
             messages: list[Inbound] = []
@@ -284,8 +308,8 @@ class IngestWorker:
                     messages.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            if messages:
-                self._validated.put(self._validate(messages))
+            if messages and not self._hand_off(self._validate(messages)):
+                return
 
     def _validate(self, messages: list[Inbound]) -> _Validated:
         started = time.monotonic()

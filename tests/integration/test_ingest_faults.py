@@ -183,5 +183,9 @@ def test_worker_started_while_the_broker_is_down_waits_for_it_instead_of_exiting
         if publisher is not None:
             publisher.close()
         worker.terminate()
-        worker.wait(30)
+        try:
+            worker.wait(60)  # stops within stop_flush_timeout_s (30 s) and grace, or dumps its stacks and exits
+        except subprocess.TimeoutExpired:
+            worker.kill()  # not left running into the tests after this one
+            raise
         broker.stop()
