@@ -105,7 +105,7 @@ class _FakeClient:
 
     # -- paho's interface, as the dispatcher uses it ---------------------------------------
     def connect_async(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
+        """No network: the fake is connected from the start."""
 
     def loop_start(self) -> None:
         self.started = True
@@ -129,7 +129,7 @@ class _FakeClient:
         self.started = False
 
     def _reset_sockets(self, sockpair_only: bool = False) -> None:
-        pass
+        """No sockets to reset (paho calls this when a client is dropped)."""
 
     # -- the broker's side -----------------------------------------------------------------
     def try_connect(self) -> None:

@@ -123,7 +123,7 @@ class FakeRegistry:
         return any(s in sites for s in site_ids) or any(d in self._devices for d in devices)
 
     def close(self) -> None:
-        pass
+        """Nothing to close: a fake holds no connection."""
 
 
 class FakeRollup:
@@ -131,7 +131,7 @@ class FakeRollup:
         return False, 0
 
     def close(self) -> None:
-        pass
+        """Nothing to close: a fake holds no connection."""
 
 
 class FakeSubscriber:
