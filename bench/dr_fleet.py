@@ -14,6 +14,9 @@ minutes), separately for battery-only and battery+EV sites, for every sampled si
 - *perfect foresight*: the peak-cut LP on the actual data with the same end-of-day SoC rule as the run
   it is compared with (ending at least as full as that run ended, or as it started if that is lower), so
   no run can beat it;
+- *stochastic programme* (battery-only sites): each slot's import limit from a dynamic programme over (SoC,
+  peak so far, persistent load error) that weighs holding energy back against running short
+  (:mod:`vpp.domain.planning.stochastic`), on the same forecasts and residual model as the re-planner;
 - *reactive*: a threshold controller with the forecast plan's peak as threshold that charges EVs as the
   site EMS does (:mod:`bench.dr_reactive`);
 - *uncontrolled*: no battery, EVs charging at full power on arrival;
@@ -57,6 +60,7 @@ from vpp.domain.planning.execution import (
     corrected_forecast,
     receding_horizon_import_kw,
 )
+from vpp.domain.planning.stochastic import stochastic_import_kw
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
@@ -94,6 +98,9 @@ class DayOutcome:
     ceiling_kw: float  # re-planned with the simulator's own load model as forecast
     perfect_ceiling_kw: float
     reactive_ceiling_kw: float  # the reactive controller with the ceiling plan's peak as threshold
+    # Battery-only sites: each slot's limit from the stochastic programme (NaN for sites with EVs).
+    stochastic_kw: float = float("nan")
+    perfect_stochastic_kw: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class GroupResult:
     ceiling_kw: float = float("nan")
     perfect_ceiling_kw: float = float("nan")
     reactive_ceiling_kw: float = float("nan")
+    stochastic_kw: float = float("nan")
+    perfect_stochastic_kw: float = float("nan")
 
     @staticmethod
     def _ratio(value: float, reference: float) -> float:
@@ -129,6 +138,14 @@ class GroupResult:
     @property
     def open_loop_to_reactive(self) -> float:
         return self._ratio(self.open_loop_kw, self.reactive_kw)
+
+    @property
+    def stochastic_to_perfect(self) -> float:
+        return self._ratio(self.stochastic_kw, self.perfect_stochastic_kw)
+
+    @property
+    def stochastic_to_reactive(self) -> float:
+        return self._ratio(self.stochastic_kw, self.reactive_kw)
 
     @property
     def ceiling_to_perfect(self) -> float:
@@ -159,7 +176,7 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
     return GroupResult(
         len(outcomes), total("open_loop_kw"), total("replanned_kw"), total("perfect_open_kw"),
         total("perfect_replanned_kw"), total("reactive_kw"), total("ceiling_kw"), total("perfect_ceiling_kw"),
-        total("reactive_ceiling_kw"),
+        total("reactive_ceiling_kw"), total("stochastic_kw"), total("perfect_stochastic_kw"),
     )  # fmt: skip
 
 
@@ -303,8 +320,24 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
             runs.append((peak, perfect, reactive))
         group = "battery+ev" if spec.ev_count else "battery"
         (open_kw, perfect_open, reactive), (replanned, perfect_replanned, _), ceiling = runs
+        stochastic = (float("nan"), float("nan"))
+        if not spec.ev_count:
+            tracker = EmsTracker(flex, [])
+            peak = float(stochastic_import_kw(load_fc, pv_fc, load, pv, flex, plan.peak_import_kw, tracker).max())
+            terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
+            stochastic = (peak, plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw)
         out.append(
-            DayOutcome(group, uncontrolled, open_kw, replanned, perfect_open, perfect_replanned, reactive, *ceiling)
+            DayOutcome(
+                group,
+                uncontrolled,
+                open_kw,
+                replanned,
+                perfect_open,
+                perfect_replanned,
+                reactive,
+                *ceiling,
+                *stochastic,
+            )
         )
     return out
 
