@@ -173,12 +173,11 @@ def _after(
 
 @dataclass(frozen=True)
 class PeakValues:
-    """The solved programme from slot ``first_slot``: ``values[k]`` is V before slot first_slot + k."""
+    """The solved programme: ``values[t]`` is V before slot t (the last one, the end-of-day value)."""
 
-    first_slot: int
     values: tuple[FloatArray, ...]  # each (soc, peak, drift)
     grids: tuple[_Grid, _Grid, _Grid]
-    load_kw: FloatArray  # the forecasts it was solved on, from first_slot
+    load_kw: FloatArray  # the forecasts it was solved on
     pv_kw: FloatArray
     flex: SiteFlex
     model: ResidualModel
@@ -201,18 +200,17 @@ class PeakValues:
     def limit_kw(self, t: int, soc_kwh: float, peak_so_far_kw: float, drift_before: float) -> float:
         """The import limit for slot ``t`` (≥ the peak so far) minimising the expected peak of the day;
         ``drift_before``: the persistent net error of the slot before, in sd units (:func:`net_error_estimate`)."""
-        k = t - self.first_slot
         innovation, white, weights = _nodes()
-        scale, rho, white_kw = self.model.slots(self.load_kw[k : k + 1], self.pv_kw[k : k + 1])
+        scale, rho, white_kw = self.model.slots(self.load_kw[t : t + 1], self.pv_kw[t : t + 1])
         drift_next = rho[0] * drift_before + np.sqrt(1.0 - rho[0] ** 2) * innovation[:, None]
-        net_kw = self.load_kw[k] - self.pv_kw[k] + scale[0] * drift_next + white_kw[0] * white[:, None]
+        net_kw = self.load_kw[t] - self.pv_kw[t] + scale[0] * drift_next + white_kw[0] * white[:, None]
         # Candidates 4× finer than the grid V is solved on (V is linear between its points): the limit is not
         # rounded up to the grid, which would cost up to a grid step (~2% of a peak) on every day.
         peak = self.grids[1]
         fine = np.linspace(peak.lo, peak.values[-1], 4 * (peak.points - 1) + 1)
         limits = np.concatenate([[peak_so_far_kw], fine[fine > peak_so_far_kw]])[None, :]
         soc_next, import_kw = _after(self.flex, np.asarray(soc_kwh), net_kw, limits)
-        expected = weights @ self.value(k + 1, soc_next, np.maximum(limits, import_kw), drift_next)
+        expected = weights @ self.value(t + 1, soc_next, np.maximum(limits, import_kw), drift_next)
         # Ties (a limit under the grid's bottom changes nothing the programme can tell) go to the fuller battery:
         # energy spent for no gain is energy missing later.
         expected -= _TIE_BREAK_PER_KWH * (weights @ soc_next)
@@ -238,9 +236,8 @@ def solve_peak_values(
     peak_kw_range: tuple[float, float],
     terminal_soc_kwh: float,
     model: ResidualModel = ResidualModel(),
-    first_slot: int = 0,
 ) -> PeakValues:
-    """Solve the programme over the given forecast slots (``first_slot`` labels the first of them).
+    """Solve the programme over the given forecast slots.
 
     ``flex`` is the battery (its ``soc_kwh_initial`` is not used: every SoC is solved for); the day must end
     at ``terminal_soc_kwh`` or above.
@@ -256,7 +253,7 @@ def solve_peak_values(
     end = peak.values[None, :, None] + TERMINAL_PENALTY_KW_PER_KWH * short_kwh[:, None, None]
     horizon = load_forecast_kw.size
     values: list[FloatArray] = [np.empty(0)] * horizon + [np.broadcast_to(end, (soc.points, peak.points, drift.points))]
-    solved = PeakValues(first_slot, (), (soc, peak, drift), load_forecast_kw, pv_forecast_kw, flex, model)
+    solved = PeakValues((), (soc, peak, drift), load_forecast_kw, pv_forecast_kw, flex, model)
     s: FloatArray = soc.values[:, None, None, None]  # axes: soc, drift now, node, limit
     limits: FloatArray = peak.values[None, None, None, :]
     for k in range(horizon - 1, -1, -1):
