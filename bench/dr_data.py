@@ -31,9 +31,14 @@ EV_EVENING_SHARE = (SLOTS_PER_DAY - EV_EVENING_FIRST_SLOT) / (
     SLOTS_PER_DAY - EV_EVENING_FIRST_SLOT + EV_MORNING_DEADLINE_SLOT
 )
 _KAWASAKI = (35.57, 139.6)
-# Load noise: a persistent part (AR(1) per 30-minute slot) and slot-to-slot white noise (0.06).
+# Load noise: a persistent part (AR(1) per 30-minute slot) and slot-to-slot white noise.
 LOAD_PERSISTENT_SD = 0.08
 LOAD_PERSISTENCE_PER_SLOT = 0.9
+LOAD_NOISE_SD = 0.06
+# PV: clear sky × a site's clear-sky index, which is its mean + the day's weather (shared by the region in part)
+# + passing clouds (clear-sky index units, AR(1) per slot).
+PASSING_CLOUD_SD = 0.08
+PASSING_CLOUD_PERSISTENCE_PER_SLOT = 0.6
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,15 @@ def simulate_fleet(sites: int, first_day: date, days: int, seed: int = 0) -> Fle
     n = len(specs)
     base = np.array([s.base_load_kw for s in specs])
     persistent = LOAD_PERSISTENT_SD * _ar1(rng, (n, days * SLOTS_PER_DAY), LOAD_PERSISTENCE_PER_SLOT)
-    load_noise = 1.0 + persistent + 0.06 * rng.standard_normal((n, days * SLOTS_PER_DAY))
+    load_noise = 1.0 + persistent + LOAD_NOISE_SD * rng.standard_normal((n, days * SLOTS_PER_DAY))
     expected_load_kw = base[:, None, None] * shapes[None]
     load_kw = expected_load_kw * np.clip(load_noise, 0.2, None).reshape(n, days, SLOTS_PER_DAY)
 
     cloudiness = np.array([s.cloudiness for s in specs])
     mean_index = 0.15 + 0.85 * (1.0 - cloudiness) ** 1.5
     site_daily = 0.6 * regional_weather[None, :] + 0.4 * rng.standard_normal((n, days))
-    passing = _ar1(rng, (n, days * SLOTS_PER_DAY), 0.6).reshape(n, days, SLOTS_PER_DAY)
-    index = mean_index[:, None, None] + 0.25 * site_daily[..., None] + 0.08 * passing
+    passing = _ar1(rng, (n, days * SLOTS_PER_DAY), PASSING_CLOUD_PERSISTENCE_PER_SLOT).reshape(n, days, SLOTS_PER_DAY)
+    index = mean_index[:, None, None] + 0.25 * site_daily[..., None] + PASSING_CLOUD_SD * passing
     pv_capacity = np.array([s.pv_kw for s in specs])
     pv_kw = pv_capacity[:, None, None] * PERFORMANCE_RATIO * clear[None] * np.clip(index, 0.1, 1.0)
 

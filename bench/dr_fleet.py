@@ -24,7 +24,14 @@ minutes), separately for battery-only and battery+EV sites, for every sampled si
   expected load for the day-ahead plan, and the persistent part of the day's load error known up to the
   last measured slot for every re-plan): what no load forecaster can beat, since only the slot-to-slot
   noise and the persistent error's future innovations are left unknown. It is compared with perfect
-  foresight and with a reactive controller using its own plan's peak, as above.
+  foresight and with a reactive controller using its own plan's peak, as above;
+- *stochastic programme, forecast ceiling* (``stochastic_ceiling``, battery-only sites): the programme once
+  more, on the simulator's expected load and with the residual model the load was drawn from, so that its load
+  forecast and its picture of the load's errors are the best there can be: how far a better load forecaster
+  could take the programme.
+
+With ``pv_day_index_known`` the stochastic rows model PV's error as the simulator's passing clouds only (the
+day's weather being known), in place of the day-ahead error (:data:`PV_KNOWN_DAY_ERROR`).
 
 Peak reduction = uncontrolled peak − achieved peak, kW, summed over site-days.
 """
@@ -45,7 +52,11 @@ from bench.dr_data import (
     EV_EVENING_FIRST_SLOT,
     EV_EVENING_SHARE,
     EV_MORNING_DEADLINE_SLOT,
+    LOAD_NOISE_SD,
     LOAD_PERSISTENCE_PER_SLOT,
+    LOAD_PERSISTENT_SD,
+    PASSING_CLOUD_PERSISTENCE_PER_SLOT,
+    PASSING_CLOUD_SD,
     PERFORMANCE_RATIO,
     FleetHistory,
     simulate_fleet,
@@ -60,7 +71,7 @@ from vpp.domain.planning.execution import (
     corrected_forecast,
     receding_horizon_import_kw,
 )
-from vpp.domain.planning.stochastic import stochastic_import_kw
+from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
@@ -81,6 +92,11 @@ _lookahead_slots = 0
 # clouds still unknown), as a perfect day-ahead weather forecast would give: how much buying one could gain.
 _pv_day_index_known = False
 CLEAR_SKY_INDEX_DAYS = 7  # PV forecast: clear sky scaled by the index of the last week
+# `vpp bench dr --stochastic-ceiling`: the stochastic programme on the simulator's own load model as well
+# (another 500 programmes, about 7 minutes on 2 cores).
+_stochastic_ceiling = False
+# PV's relative error once the day's clear-sky index is known: passing clouds over a mean index of about 0.65.
+PV_KNOWN_DAY_ERROR = {"pv_sd": PASSING_CLOUD_SD / 0.65, "pv_persistence_per_slot": PASSING_CLOUD_PERSISTENCE_PER_SLOT}
 FloatArray = npt.NDArray[np.float64]
 
 _fleet: FleetHistory | None = None
@@ -98,9 +114,12 @@ class DayOutcome:
     ceiling_kw: float  # re-planned with the simulator's own load model as forecast
     perfect_ceiling_kw: float
     reactive_ceiling_kw: float  # the reactive controller with the ceiling plan's peak as threshold
-    # Battery-only sites: each slot's limit from the stochastic programme (NaN for sites with EVs).
+    # Battery-only sites: each slot's limit from the stochastic programme (NaN for sites with EVs), and the
+    # same on the simulator's own load model (NaN unless asked for).
     stochastic_kw: float = float("nan")
     perfect_stochastic_kw: float = float("nan")
+    stochastic_ceiling_kw: float = float("nan")
+    perfect_stochastic_ceiling_kw: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,8 @@ class GroupResult:
     reactive_ceiling_kw: float = float("nan")
     stochastic_kw: float = float("nan")
     perfect_stochastic_kw: float = float("nan")
+    stochastic_ceiling_kw: float = float("nan")
+    perfect_stochastic_ceiling_kw: float = float("nan")
 
     @staticmethod
     def _ratio(value: float, reference: float) -> float:
@@ -146,6 +167,14 @@ class GroupResult:
     @property
     def stochastic_to_reactive(self) -> float:
         return self._ratio(self.stochastic_kw, self.reactive_kw)
+
+    @property
+    def stochastic_ceiling_to_perfect(self) -> float:
+        return self._ratio(self.stochastic_ceiling_kw, self.perfect_stochastic_ceiling_kw)
+
+    @property
+    def stochastic_ceiling_to_reactive(self) -> float:
+        return self._ratio(self.stochastic_ceiling_kw, self.reactive_ceiling_kw)
 
     @property
     def ceiling_to_perfect(self) -> float:
@@ -177,12 +206,21 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
         len(outcomes), total("open_loop_kw"), total("replanned_kw"), total("perfect_open_kw"),
         total("perfect_replanned_kw"), total("reactive_kw"), total("ceiling_kw"), total("perfect_ceiling_kw"),
         total("reactive_ceiling_kw"), total("stochastic_kw"), total("perfect_stochastic_kw"),
+        total("stochastic_ceiling_kw"), total("perfect_stochastic_ceiling_kw"),
     )  # fmt: skip
 
 
-def _init_worker(sites: int, days: int, seed: int, lookahead_slots: int = 0, pv_day_index_known: bool = False) -> None:
-    global _fleet, _lookahead_slots, _pv_day_index_known
+def _init_worker(
+    sites: int,
+    days: int,
+    seed: int,
+    lookahead_slots: int = 0,
+    pv_day_index_known: bool = False,
+    stochastic_ceiling: bool = False,
+) -> None:
+    global _fleet, _lookahead_slots, _pv_day_index_known, _stochastic_ceiling
     _lookahead_slots, _pv_day_index_known = lookahead_slots, pv_day_index_known
+    _stochastic_ceiling = stochastic_ceiling
     # One day more than is run: the last day's re-plans look into the next one.
     _fleet = simulate_fleet(sites, FIRST_BENCH_DAY - timedelta(days=WARM_UP_DAYS), WARM_UP_DAYS + days + 1, seed)
 
@@ -302,8 +340,9 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
             # The ceiling looks ahead with the simulator's expected load of the next morning.
             next_expected_kw = _fleet.expected_load_kw[site, day_index + 1, :_lookahead_slots]
             ceiling_lookahead = replace(lookahead, load_kw=next_expected_kw)
+        ceiling_plan, ceiling_forecaster = _ceiling(site, day_index, pv_fc)
         for every, first_plan, forecaster in ((0, plan, None), (REPLAN_EVERY_SLOTS, plan, None),
-                                              (REPLAN_EVERY_SLOTS, *_ceiling(site, day_index, pv_fc))):  # fmt: skip
+                                              (REPLAN_EVERY_SLOTS, ceiling_plan, ceiling_forecaster)):  # fmt: skip
             tracker = EmsTracker(flex, evs)
             peak = float(
                 receding_horizon_import_kw(
@@ -320,12 +359,29 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
             runs.append((peak, perfect, reactive))
         group = "battery+ev" if spec.ev_count else "battery"
         (open_kw, perfect_open, reactive), (replanned, perfect_replanned, _), ceiling = runs
-        stochastic = (float("nan"), float("nan"))
+        stochastic: tuple[float, ...] = (float("nan"),) * 4
         if not spec.ev_count:
-            tracker = EmsTracker(flex, [])
-            peak = float(stochastic_import_kw(load_fc, pv_fc, load, pv, flex, plan.peak_import_kw, tracker).max())
-            terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
-            stochastic = (peak, plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw)
+            pv_error = PV_KNOWN_DAY_ERROR if _pv_day_index_known else {}
+            programmes = [(load_fc, plan.peak_import_kw, ResidualModel(**pv_error))]
+            if _stochastic_ceiling:
+                # The ceiling's plan (on the expected load) sets the peaks the grid resolves, as it sets the
+                # reactive reference's threshold.
+                drawn_from = ResidualModel(
+                    load_persistence_per_slot=LOAD_PERSISTENCE_PER_SLOT, load_persistent_sd=LOAD_PERSISTENT_SD,
+                    load_white_sd=LOAD_NOISE_SD, **pv_error,
+                )  # fmt: skip
+                programmes.append((_fleet.expected_load_kw[site, day_index], ceiling_plan.peak_import_kw, drawn_from))
+            found: list[float] = []
+            for load_forecast_kw, planned_peak_kw, residuals in programmes:
+                tracker = EmsTracker(flex, [])
+                peak = float(
+                    stochastic_import_kw(
+                        load_forecast_kw, pv_fc, load, pv, flex, planned_peak_kw, tracker, residuals
+                    ).max()
+                )
+                terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
+                found += [peak, plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw]
+            stochastic = (*found, *stochastic[len(found) :])
         out.append(
             DayOutcome(
                 group,
@@ -350,6 +406,7 @@ def run_bench(
     seed: int = 0,
     lookahead_slots: int = 0,
     pv_day_index_known: bool = False,
+    stochastic_ceiling: bool = False,
     on_day: Callable[[int, float], None] | None = None,
 ) -> BenchResult:
     """Run the benchmark; ``on_day(day_number, plan_wall_s)`` reports progress after each day."""
@@ -361,7 +418,9 @@ def run_bench(
     cpus: list[float] = []
     outcomes: list[DayOutcome] = []
     with ProcessPoolExecutor(
-        workers, initializer=_init_worker, initargs=(sites, days, seed, lookahead_slots, pv_day_index_known)
+        workers,
+        initializer=_init_worker,
+        initargs=(sites, days, seed, lookahead_slots, pv_day_index_known, stochastic_ceiling),
     ) as pool:
         # Warm-up: start every worker and build its data before anything is timed.
         list(pool.map(_plan_chunk, [WARM_UP_DAYS] * workers, [[0]] * workers))

@@ -126,11 +126,14 @@ def dr(
     pv_day_index_known: bool = typer.Option(
         False, help="Forecast PV with each day's actual clear-sky index, as a perfect weather forecast would"
     ),
+    stochastic_ceiling: bool = typer.Option(
+        False, help="Also run the stochastic programme on the simulator's own load model (about 7 minutes more)"
+    ),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
     from bench.dr import run_bench_dr
 
-    run_bench_dr(sites, days, regional_sites, lookahead_slots, pv_day_index_known)
+    run_bench_dr(sites, days, regional_sites, lookahead_slots, pv_day_index_known, stochastic_ceiling)
 
 
 @app.command("soak")

@@ -53,12 +53,15 @@ def test_full_size_decoder_fuzz(tmp_path: Path) -> None:
     assert "no input ended as processing_error" in result.stdout
 
 
-def test_vpp_bench_dr_with_a_lookahead_and_a_perfect_weather_forecast_runs_and_says_so() -> None:
-    # The README's `vpp bench dr --lookahead-slots N` and `--pv-day-index-known`, on a small fleet.
+def test_vpp_bench_dr_with_a_lookahead_a_perfect_weather_forecast_and_the_ceiling_runs_and_says_so() -> None:
+    # The README's `vpp bench dr --lookahead-slots N`, `--pv-day-index-known` and `--stochastic-ceiling`, on a
+    # small fleet.
     args = ["dr", "--sites", "15", "--days", "1", "--regional-sites", "4", "--lookahead-slots", "12"]
-    result = CliRunner().invoke(bench_cli.app, [*args, "--pv-day-index-known"])
+    result = CliRunner().invoke(bench_cli.app, [*args, "--pv-day-index-known", "--stochastic-ceiling"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "Re-plans look 12 slots past midnight." in said
     assert "PV forecast: each day's actual clear-sky index" in said
-    assert "every slot" in result.output
+    assert "The stochastic programme also runs on the simulator's own load model." in said
+    # Battery-only sites: re-planned, none, forecast ceiling, the stochastic programme and its ceiling.
+    assert sum(line.startswith("│ battery ") for line in result.output.splitlines()) == 5

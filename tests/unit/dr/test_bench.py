@@ -25,11 +25,13 @@ def test_fleet_history_is_deterministic_and_shaped_per_site_day_slot() -> None:
     assert 0.03 < float(left.std()) < 0.09
 
 
-@pytest.mark.parametrize("lookahead_slots", [0, 12])
+@pytest.mark.parametrize(("lookahead_slots", "stochastic_ceiling"), [(0, True), (12, False)])
 def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same_end_soc_rule(
-    lookahead_slots: int,
+    lookahead_slots: int, stochastic_ceiling: bool
 ) -> None:
-    result = run_bench(sites=15, days=1, workers=1, lookahead_slots=lookahead_slots)
+    result = run_bench(
+        sites=15, days=1, workers=1, lookahead_slots=lookahead_slots, stochastic_ceiling=stochastic_ceiling
+    )
     assert len(result.plan_wall_s) == 1
     assert sum(group.site_days for group in result.groups.values()) == result.evaluated_sites > 0
     for name, group in result.groups.items():
@@ -38,8 +40,11 @@ def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same
         ratios = [group.replanned_to_perfect, group.open_loop_to_perfect, group.ceiling_to_perfect]
         # The stochastic programme runs on battery-only sites; sites with EVs keep the LP re-planner.
         assert math.isnan(group.stochastic_to_perfect) == (name == "battery+ev")
+        assert math.isnan(group.stochastic_ceiling_to_perfect) == (name == "battery+ev" or not stochastic_ceiling)
         if name == "battery":
             ratios.append(group.stochastic_to_perfect)
+            if stochastic_ceiling:
+                ratios += [group.stochastic_ceiling_to_perfect, group.stochastic_ceiling_to_reactive]
         for ratio in ratios:
             assert math.isfinite(ratio)
             assert ratio <= 1.0 + 1e-6
