@@ -281,10 +281,9 @@ def stochastic_import_kw(
 ) -> FloatArray:
     """Import per slot (kW) when each slot's limit comes from the programme and the EMS holds it.
 
-    The persistent load error is estimated from the measured slots as the LP re-planner does
-    (:func:`~vpp.domain.planning.execution.load_residual_estimate`); at ``resolve_at_slots`` the programme is
-    solved again for the rest of the day with the PV forecast corrected by the measured PV
-    (:func:`~vpp.domain.planning.execution.corrected_forecast`). The day must end at least as full as it started.
+    The programme is solved once, on the day-ahead forecasts; before each slot the persistent net-load error is
+    estimated from the slots measured so far (:func:`net_error_estimate`) and the limit read from the solved
+    programme at the tracker's SoC and peak so far. The day must end at least as full as it started.
     ``planned_peak_kw`` (the day-ahead plan's peak) sets the peaks the grid resolves. Pass ``tracker`` to read
     the end state afterwards.
     """
