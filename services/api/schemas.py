@@ -242,6 +242,11 @@ class SiteOut(BaseModel):
     regions: list[str]
     online: bool | None
     last_reading_at: JstDatetime | None
+    peak_programme: bool = Field(
+        False,
+        description="Enrolled in the day's peak programme: each 30-minute slot's import limit sent by the "
+        "DR scheduler from live telemetry (battery sites without EV charging)",
+    )
 
 
 class DeviceOut(BaseModel):

@@ -20,6 +20,7 @@ from vpp.domain.slots import JST
 from vpp.postgres.connect import connect
 from vpp.postgres.dr_events import create_event, list_events
 from vpp.postgres.dr_verification import settlement_lines
+from vpp.postgres.peak_programme import set_enrolled
 from vpp.settings import load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -119,3 +120,20 @@ def settlement(as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout i
         table.add_row(line.event_id, line.site_id, f"{line.delivered_kwh:.2f}", f"{line.settled_kwh:.2f}",
                       f"{line.incentive_jpy_per_kwh:g}", f"{line.amount_jpy:,.0f}", line.method)  # fmt: skip
     console.print(table)
+
+
+@app.command("peak-programme")
+def peak_programme(
+    site: str = typer.Argument(..., help="Site id"),
+    off: bool = typer.Option(False, "--off", help="Withdraw the site instead of enrolling it"),
+) -> None:
+    """Enrol a battery site in the day's peak programme (each 30-minute slot's import limit, sent by the
+    scheduler from live telemetry), or withdraw it with --off. Sites with EV charging are left to DR events."""
+    with cli_database(load_settings()) as url, connect(url) as conn:
+        if not set_enrolled(conn, site, not off):
+            raise CliError(f"no site {site!r}; `vpp status` lists the sites")
+        conn.commit()
+    if off:
+        console.print(f"{site} withdrawn from the peak programme: the scheduler cancels its event for today")
+    else:
+        console.print(f"{site} enrolled in the peak programme: the scheduler sends its first limit within a slot")

@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
-from vpp.domain.dr_events import Direction, EventStatus
+from vpp.domain.dr_events import OWN_CONTROL_SOURCES, Direction, EventStatus
 from vpp.domain.forecast import ForecastError
 from vpp.domain.planning import EvDemand, InfeasiblePlan, Plan, SiteFlex
 from vpp.domain.planning.deliverable import plan_window_limit, window_deliverable
@@ -90,7 +90,7 @@ class IntradayReplanner:
         t = int((now - slot_start) / SLOT)
         changed: list[str] = []
         for event in store.list_events(conn, statuses=[str(s) for s in _IN_EFFECT]):
-            if event.direction != Direction.REDUCE or event.source == "live_control" or event.end_at <= now:
+            if event.direction != Direction.REDUCE or event.source in OWN_CONTROL_SOURCES or event.end_at <= now:
                 continue
             day, first, end = event_slots(event.start_at, event.end_at)
             current = slot_start + t * SLOT

@@ -30,6 +30,17 @@ class SchedulerMetrics:
         )
         self.verified_kwh = Counter("vpp_dr_verified_reduction_kwh", "Verified reductions, kWh", registry=r)
         self.tick_seconds = Histogram("vpp_dr_tick_seconds", "Duration of one scheduler tick", registry=r)
+        self.programme_limits = Counter(
+            "vpp_dr_peak_programme_limits_sent", "Peak programme limits sent to sites", ["kind"], registry=r
+        )
+        self.programme_left_out = Counter(
+            "vpp_dr_peak_programme_left_out", "Enrolled sites left out of the peak programme for a day", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        self.programme_solve_seconds = Histogram(
+            "vpp_dr_peak_programme_solve_seconds", "Time to solve one site's peak programme for a day",
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 16), registry=r,
+        )  # fmt: skip
         self.connected = Gauge(
             "vpp_dr_broker_connected", "How many of the configured brokers the scheduler is connected to", registry=r
         )

@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 
 import psycopg
 
-from vpp.domain.dr_events import settle
+from vpp.domain.dr_events import OWN_CONTROL_SOURCES, settle
 from vpp.domain.slots import JST
 
 __all__ = [
@@ -21,10 +21,6 @@ __all__ = [
     "verified_reductions",
 ]
 
-# The site's own demand control (one-slot events the scheduler raises when a slot is about to exceed the
-# site's target) is what the site does every day: it is part of its normal load, not a DR call.
-_OWN_CONTROL_SOURCES = ("live_control",)
-
 
 def dispatched_dr_days(conn: psycopg.Connection, site_pk: int, before: date, event_pk: int) -> set[date]:
     """JST days before ``before`` on which the site was sent a DR event (the ERAB baseline skips them).
@@ -36,7 +32,7 @@ def dispatched_dr_days(conn: psycopg.Connection, site_pk: int, before: date, eve
         """SELECT e.start_at FROM dr_events e JOIN dr_event_sites es ON es.event_pk = e.id
            WHERE es.site_pk = %s AND e.id <> %s AND e.status <> 'cancelled' AND es.dispatched_at IS NOT NULL
              AND e.source <> ALL(%s) AND e.start_at < %s""",
-        (site_pk, event_pk, list(_OWN_CONTROL_SOURCES), datetime.combine(before, time(0), JST)),
+        (site_pk, event_pk, list(OWN_CONTROL_SOURCES), datetime.combine(before, time(0), JST)),
     ).fetchall()
     return {row[0].astimezone(JST).date() for row in rows}
 

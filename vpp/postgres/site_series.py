@@ -17,6 +17,7 @@ __all__ = [
     "list_devices",
     "list_sites",
     "raw_readings",
+    "set_peak_programme",
     "slot_imports",
 ]
 
@@ -38,6 +39,7 @@ class SiteRow:
     regions: list[str]
     online: bool | None
     last_reading_at: datetime | None
+    peak_programme: bool = False
 
 
 _SITES = """
@@ -46,7 +48,8 @@ SELECT s.id, s.site_id, s.name, s.is_public, s.latitude, s.longitude, s.pv_kw, s
        coalesce((SELECT array_agg(r.region_id ORDER BY r.region_id) FROM region_sites rs
                  JOIN regions r ON r.id = rs.region_pk WHERE rs.site_pk = s.id), '{}'),
        st.online,
-       (SELECT max(d.last_reading_at) FROM devices d WHERE d.site_pk = s.id)
+       (SELECT max(d.last_reading_at) FROM devices d WHERE d.site_pk = s.id),
+       s.peak_programme
 FROM sites s LEFT JOIN site_status st ON st.site_pk = s.id
 """
 
@@ -68,6 +71,7 @@ def _site(row: Any) -> SiteRow:
         regions=list(row[12]),
         online=row[13],
         last_reading_at=row[14],
+        peak_programme=bool(row[15]),
     )
 
 
@@ -95,6 +99,18 @@ async def list_sites(
         )
     ).all()
     return [_site(r) for r in rows]
+
+
+async def set_peak_programme(conn: AsyncConnection, site_id: str, enrolled: bool) -> bool:
+    """Enrol a site in the day's peak programme or withdraw it; False when there is no such site. Commits."""
+    row = (
+        await conn.execute(
+            text("UPDATE sites SET peak_programme = :enrolled WHERE site_id = :site_id RETURNING id"),
+            {"enrolled": enrolled, "site_id": site_id},
+        )
+    ).first()
+    await conn.commit()
+    return row is not None
 
 
 async def get_site(conn: AsyncConnection, site_id: str) -> SiteRow | None:

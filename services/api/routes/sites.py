@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.deps import ConnDep, NowDep, PrincipalDep, StateDep
+from services.api.deps import ConnDep, NowDep, OperatorDep, PrincipalDep, StateDep
+from services.api.errors import ProblemError
 from services.api.routes.sufficiency import PeriodKindQuery, PeriodValueQuery, sufficiency_answer
 from services.api.schemas import ID_PATTERN, DeviceOut, Page, SiteDetail, SiteOut, SufficiencyOut
 from services.api.series_format import (
@@ -22,7 +24,7 @@ from services.api.series_format import (
 from services.api.site_access import SiteIdPath, readable_site
 from services.api.sufficiency_report import parse_period_query, site_report
 from vpp.domain.sufficiency import SiteContract
-from vpp.postgres.site_series import SiteRow, list_devices, list_sites
+from vpp.postgres.site_series import SiteRow, list_devices, list_sites, set_peak_programme
 
 router = APIRouter(tags=["sites"])
 
@@ -43,6 +45,7 @@ def _out(site: SiteRow) -> SiteOut:
         regions=site.regions,
         online=site.online,
         last_reading_at=site.last_reading_at,
+        peak_programme=site.peak_programme,
     )
 
 
@@ -101,3 +104,30 @@ async def site_sufficiency(
     contract = SiteContract(row.site_id, row.renewable_share, row.is_public)
     body = await site_report(conn, state.settings, row.site_pk, contract, parsed, now)
     return sufficiency_answer(body, format, tz, f"{row.site_id}-sufficiency-{parsed.label}.csv")
+
+
+class PeakProgrammeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enrolled: StrictBool = Field(description="true: enrol the site; false: withdraw it (today's limit is cancelled)")
+
+
+class PeakProgrammeOut(BaseModel):
+    site_id: str
+    enrolled: bool
+
+
+@router.put(
+    "/api/v1/sites/{site_id}/peak-programme",
+    response_model=PeakProgrammeOut,
+    summary="Enrol a battery site in the day's peak programme, or withdraw it (operators)",
+    description="Enrolled battery sites without EV charging get each 30-minute slot's import limit from the DR "
+    "scheduler, chosen from live telemetry to keep the day's peak demand low; the scheduler sends the first "
+    "limit within a slot. Withdrawing cancels the day's limit at the site.",
+)
+async def peak_programme(
+    conn: ConnDep, _principal: OperatorDep, site_id: SiteIdPath, body: PeakProgrammeIn
+) -> PeakProgrammeOut:
+    if not await set_peak_programme(conn, site_id, body.enrolled):
+        raise ProblemError(404, f"no site {site_id!r}")
+    return PeakProgrammeOut(site_id=site_id, enrolled=body.enrolled)

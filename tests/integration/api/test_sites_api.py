@@ -137,3 +137,35 @@ def test_bad_windows_name_the_field(
     response = api.get("/api/v1/sites/depot-a/telemetry", params=params, headers=bearer(tokens["operator"]))
     assert response.status_code == 422
     assert response.json()["detail"].startswith(detail)
+
+
+def test_operator_enrols_a_site_in_the_peak_programme_and_withdraws_it(
+    api: httpx.Client, tokens: dict[str, str]
+) -> None:
+    operator = bearer(tokens["operator"])
+    url = "/api/v1/sites/depot-a/peak-programme"
+    try:
+        enrolled = api.put(url, json={"enrolled": True}, headers=operator)
+        assert enrolled.status_code == 200
+        assert enrolled.json() == {"site_id": "depot-a", "enrolled": True}
+        assert api.get("/api/v1/sites/depot-a", headers=operator).json()["peak_programme"] is True
+        # The site itself may read that it is enrolled, not change it.
+        assert api.get("/api/v1/sites/depot-a", headers=bearer(tokens["site"])).json()["peak_programme"] is True
+        assert api.put(url, json={"enrolled": False}, headers=bearer(tokens["site"])).status_code == 403
+    finally:
+        withdrawn = api.put(url, json={"enrolled": False}, headers=operator)
+    assert withdrawn.json() == {"site_id": "depot-a", "enrolled": False}
+    assert api.get("/api/v1/sites/depot-a", headers=operator).json()["peak_programme"] is False
+
+    unknown = api.put("/api/v1/sites/no-such-site/peak-programme", json={"enrolled": True}, headers=operator)
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    assert "no-such-site" in unknown.json()["detail"]
+    # A toggle takes true or false only ("yes", 1 and "\x00" are refused), and no other field (a typo is refused).
+    for bad, status, named in (({"enrolled": "yes"}, 422, "enrolled"), ({"enrolled": 1}, 422, "enrolled"),
+                               ({}, 422, "enrolled"), ({"enrolled": True, "enroled": False}, 422, "enroled"),
+                               ({"enrolled": "\x00"}, 400, "NUL")):  # fmt: skip
+        response = api.put(url, json=bad, headers=operator)
+        assert response.status_code == status, (bad, response.text)
+        assert named in response.text
+    assert api.get("/api/v1/sites/depot-a", headers=operator).json()["peak_programme"] is False

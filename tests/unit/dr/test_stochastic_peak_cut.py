@@ -14,6 +14,7 @@ from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut
 from vpp.domain.planning.execution import EmsTracker
 from vpp.domain.planning.stochastic import (
     ResidualModel,
+    net_error_estimate,
     peak_range_kw,
     solve_peak_values,
     stochastic_import_kw,
@@ -70,3 +71,22 @@ def test_sites_with_evs_or_without_a_battery_are_refused() -> None:
         )
     with pytest.raises(ValueError, match="battery"):
         solve_peak_values(FORECAST_KW, PV_KW, SiteFlex.without_battery(), (5.0, 30.0), 0.0)
+
+
+def test_a_slot_not_metered_carries_no_evidence_about_the_net_load_error() -> None:
+    model = ResidualModel()
+    high_kw = FORECAST_KW * 1.2  # the morning runs 20% above forecast
+    measured = net_error_estimate(FORECAST_KW, PV_KW, high_kw, PV_KW, 20, model)
+    assert measured > 1.0
+    # The last slot missing: the estimate decays through it instead of reading "exactly as forecast".
+    gap = high_kw.copy()
+    gap[19] = np.nan
+    with_gap = net_error_estimate(FORECAST_KW, PV_KW, gap, PV_KW, 20, model)
+    as_forecast = high_kw.copy()
+    as_forecast[19] = FORECAST_KW[19]
+    as_forecast_estimate = net_error_estimate(FORECAST_KW, PV_KW, as_forecast, PV_KW, 20, model)
+    assert with_gap == pytest.approx(measured, abs=0.1)
+    assert as_forecast_estimate < 0.6 * measured
+    # Nothing metered at all: no evidence, no error.
+    nothing = np.full(48, np.nan)
+    assert net_error_estimate(FORECAST_KW, PV_KW, nothing, nothing, 20, model) == 0.0

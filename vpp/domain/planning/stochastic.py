@@ -116,13 +116,18 @@ def net_error_estimate(
     t: int,
     model: ResidualModel,
 ) -> float:
-    """The persistent net error in slot t−1 in sd units, from the measured slots 0..t−1 (Kalman filter); 0 at t=0."""
+    """The persistent net error in slot t−1 in sd units, from the measured slots 0..t−1 (Kalman filter); 0 at t=0.
+
+    A slot not metered (NaN load or PV) carries no evidence: the estimate only decays through it.
+    """
     scale, rho, white = model.slots(load_forecast_kw, pv_forecast_kw)
     mean, variance = 0.0, 1.0
     for k in range(t):
         if k:
             mean, variance = rho[k] * mean, rho[k] ** 2 * variance + 1.0 - rho[k] ** 2
         residual_kw = float((load_kw[k] - pv_kw[k]) - (load_forecast_kw[k] - pv_forecast_kw[k]))
+        if np.isnan(residual_kw):
+            continue
         gain = variance * scale[k] / (scale[k] ** 2 * variance + white[k] ** 2)
         mean += gain * (residual_kw - scale[k] * mean)
         variance *= 1.0 - gain * scale[k]

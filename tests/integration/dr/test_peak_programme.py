@@ -1,0 +1,216 @@
+"""The day's peak programme in the scheduler: each slot's limit from live telemetry, sent as one day-long event.
+
+The site's EMS is played by :class:`EmsTracker` (the bench's EMS): each slot it holds the limit the scheduler sent
+last, and its metered slot and state of charge go back into the database as the ingest would write them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from services.cli.dr_cmd import app as dr_app
+from services.cli.main import main
+from services.dr_scheduler.day_ahead import SiteForecast, plan_site_day, site_flex
+from services.dr_scheduler.intraday import IntradayReplanner
+from services.dr_scheduler.peak_programme import PeakProgramme, event_id_for
+from services.dr_scheduler.scheduler import Scheduler
+from services.dr_scheduler.site_forecast import forecast_from_history
+from tests.integration.dr.test_dr_api import RecordingSink
+from tests.integration.ingest_fixtures import DEPOT_DEVICES
+from vpp.domain.dr_events import parse_signal
+from vpp.domain.planning.execution import EmsTracker
+from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
+from vpp.domain.slots import JST, SLOT
+from vpp.postgres import dr_events as store
+from vpp.postgres.dr_verification import dispatched_dr_days
+from vpp.postgres.energy_history import load_dr_sites
+from vpp.postgres.peak_programme import enrolled_site_ids, set_enrolled
+from vpp.postgres.registry import SiteRecord, register_site
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 20)  # a Friday
+MIDNIGHT = datetime.combine(DAY, time(0), JST)
+HOURS = np.arange(48) / 2
+# 12 kW, 20 kW by day, 30 kW from 17:00 to 20:00: the evening is the day's peak.
+HISTORY_KW = 12.0 + 8.0 * ((HOURS >= 8) & (HOURS < 20)) + 10.0 * ((HOURS >= 17) & (HOURS < 20))
+# The day itself runs 15% above its history from noon: a forecast wrong in the persistent way the programme expects.
+ACTUAL_KW = HISTORY_KW * np.where(HOURS >= 12, 1.15, 1.0)
+BATTERY_KWH, BATTERY_KW, START_SOC_PCT = 60.0, 15.0, 50.0
+AFTER_SLOT_START = timedelta(seconds=90)  # past SETTLE: the slot before is in the table
+
+
+def _site(conn: psycopg.Connection, site_id: str, ev_kwh: float = 0.0) -> int:
+    record = SiteRecord(site_id, site_id, 35.57, 139.6, battery_kwh=BATTERY_KWH, battery_kw=BATTERY_KW)
+    site_pk = register_site(conn, record, DEPOT_DEVICES)
+    for back in range(1, 9):
+        midnight = MIDNIGHT - timedelta(days=back)
+        for slot in range(48):
+            ev = ev_kwh if slot < 8 else 0.0
+            _slot(conn, site_pk, midnight + slot * SLOT, HISTORY_KW[slot] * 0.5 + ev, ev)
+    _soc(conn, site_pk, MIDNIGHT - timedelta(minutes=1), START_SOC_PCT)
+    set_enrolled(conn, site_id, True)
+    conn.commit()
+    return site_pk
+
+
+def _slot(conn: psycopg.Connection, site_pk: int, start: datetime, load_kwh: float, ev_kwh: float = 0.0,
+          import_kwh: float | None = None) -> None:  # fmt: skip
+    conn.execute(
+        """INSERT INTO site_energy_30min (site_pk, slot_start, import_kwh, load_kwh, pv_kwh, ev_kwh, coverage)
+           VALUES (%s, %s, %s, %s, 0, %s, 1)""",
+        (site_pk, start, load_kwh if import_kwh is None else import_kwh, load_kwh, ev_kwh),
+    )
+
+
+def _soc(conn: psycopg.Connection, site_pk: int, at: datetime, soc_pct: float) -> None:
+    conn.execute(
+        "INSERT INTO readings (device_pk, ts, soc_pct) SELECT id, %s, %s FROM devices"
+        " WHERE site_pk = %s AND kind = 'battery'",
+        (at, soc_pct, site_pk),
+    )
+
+
+def _limit(conn: psycopg.Connection, site_id: str) -> float:
+    event = store.get_event(conn, event_id_for(site_id, DAY))
+    assert event is not None
+    (row,) = store.event_sites(conn, event.pk)
+    assert row.import_limit_kw is not None
+    return row.import_limit_kw
+
+
+def test_the_scheduler_runs_the_programme_through_a_day_and_the_site_holds_its_limits(db_url: str) -> None:
+    sink = RecordingSink()
+    with psycopg.connect(db_url) as conn:
+        site_pk = _site(conn, "battery-a")
+        scheduler = Scheduler(conn, sink)
+        programme = PeakProgramme(scheduler, background=False)
+        (site,) = load_dr_sites(conn, ["battery-a"])
+        forecast = forecast_from_history(conn, site, DAY).forecast
+        flex = site_flex(BATTERY_KWH, BATTERY_KW, START_SOC_PCT / 100 * BATTERY_KWH)
+        site_ems = EmsTracker(flex, [])
+        imports_kw, limits_kw = [], []
+        for t in range(48):
+            now = MIDNIGHT + t * SLOT + AFTER_SLOT_START
+            scheduler.tick(now)
+            programme.run(now)
+            assert programme.run(now + timedelta(seconds=5)) == []  # once per slot
+            limits_kw.append(_limit(conn, "battery-a"))
+            imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, [], flex.soc_max_kwh, limits_kw[-1]))
+            _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5, import_kwh=imports_kw[-1] * 0.5)
+            _soc(conn, site_pk, MIDNIGHT + (t + 1) * SLOT, site_ems.soc_kwh / BATTERY_KWH * 100)
+            conn.commit()
+
+        # What the bench runs: the same programme on the same forecast, its EMS stepping the same day.
+        planned_kw = plan_site_day(SiteForecast(forecast.load_kw, forecast.pv_kw, 1.0), flex, []).peak_import_kw
+        bench_kw = stochastic_import_kw(forecast.load_kw, forecast.pv_kw, ACTUAL_KW, np.zeros(48), flex, planned_kw,
+                                        EmsTracker(flex, []), ResidualModel())  # fmt: skip
+        # Limits are sent to 0.01 kW and only when they move by more than 0.1 kW: the day's peak is the bench's
+        # within that, and far under the day's load without the battery.
+        assert max(imports_kw) == pytest.approx(bench_kw.max(), abs=0.2)
+        assert max(imports_kw) < ACTUAL_KW.max() - 5.0
+        assert site_ems.soc_kwh >= flex.soc_kwh_initial - 0.5  # the end-of-day rule held (within a grid step)
+
+        event = store.get_event(conn, event_id_for("battery-a", DAY))
+        assert event is not None
+        assert event.source == "peak_programme"
+        assert event.revision > 1  # the limit rose with the evening that ran above forecast
+        # Every signal carries the limit as both limit and floor: the EMS charges below it, as assumed.
+        for site_id, payload, status in sink.sent:
+            signal = parse_signal(payload)
+            assert (site_id, status) == ("battery-a", "active")
+            (interval,) = [i for i in signal.intervals if i.end > signal.issued_at]
+            assert interval.import_floor_kw == interval.import_limit_kw
+        assert parse_signal(sink.sent[-1][1]).intervals[-1].import_limit_kw == limits_kw[-1]
+        # The site's own control: the day stays in its ERAB baseline, and the intraday re-planner leaves it.
+        assert dispatched_dr_days(conn, site_pk, DAY + timedelta(days=1), -1) == set()
+        assert IntradayReplanner(scheduler).run(MIDNIGHT + 47 * SLOT + AFTER_SLOT_START) == []
+
+
+def test_a_restarted_scheduler_solves_the_same_day_and_a_withdrawn_site_is_released(db_url: str) -> None:
+    sink = RecordingSink()
+    with psycopg.connect(db_url) as conn:
+        site_pk = _site(conn, "battery-b")
+        scheduler = Scheduler(conn, sink)
+        first = PeakProgramme(scheduler)  # solving in its worker thread, as in the service
+        morning = MIDNIGHT + 16 * SLOT + AFTER_SLOT_START
+        for t in range(16):
+            _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5)
+        conn.commit()
+        assert first.run(morning) == []  # nothing to send before the programme is solved
+        first.wait_for_solves()
+        assert first.run(morning + timedelta(seconds=5)) == ["battery-b"]
+        first.close()
+        limit_kw = _limit(conn, "battery-b")
+        event = store.get_event(conn, event_id_for("battery-b", DAY))
+        assert event is not None
+        assert event.start_at == MIDNIGHT + 16 * SLOT
+        assert event.end_at == MIDNIGHT + timedelta(days=1)
+
+        # Restarted with a much fuller battery: the end-of-day rule is still the one the day began with.
+        _soc(conn, site_pk, morning + timedelta(seconds=30), 90.0)
+        conn.commit()
+        again = PeakProgramme(scheduler, background=False)
+        again.run(morning + timedelta(seconds=60))
+        (row,) = store.event_sites(conn, event.pk)
+        assert row.plan is not None
+        assert row.plan["terminal_soc_kwh"] == pytest.approx(0.5 * BATTERY_KWH)
+        assert row.plan["soc_kwh"] == pytest.approx(0.9 * BATTERY_KWH)
+        # More energy now, the same morning: the limit can only fall (it was not re-sent if it moved ≤ 0.1 kW).
+        assert _limit(conn, "battery-b") <= limit_kw
+
+        # Withdrawn: today's event is cancelled, and the site gets a retained signal with nothing in effect.
+        set_enrolled(conn, "battery-b", False)
+        conn.commit()
+        again.run(morning + timedelta(minutes=5))
+        cancelled = store.get_event(conn, event_id_for("battery-b", DAY))
+        assert cancelled is not None
+        assert cancelled.status == "cancelled"
+        assert sink.sent[-1][0] == "battery-b"
+        assert sink.sent[-1][2] == "cancelled"
+
+
+def test_sites_with_ev_charging_or_without_history_are_left_to_dr_events(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink()
+    with psycopg.connect(db_url) as conn:
+        _site(conn, "vans-a", ev_kwh=20.0)
+        register_site(conn, SiteRecord("new-a", "new-a", battery_kwh=30.0, battery_kw=10.0), DEPOT_DEVICES)
+        set_enrolled(conn, "new-a", True)
+        conn.commit()
+        programme = PeakProgramme(Scheduler(conn, sink), background=False)
+        with caplog.at_level("WARNING", logger="vpp.dr_scheduler.peak_programme"):
+            assert programme.run(MIDNIGHT + 20 * SLOT + AFTER_SLOT_START) == []
+            assert programme.run(MIDNIGHT + 21 * SLOT + AFTER_SLOT_START) == []  # tried again, said once
+        assert sink.sent == []
+        reasons = [getattr(r, "reason", "") for r in caplog.records]
+        assert sum("EV charging" in r for r in reasons) == 1
+        assert sum("no forecast" in r for r in reasons) == 1
+        assert store.get_event(conn, event_id_for("vans-a", DAY)) is None
+
+
+def test_enrol_and_withdraw_from_the_command_line(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VPP_DATABASE_URL", db_url)
+    with psycopg.connect(db_url) as conn:
+        register_site(conn, SiteRecord("battery-c", "battery-c", battery_kwh=30.0, battery_kw=10.0), DEPOT_DEVICES)
+        conn.commit()
+    runner = CliRunner()
+    enrolled = runner.invoke(dr_app, ["peak-programme", "battery-c"])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert "enrolled" in enrolled.output
+    with psycopg.connect(db_url) as conn:
+        assert enrolled_site_ids(conn) == ["battery-c"]
+    withdrawn = runner.invoke(dr_app, ["peak-programme", "battery-c", "--off"])
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert main(["dr", "peak-programme", "no-such-site"]) == 1  # `vpp`'s one-line error, not a traceback
+    assert "error: no site 'no-such-site'" in capsys.readouterr().err
+    with psycopg.connect(db_url) as conn:
+        assert enrolled_site_ids(conn) == []
