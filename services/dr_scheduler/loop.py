@@ -50,48 +50,59 @@ def run_loop(
 
     Raises psycopg.OperationalError when the work connection is lost (the caller reconnects).
     """
-    next_tick = 0.0
-    replanner = IntradayReplanner(scheduler)
     programme = PeakProgramme(scheduler)
     try:
-        while not stopping.is_set():
-            try:
-                ack = dispatcher.acks.get(timeout=min(max(next_tick - time.monotonic(), 0.0), 0.5))
-            except queue.Empty:
-                pass
-            else:
-                try:
-                    scheduler.handle_ack(ack.site_id, ack.payload, now=datetime.now(UTC))
-                except psycopg.OperationalError:
-                    dispatcher.acks.put(ack)  # recorded after the reconnect, not dropped with the connection
-                    raise
-                continue
-            if time.monotonic() < next_tick:
-                continue
-            if not leading():
-                return
-            next_tick = time.monotonic() + tick_s
-            now = datetime.now(UTC)
-            started = time.perf_counter()
-            try:
-                scheduler.process_requests(now)
-                for event in list_events(scheduler.conn, statuses=["planned"]):
-                    if event.pending_action is None:
-                        scheduler.dispatch(event.event_id, now=now, actor="scheduler")
-                scheduler.conn.commit()
-                scheduler.tick(now)
-                replanner.run(now)  # today's reduce events, once per slot, from live telemetry
-                programme.run(now)  # enrolled battery sites: each slot's limit from the peak programme
-                check_live_demand(scheduler, now, scheduler.metrics)
-            except Exception:
-                if scheduler.conn.closed or scheduler.conn.broken:
-                    raise psycopg.OperationalError("scheduler lost its database connection") from None
-                # One bad tick (database blip, broker timeout) must not end the process; the next retries.
-                log.exception("scheduler tick failed", extra=kv(at=now.isoformat()))
-                scheduler.conn.rollback()
-            scheduler.metrics.tick_seconds.observe(time.perf_counter() - started)
+        _ticks(scheduler, dispatcher, stopping, tick_s, leading, programme)
     finally:
-        programme.close()
+        programme.close()  # its worker thread: a solve under way is dropped, the next leader solves again
+
+
+def _ticks(
+    scheduler: Scheduler,
+    dispatcher: Dispatcher,
+    stopping: threading.Event,
+    tick_s: float,
+    leading: Callable[[], bool],
+    programme: PeakProgramme,
+) -> None:
+    next_tick = 0.0
+    replanner = IntradayReplanner(scheduler)
+    while not stopping.is_set():
+        try:
+            ack = dispatcher.acks.get(timeout=min(max(next_tick - time.monotonic(), 0.0), 0.5))
+        except queue.Empty:
+            pass
+        else:
+            try:
+                scheduler.handle_ack(ack.site_id, ack.payload, now=datetime.now(UTC))
+            except psycopg.OperationalError:
+                dispatcher.acks.put(ack)  # recorded after the reconnect, not dropped with the connection
+                raise
+            continue
+        if time.monotonic() < next_tick:
+            continue
+        if not leading():
+            return
+        next_tick = time.monotonic() + tick_s
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            scheduler.process_requests(now)
+            for event in list_events(scheduler.conn, statuses=["planned"]):
+                if event.pending_action is None:
+                    scheduler.dispatch(event.event_id, now=now, actor="scheduler")
+            scheduler.conn.commit()
+            scheduler.tick(now)
+            replanner.run(now)  # today's reduce events, once per slot, from live telemetry
+            programme.run(now)  # enrolled battery sites: each slot's limit from the peak programme
+            check_live_demand(scheduler, now, scheduler.metrics)
+        except Exception:
+            if scheduler.conn.closed or scheduler.conn.broken:
+                raise psycopg.OperationalError("scheduler lost its database connection") from None
+            # One bad tick (database blip, broker timeout) must not end the process; the next retries.
+            log.exception("scheduler tick failed", extra=kv(at=now.isoformat()))
+            scheduler.conn.rollback()
+        scheduler.metrics.tick_seconds.observe(time.perf_counter() - started)
 
 
 def serve(

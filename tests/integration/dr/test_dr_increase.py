@@ -9,90 +9,75 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from services.dr_scheduler.dispatch import Dispatcher
-from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
-from tests.integration.dr.depot_history import EVENT_DAY, SITE, STEP_S, jst, rolled_up_to, slot_imports_kwh
-from tests.integration.ingest_fixtures import register_depot, running_ingest
+from tests.integration.dr.depot_history import (
+    EVENT_DAY,
+    SITE,
+    STEP_S,
+    depot_loop,
+    jst,
+    rolled_up_to,
+    slot_imports_kwh,
+)
 from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
-from vpp.mqtt import BrokerAddress
 from vpp.postgres import dr_events as store
 from vpp.postgres.dr_verification import settlement_lines, verified_reductions
-from vpp.simulation.ems_link import SiteEmsLink
-from vpp.simulation.model import SiteSimulator, SiteSpec
-from vpp.simulation.publisher import SimulationPublisher
 
 pytestmark = pytest.mark.integration
 
 
 def test_increase_event_raises_import_and_verifies_the_increase(db_url: str, broker: EmbeddedBroker) -> None:
-    register_depot(db_url, SITE)
-    address = BrokerAddress("127.0.0.1", broker.port)
-    history_start = jst(EVENT_DAY - timedelta(days=8), 23) - timedelta(days=1)
     morning, event_start, event_end = jst(EVENT_DAY, 6), jst(EVENT_DAY, 10), jst(EVENT_DAY, 12)
     evening = jst(EVENT_DAY, 19)
-    sim = SiteSimulator(SiteSpec(site_id=SITE), history_start, seed=3)
-    metrics = SchedulerMetrics()
-    dispatcher = Dispatcher(address, metrics, client_id="dr-increase-test")
-    with running_ingest(db_url, broker.port), psycopg.connect(db_url) as conn:
-        publisher = SimulationPublisher([sim], address, client_id="sim-depot-a")
-        ems = SiteEmsLink(sim, "127.0.0.1", broker.port)
-        dispatcher.start()
-        try:
-            assert dispatcher.connected.wait(10)
-            assert ems.subscribed.wait(10)
-            publisher.backfill(history_start, morning, STEP_S, per_message=48)
-            assert publisher.wait_acked(30)
-            wait_for(lambda: rolled_up_to(db_url, morning - timedelta(minutes=30)), bool, timeout_s=30)
+    with (
+        depot_loop(db_url, broker.port, morning, client_id="dr-increase-test") as loop,
+        psycopg.connect(db_url) as conn,
+    ):
+        sim, dispatcher, ems, publisher, metrics = loop.sim, loop.dispatcher, loop.ems, loop.publisher, loop.metrics
+        scheduler = Scheduler(conn, dispatcher, metrics)
+        event = scheduler.create_event(
+            EventRequest(event_start, event_end, requested_kw=4.0, incentive_jpy_per_kwh=20.0,
+                         site_ids=(SITE,), direction="increase"),
+            now=morning, actor="operator:test",
+        )  # fmt: skip
+        assert (event.status, event.direction) == ("planned", "increase")
+        assert event.allocated_kw > 0
+        (site,) = store.event_sites(conn, event.pk)
+        assert site.import_limit_kw is None
+        assert site.import_floor_kw is not None
+        assert len(site.import_floor_kw) == 4
+        assert min(site.import_floor_kw) >= site.allocated_kw - 1e-9  # forecast import + share, slot by slot
+        assert site.plan is not None
+        assert site.plan["note"] == "planned"
 
-            scheduler = Scheduler(conn, dispatcher, metrics)
-            event = scheduler.create_event(
-                EventRequest(event_start, event_end, requested_kw=4.0, incentive_jpy_per_kwh=20.0,
-                             site_ids=(SITE,), direction="increase"),
-                now=morning, actor="operator:test",
-            )  # fmt: skip
-            assert (event.status, event.direction) == ("planned", "increase")
-            assert event.allocated_kw > 0
-            (site,) = store.event_sites(conn, event.pk)
-            assert site.import_limit_kw is None
-            assert site.import_floor_kw is not None
-            assert len(site.import_floor_kw) == 4
-            assert min(site.import_floor_kw) >= site.allocated_kw - 1e-9  # forecast import + share, slot by slot
-            assert site.plan is not None
-            assert site.plan["note"] == "planned"
+        scheduler.dispatch(event.event_id, now=morning, actor="operator:test")
+        ack = dispatcher.acks.get(timeout=10)
+        scheduler.handle_ack(ack.site_id, ack.payload, now=morning)
+        assert store.get_event(conn, event.event_id).status == "acknowledged"  # type: ignore[union-attr]
+        wait_for(lambda: ems.pending.qsize(), lambda n: n == 1, timeout_s=10)
+        signal = ems.pending.get_nowait()
+        assert [i.import_floor_kw for i in signal.intervals] == pytest.approx(site.import_floor_kw)
+        sim.apply_signal(signal)  # the whole DR state of the site (the v1 contract)
 
-            scheduler.dispatch(event.event_id, now=morning, actor="operator:test")
-            ack = dispatcher.acks.get(timeout=10)
-            scheduler.handle_ack(ack.site_id, ack.payload, now=morning)
-            assert store.get_event(conn, event.event_id).status == "acknowledged"  # type: ignore[union-attr]
-            wait_for(lambda: ems.pending.qsize(), lambda n: n == 1, timeout_s=10)
-            signal = ems.pending.get_nowait()
-            assert [i.import_floor_kw for i in signal.intervals] == pytest.approx(site.import_floor_kw)
-            sim.apply_signal(signal)  # the whole DR state of the site (the v1 contract)
+        publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
+        assert publisher.wait_acked(30)
+        wait_for(lambda: rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
 
-            publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
-            assert publisher.wait_acked(30)
-            wait_for(lambda: rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
+        # The telemetry shows the increase: each event slot's demand (kWh × 2) at or above its floor.
+        event_kwh = slot_imports_kwh(db_url, event_start, event_end)
+        assert len(event_kwh) == 4
+        for kwh, floor_kw in zip(event_kwh, site.import_floor_kw, strict=True):
+            assert kwh * 2 >= floor_kw - 0.5
 
-            # The telemetry shows the increase: each event slot's demand (kWh × 2) at or above its floor.
-            event_kwh = slot_imports_kwh(db_url, event_start, event_end)
-            assert len(event_kwh) == 4
-            for kwh, floor_kw in zip(event_kwh, site.import_floor_kw, strict=True):
-                assert kwh * 2 >= floor_kw - 0.5
-
-            scheduler.tick(evening)
-            assert store.get_event(conn, event.event_id).status == "completed"  # type: ignore[union-attr]
-            rows = verified_reductions(conn, event.pk)[SITE]
-            assert len(rows) == 4
-            for row in rows:  # stored as the delivery in the asked direction: actual − baseline
-                assert row.actual_kwh is not None
-                assert row.reduction_kwh is not None
-                assert row.reduction_kwh == pytest.approx(row.actual_kwh - row.baseline_kwh)
-            (line,) = settlement_lines(conn, event_id=event.event_id)
-            assert line.delivered_kwh > 0
-            assert line.amount_jpy == pytest.approx(line.settled_kwh * 20.0)
-        finally:
-            dispatcher.stop()
-            ems.close()
-            publisher.close()
+        scheduler.tick(evening)
+        assert store.get_event(conn, event.event_id).status == "completed"  # type: ignore[union-attr]
+        rows = verified_reductions(conn, event.pk)[SITE]
+        assert len(rows) == 4
+        for row in rows:  # stored as the delivery in the asked direction: actual − baseline
+            assert row.actual_kwh is not None
+            assert row.reduction_kwh is not None
+            assert row.reduction_kwh == pytest.approx(row.actual_kwh - row.baseline_kwh)
+        (line,) = settlement_lines(conn, event_id=event.event_id)
+        assert line.delivered_kwh > 0
+        assert line.amount_jpy == pytest.approx(line.settled_kwh * 20.0)
