@@ -46,7 +46,7 @@ from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import SiteDr, daily_slots, jst_midnight, load_dr_sites
-from vpp.postgres.peak_programme import enrolled_site_ids
+from vpp.postgres.peak_programme import enrolled_site_ids, withdrawn_events
 
 from .day_ahead import SiteForecast, plan_site_day, site_flex
 from .intraday import LIMIT_STEP_KW
@@ -121,7 +121,7 @@ class PeakProgramme:
         current = midnight + t * SLOT
         site_ids = enrolled_site_ids(conn)
         self._forget(set(site_ids), day)
-        self._cancel_withdrawn(set(site_ids), now)
+        self._cancel_withdrawn(now)
         if not site_ids or now < current + SETTLE:
             conn.commit()
             return []
@@ -140,12 +140,11 @@ class PeakProgramme:
         conn.commit()
         return sent
 
-    def _cancel_withdrawn(self, enrolled: set[str], now: datetime) -> None:
+    def _cancel_withdrawn(self, now: datetime) -> None:
         """A withdrawn site's event in effect is cancelled: its retained signal must not hold it all day."""
-        for event in store.list_events(self.scheduler.conn, statuses=[str(s) for s in _IN_EFFECT]):
-            if event.source == SOURCE and event.end_at > now and not set(event.site_ids or ()) & enrolled:
-                self.scheduler.cancel(event.event_id, now=now, actor=SOURCE, reason="site withdrawn from the programme")
-                log.info("peak programme withdrawn", extra=kv(event_id=event.event_id))
+        for event_id in withdrawn_events(self.scheduler.conn, SOURCE, now):
+            self.scheduler.cancel(event_id, now=now, actor=SOURCE, reason="site withdrawn from the programme")
+            log.info("peak programme withdrawn", extra=kv(event_id=event_id))
 
     def _forget(self, enrolled: set[str], day: date) -> None:
         """Drop what belongs to another day or to a site no longer enrolled (10 MB of values per site)."""
@@ -253,6 +252,7 @@ class PeakProgramme:
         share_kw = max(solved.forecast_peak_kw - limit_kw, MIN_SHARE_KW)
         event_id = event_id_for(site.site_id, solved.day)
         event = store.get_event(conn, event_id)
+        first = event is None
         if event is None:
             start, end = current, jst_midnight(solved.day + timedelta(days=1))
             try:
@@ -290,7 +290,7 @@ class PeakProgramme:
                 raise
             # Stored and sent together: publish_revision commits both, or rolls both back.
             self.scheduler.publish_revision(event_id, now=now, actor=SOURCE)
-        self.scheduler.metrics.programme_limits.labels("revision" if event.revision > 1 else "first").inc()
+        self.scheduler.metrics.programme_limits.labels("first" if first else "revision").inc()
         log.info("peak programme limit sent", extra=kv(site_id=site.site_id, slot=t, limit_kw=limit_kw,
                                                        soc_kwh=round(soc_kwh, 2), peak_so_far_kw=round(peak_kw, 2)))  # fmt: skip
         return True

@@ -87,8 +87,13 @@ def _cases(month: str, window: dict[str, str]) -> list[Case]:
         ),
         ("GET", s + "/sufficiency", "/api/v1/sites/depot-a/sufficiency", {"params": fy}, private_site),
         ("GET", s + "/sufficiency", "/api/v1/sites/school-c/sufficiency", {"params": fy}, public_site),
-        ("PUT", s + "/peak-programme", "/api/v1/sites/depot-a/peak-programme", {"json": {"enrolled": True}},
-         operator_only),  # fmt: skip
+        (
+            "PUT",
+            s + "/peak-programme",
+            "/api/v1/sites/depot-a/peak-programme",
+            {"json": {"enrolled": True}},
+            operator_only,
+        ),
         # The token endpoint authenticates by client credentials, not bearer tokens: none sent here.
         (
             "POST",

@@ -120,6 +120,11 @@ def test_the_scheduler_runs_the_programme_through_a_day_and_the_site_holds_its_l
         assert event is not None
         assert event.source == "peak_programme"
         assert event.revision > 1  # the limit rose with the evening that ran above forecast
+        registry = scheduler.metrics.registry
+        sent = {kind: registry.get_sample_value("vpp_dr_peak_programme_limits_sent_total", {"kind": kind})
+                for kind in ("first", "revision")}  # fmt: skip
+        assert sent == {"first": 1.0, "revision": float(len(sink.sent) - 1)}
+        assert registry.get_sample_value("vpp_dr_peak_programme_solve_seconds_count") == 1.0
         # Every signal carries the limit as both limit and floor: the EMS charges below it, as assumed.
         for site_id, payload, status in sink.sent:
             signal = parse_signal(payload)
@@ -192,6 +197,9 @@ def test_sites_with_ev_charging_or_without_history_are_left_to_dr_events(
         reasons = [getattr(r, "reason", "") for r in caplog.records]
         assert sum("EV charging" in r for r in reasons) == 1
         assert sum("no forecast" in r for r in reasons) == 1
+        left_out = programme.scheduler.metrics.registry.get_sample_value
+        assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "ev_charging"}) == 1.0
+        assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "no_forecast"}) == 1.0
         assert store.get_event(conn, event_id_for("vans-a", DAY)) is None
 
 
