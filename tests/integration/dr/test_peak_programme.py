@@ -6,6 +6,8 @@ last, and its metered slot and state of charge go back into the database as the 
 
 from __future__ import annotations
 
+import os
+import random
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -84,27 +86,39 @@ def _limit(conn: psycopg.Connection, site_id: str) -> float:
     return row.import_limit_kw
 
 
-def test_the_scheduler_runs_the_programme_through_a_day_and_the_site_holds_its_limits(db_url: str) -> None:
+def _run_day(
+    scheduler: Scheduler, site_id: str, site_pk: int, site_ems: EmsTracker, restarts: set[int]
+) -> tuple[list[float], list[float]]:
+    """The day slot by slot: the scheduler sends a limit, the site's EMS holds it, the slot is metered. The
+    scheduler restarts (a new PeakProgramme, nothing kept in memory) before each slot in ``restarts``."""
+    conn, flex = scheduler.conn, site_ems.flex
+    programme = PeakProgramme(scheduler, background=False)
+    imports_kw, limits_kw = [], []
+    for t in range(48):
+        now = MIDNIGHT + t * SLOT + AFTER_SLOT_START
+        if t in restarts:
+            programme = PeakProgramme(scheduler, background=False)
+        scheduler.tick(now)
+        programme.run(now)
+        assert programme.run(now + timedelta(seconds=5)) == []  # once per slot
+        limits_kw.append(_limit(conn, site_id))
+        imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, [], flex.soc_max_kwh, limits_kw[-1]))
+        _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5, import_kwh=imports_kw[-1] * 0.5)
+        _soc(conn, site_pk, MIDNIGHT + (t + 1) * SLOT, site_ems.soc_kwh / BATTERY_KWH * 100)
+        conn.commit()
+    return limits_kw, imports_kw
+
+
+def test_the_scheduler_runs_the_programme_through_a_day_and_restarts_change_no_limit(db_url: str) -> None:
     sink = RecordingSink()
     with psycopg.connect(db_url) as conn:
         site_pk = _site(conn, "battery-a")
         scheduler = Scheduler(conn, sink)
-        programme = PeakProgramme(scheduler, background=False)
         (site,) = load_dr_sites(conn, ["battery-a"])
         forecast = forecast_from_history(conn, site, DAY).forecast
         flex = site_flex(BATTERY_KWH, BATTERY_KW, START_SOC_PCT / 100 * BATTERY_KWH)
         site_ems = EmsTracker(flex, [])
-        imports_kw, limits_kw = [], []
-        for t in range(48):
-            now = MIDNIGHT + t * SLOT + AFTER_SLOT_START
-            scheduler.tick(now)
-            programme.run(now)
-            assert programme.run(now + timedelta(seconds=5)) == []  # once per slot
-            limits_kw.append(_limit(conn, "battery-a"))
-            imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, [], flex.soc_max_kwh, limits_kw[-1]))
-            _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5, import_kwh=imports_kw[-1] * 0.5)
-            _soc(conn, site_pk, MIDNIGHT + (t + 1) * SLOT, site_ems.soc_kwh / BATTERY_KWH * 100)
-            conn.commit()
+        limits_kw, imports_kw = _run_day(scheduler, "battery-a", site_pk, site_ems, restarts=set())
 
         # What the bench runs: the same programme on the same forecast, its EMS stepping the same day.
         planned_kw = plan_site_day(SiteForecast(forecast.load_kw, forecast.pv_kw, 1.0), flex, []).peak_import_kw
@@ -135,6 +149,16 @@ def test_the_scheduler_runs_the_programme_through_a_day_and_the_site_holds_its_l
         # The site's own control: the day stays in its ERAB baseline, and the intraday re-planner leaves it.
         assert dispatched_dr_days(conn, site_pk, DAY + timedelta(days=1), -1) == set()
         assert IntradayReplanner(scheduler).run(MIDNIGHT + 47 * SLOT + AFTER_SLOT_START) == []
+
+        # The same day at another site, the scheduler restarted before random slots (seeded): a restart forgets
+        # the solved programme, solves it again on the same forecast and the end-of-day SoC stored with the
+        # day's event, so every limit is the one a scheduler that never stopped sent.
+        seed = int(os.environ.get("VPP_FAULT_SEED", random.SystemRandom().randrange(2**31)))
+        restarts = set(random.Random(seed).sample(range(1, 48), 3))
+        set_enrolled(conn, "battery-a", False)
+        again_pk = _site(conn, "battery-r")
+        again_kw, _ = _run_day(scheduler, "battery-r", again_pk, EmsTracker(flex, []), restarts)
+        assert again_kw == limits_kw, f"seed {seed} (VPP_FAULT_SEED={seed} replays it): restarts before {restarts}"
 
 
 def test_a_restarted_scheduler_solves_the_same_day_and_a_withdrawn_site_is_released(db_url: str) -> None:
