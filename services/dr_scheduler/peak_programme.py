@@ -19,7 +19,8 @@ demand control, not a DR call: the day stays in its ERAB baseline and the intrad
 An operator who cancels the day's event ends the programme at that site for that day.
 
 Left to DR events, each with its reason logged once a day: sites with EV charging in their forecast (the
-programme has no EV state), without a battery, without enough history to forecast, or with no SoC reported.
+programme has no EV state), without a battery, without enough history to forecast, or with no SoC reported
+in the last :data:`SOC_MAX_AGE` (a site already running keeps the last limit it was sent until one comes).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ SOURCE = "peak_programme"
 # The slot before must be in the 30-minute table before its load tells anything: the ingest's rollup takes a
 # slot a few seconds after its last reading (`ingest_rollup_delay_s`), so a minute is ample.
 SETTLE = timedelta(seconds=60)
+# A limit is only chosen from a recent SoC: steering on a stale one (telemetry stopped, ingest down) could spend
+# a battery that is already empty. Until a fresh reading comes, the site keeps the last limit sent.
+SOC_MAX_AGE = timedelta(minutes=15)
 # The event must call the site (a share of 0 means "not called"): when the limit sits above the day's forecast
 # peak without the battery, the share is this token.
 MIN_SHARE_KW = 0.01
@@ -83,6 +87,10 @@ class _Solved:
     planned_peak_kw: float  # the day-ahead plan's peak (sets the peaks the grid resolves)
     forecast_peak_kw: float  # the forecast net load's peak without the battery
     solve_seconds: float
+
+
+def _fresh(site: SiteDr, now: datetime) -> bool:
+    return site.soc_pct is not None and site.soc_at is not None and now - site.soc_at <= SOC_MAX_AGE
 
 
 def _kw(values: list[float | None] | None) -> FloatArray:
@@ -129,7 +137,7 @@ class PeakProgramme:
         for site in load_dr_sites(conn, site_ids):
             if self._done.get(site.site_id) == current:
                 continue
-            solved = self._programme(site, day)
+            solved = self._programme(site, day, now)
             if solved is None and site.site_id in self._solving:
                 continue  # being solved: looked at again next tick
             self._done[site.site_id] = current  # once per slot, also when it cannot be done now
@@ -162,7 +170,7 @@ class PeakProgramme:
             self.scheduler.metrics.programme_left_out.labels(why).inc()
             log.warning("site left out of the peak programme", extra=kv(site_id=site_id, day=str(day), reason=reason))
 
-    def _programme(self, site: SiteDr, day: date) -> _Solved | None:
+    def _programme(self, site: SiteDr, day: date, now: datetime) -> _Solved | None:
         """The site's solved programme for ``day``: None while it is being solved, or when it cannot be."""
         solved = self._solved.get(site.site_id)
         if solved is not None and solved.day == day:
@@ -177,7 +185,7 @@ class PeakProgramme:
                 self._skip(site.site_id, day, "solve_failed", f"the programme could not be solved: {error}")
                 return None
             return self._keep(site.site_id, under_way[1].result())
-        job = self._prepare(site, day)
+        job = self._prepare(site, day, now)
         if job is None:
             return None
         if self._executor is None:
@@ -193,7 +201,7 @@ class PeakProgramme:
         self._solved[site_id] = solved
         return solved
 
-    def _prepare(self, site: SiteDr, day: date) -> _SolveJob | None:
+    def _prepare(self, site: SiteDr, day: date, now: datetime) -> _SolveJob | None:
         """Read what the solve needs (on the loop's connection); the solve itself touches no database."""
         if site.battery_kwh <= 0 or site.battery_kw <= 0:
             self._skip(site.site_id, day, "no_battery", "no battery: the peak programme steers a battery")
@@ -207,13 +215,13 @@ class PeakProgramme:
             self._skip(site.site_id, day, "ev_charging", "EV charging in its forecast: the programme has no EV state; "
                                           "DR events plan such sites with the LP")  # fmt: skip
             return None
-        terminal_kwh = self._terminal_soc_kwh(site, day)
+        terminal_kwh = self._terminal_soc_kwh(site, day, now)
         if terminal_kwh is None:
-            self._skip(site.site_id, day, "no_soc", "no battery state of charge reported yet")
+            self._skip(site.site_id, day, "no_soc", f"no battery state of charge reported in the last {SOC_MAX_AGE}")
             return None
         return _SolveJob(day, forecast.forecast.load_kw, forecast.forecast.pv_kw, site, terminal_kwh, self.model)
 
-    def _terminal_soc_kwh(self, site: SiteDr, day: date) -> float | None:
+    def _terminal_soc_kwh(self, site: SiteDr, day: date, now: datetime) -> float | None:
         """The SoC the day must end at or above: as stored with today's event (a restarted scheduler solves the
         same programme again), else the battery's SoC now."""
         event = store.get_event(self.scheduler.conn, event_id_for(site.site_id, day))
@@ -222,16 +230,19 @@ class PeakProgramme:
                 stored = (row.plan or {}).get("terminal_soc_kwh")
                 if isinstance(stored, int | float):
                     return float(stored)
-        if site.soc_pct is None:
+        if not _fresh(site, now):
             return None
+        assert site.soc_pct is not None
         return site_flex(site.battery_kwh, site.battery_kw, site.soc_pct / 100 * site.battery_kwh).soc_kwh_initial
 
     def _step(self, site: SiteDr, solved: _Solved, t: int, current: datetime, now: datetime) -> bool:
         """Read the limit for slot ``t`` and send it if it moved; True when sent."""
         conn = self.scheduler.conn
-        if site.soc_pct is None:
-            self._skip(site.site_id, solved.day, "no_soc", "no battery state of charge reported yet")
+        if not _fresh(site, now):
+            self._skip(site.site_id, solved.day, "no_soc", f"no battery state of charge reported in the last "
+                                                           f"{SOC_MAX_AGE}: the last limit stays")  # fmt: skip
             return False
+        assert site.soc_pct is not None
         rows = {flow: daily_slots(conn, site.site_pk, solved.day, solved.day, flow).get(solved.day)
                 for flow in ("load_kwh", "ev_kwh", "pv_kwh", "import_kwh")}  # fmt: skip
         ev_kw = np.nan_to_num(_kw(rows["ev_kwh"]))

@@ -111,21 +111,33 @@ class SiteDr:
     battery_kw: float
     demand_target_kw: float | None
     soc_pct: float | None
+    soc_at: datetime | None = None  # when the battery reported that SoC
 
 
 def load_dr_sites(conn: psycopg.Connection, site_ids: Sequence[str] | None = None) -> list[SiteDr]:
     rows = conn.execute(
         """SELECT s.id, s.site_id, s.latitude, s.longitude, s.pv_kw, s.battery_kwh, s.battery_kw, s.demand_target_kw,
-                  (SELECT r.soc_pct FROM readings r JOIN devices d ON d.id = r.device_pk
-                   WHERE d.site_pk = s.id AND d.kind = 'battery' AND r.soc_pct IS NOT NULL
-                   ORDER BY r.ts DESC LIMIT 1)
-           FROM sites s WHERE %(ids)s::text[] IS NULL OR s.site_id = ANY(%(ids)s::text[])
+                  soc.soc_pct, soc.ts
+           FROM sites s
+           LEFT JOIN LATERAL (SELECT r.soc_pct, r.ts FROM readings r JOIN devices d ON d.id = r.device_pk
+                              WHERE d.site_pk = s.id AND d.kind = 'battery' AND r.soc_pct IS NOT NULL
+                              ORDER BY r.ts DESC LIMIT 1) soc ON true
+           WHERE %(ids)s::text[] IS NULL OR s.site_id = ANY(%(ids)s::text[])
            ORDER BY s.site_id""",
         {"ids": list(site_ids) if site_ids is not None else None},
     ).fetchall()
     return [
         SiteDr(
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], None if row[8] is None else float(row[8])
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            None if row[8] is None else float(row[8]),
+            row[9],
         )
         for row in rows
     ]
