@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from vpp.domain.dr_events import EventStatus
+from vpp.domain.dr_events import PEAK_PROGRAMME_SOURCE, EventStatus
 from vpp.domain.forecast import ForecastError
 from vpp.domain.planning.stochastic import (
     PeakValues,
@@ -47,7 +47,7 @@ from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres import dr_events as store
 from vpp.postgres.energy_history import SiteDr, daily_slots, jst_midnight, load_dr_sites
-from vpp.postgres.peak_programme import enrolled_site_ids, withdrawn_events
+from vpp.postgres.peak_programme import enrolled_site_ids, record_status, withdrawn_events
 
 from .day_ahead import SiteForecast, plan_site_day, site_flex
 from .intraday import LIMIT_STEP_KW
@@ -58,7 +58,7 @@ __all__ = ["SETTLE", "SOURCE", "PeakProgramme", "event_id_for"]
 
 log = logging.getLogger("vpp.dr_scheduler.peak_programme")
 
-SOURCE = "peak_programme"
+SOURCE = PEAK_PROGRAMME_SOURCE
 # The slot before must be in the 30-minute table before its load tells anything: the ingest's rollup takes a
 # slot a few seconds after its last reading (`ingest_rollup_delay_s`), so a minute is ample.
 SETTLE = timedelta(seconds=60)
@@ -139,7 +139,7 @@ class PeakProgramme:
                 continue
             solved = self._programme(site, day, now)
             if solved is None and site.site_id in self._solving:
-                continue  # being solved: looked at again next tick
+                continue  # being solved: looked at again next tick (the status says "solving")
             self._done[site.site_id] = current  # once per slot, also when it cannot be done now
             if solved is None or (site.site_id, day) in self._ended:
                 continue
@@ -163,12 +163,23 @@ class PeakProgramme:
         self._told = {told for told in self._told if told[1] == day}
         self._ended = {ended for ended in self._ended if ended[1] == day}
 
-    def _skip(self, site_id: str, day: date, why: str, reason: str) -> None:
-        """Say once per site and day why the site gets no limit (``why``: the metric's short label)."""
-        if (site_id, day, reason) not in self._told:
-            self._told.add((site_id, day, reason))
+    def _skip(
+        self, site: SiteDr, day: date, now: datetime, why: str, reason: str, limit_kw: float | None = None
+    ) -> None:
+        """Say why the site gets no new limit (``why``: the metric's short label): on the dashboard each time,
+        in the log and the metric once per site and day. ``limit_kw``: the limit that stays in force."""
+        self._status(site, day, now, "left_out", why=why, reason=reason, limit_kw=limit_kw)
+        if (site.site_id, day, reason) not in self._told:
+            self._told.add((site.site_id, day, reason))
             self.scheduler.metrics.programme_left_out.labels(why).inc()
-            log.warning("site left out of the peak programme", extra=kv(site_id=site_id, day=str(day), reason=reason))
+            log.warning(
+                "site left out of the peak programme", extra=kv(site_id=site.site_id, day=str(day), reason=reason)
+            )
+
+    def _status(self, site: SiteDr, day: date, now: datetime, state: str, **detail: float | str | None) -> None:
+        """What the operators' dashboard shows for the site (committed with the pass)."""
+        slot = int((now - jst_midnight(day)) / SLOT)
+        record_status(self.scheduler.conn, site.site_pk, day, slot, now, state, **detail)  # type: ignore[arg-type]
 
     def _programme(self, site: SiteDr, day: date, now: datetime) -> _Solved | None:
         """The site's solved programme for ``day``: None while it is being solved, or when it cannot be."""
@@ -182,7 +193,7 @@ class PeakProgramme:
             del self._solving[site.site_id]
             error = under_way[1].exception()
             if error is not None:
-                self._skip(site.site_id, day, "solve_failed", f"the programme could not be solved: {error}")
+                self._skip(site, day, now, "solve_failed", f"the programme could not be solved: {error}")
                 return None
             return self._keep(site.site_id, under_way[1].result())
         job = self._prepare(site, day, now)
@@ -191,6 +202,7 @@ class PeakProgramme:
         if self._executor is None:
             return self._keep(site.site_id, job())
         self._solving[site.site_id] = (day, self._executor.submit(job))
+        self._status(site, day, now, "solving")
         return None
 
     def _keep(self, site_id: str, solved: _Solved) -> _Solved:
@@ -204,20 +216,20 @@ class PeakProgramme:
     def _prepare(self, site: SiteDr, day: date, now: datetime) -> _SolveJob | None:
         """Read what the solve needs (on the loop's connection); the solve itself touches no database."""
         if site.battery_kwh <= 0 or site.battery_kw <= 0:
-            self._skip(site.site_id, day, "no_battery", "no battery: the peak programme steers a battery")
+            self._skip(site, day, now, "no_battery", "no battery: the peak programme steers a battery")
             return None
         try:
             forecast = forecast_from_history(self.scheduler.conn, site, day)
         except ForecastError as error:
-            self._skip(site.site_id, day, "no_forecast", f"no forecast: {error}")
+            self._skip(site, day, now, "no_forecast", f"no forecast: {error}")
             return None
         if forecast.evs:
-            self._skip(site.site_id, day, "ev_charging", "EV charging in its forecast: the programme has no EV state; "
+            self._skip(site, day, now, "ev_charging", "EV charging in its forecast: the programme has no EV state; "
                                           "DR events plan such sites with the LP")  # fmt: skip
             return None
         terminal_kwh = self._terminal_soc_kwh(site, day, now)
         if terminal_kwh is None:
-            self._skip(site.site_id, day, "no_soc", f"no battery state of charge reported in the last {SOC_MAX_AGE}")
+            self._skip(site, day, now, "no_soc", f"no battery state of charge reported in the last {SOC_MAX_AGE}")
             return None
         return _SolveJob(day, forecast.forecast.load_kw, forecast.forecast.pv_kw, site, terminal_kwh, self.model)
 
@@ -238,9 +250,18 @@ class PeakProgramme:
     def _step(self, site: SiteDr, solved: _Solved, t: int, current: datetime, now: datetime) -> bool:
         """Read the limit for slot ``t`` and send it if it moved; True when sent."""
         conn = self.scheduler.conn
+        event_id = event_id_for(site.site_id, solved.day)
+        event = store.get_event(conn, event_id)
+        if event is not None and event.status not in _IN_EFFECT:
+            self._skip(site, solved.day, now, "event_ended",
+                       f"today's event is {event.status}: the programme stops here today")  # fmt: skip
+            self._ended.add((site.site_id, solved.day))
+            return False
+        called = store.event_sites(conn, event.pk) if event is not None else []
+        previous_kw = called[0].import_limit_kw if called else None
         if not _fresh(site, now):
-            self._skip(site.site_id, solved.day, "no_soc", f"no battery state of charge reported in the last "
-                                                           f"{SOC_MAX_AGE}: the last limit stays")  # fmt: skip
+            self._skip(site, solved.day, now, "no_soc", f"no battery state of charge reported in the last "
+                                                        f"{SOC_MAX_AGE}: the last limit stays", previous_kw)  # fmt: skip
             return False
         assert site.soc_pct is not None
         rows = {flow: daily_slots(conn, site.site_pk, solved.day, solved.day, flow).get(solved.day)
@@ -261,9 +282,6 @@ class PeakProgramme:
             "planned_peak_kw": round(solved.planned_peak_kw, 3), "forecast_peak_kw": round(solved.forecast_peak_kw, 3),
         }  # fmt: skip
         share_kw = max(solved.forecast_peak_kw - limit_kw, MIN_SHARE_KW)
-        event_id = event_id_for(site.site_id, solved.day)
-        event = store.get_event(conn, event_id)
-        first = event is None
         if event is None:
             start, end = current, jst_midnight(solved.day + timedelta(days=1))
             try:
@@ -278,20 +296,10 @@ class PeakProgramme:
                 conn.rollback()
                 raise
             self.scheduler.dispatch(event_id, now=now, actor=SOURCE)
+        elif previous_kw is not None and abs(limit_kw - previous_kw) <= LIMIT_STEP_KW:
+            self._status(site, solved.day, now, "holding", limit_kw=previous_kw)
+            return False
         else:
-            if event.status not in _IN_EFFECT:
-                self._skip(
-                    site.site_id,
-                    solved.day,
-                    "event_ended",
-                    f"today's event is {event.status}: the programme stops here today",
-                )
-                self._ended.add((site.site_id, solved.day))
-                return False
-            called = store.event_sites(conn, event.pk)
-            previous_kw = called[0].import_limit_kw if called else None
-            if previous_kw is not None and abs(limit_kw - previous_kw) <= LIMIT_STEP_KW:
-                return False
             try:
                 self._store(event, site, share_kw, limit_kw, document)
                 store.add_audit(conn, event.pk, now, SOURCE, "replanned", None, None,
@@ -301,7 +309,8 @@ class PeakProgramme:
                 raise
             # Stored and sent together: publish_revision commits both, or rolls both back.
             self.scheduler.publish_revision(event_id, now=now, actor=SOURCE)
-        self.scheduler.metrics.programme_limits.labels("first" if first else "revision").inc()
+        self._status(site, solved.day, now, "holding", limit_kw=limit_kw)
+        self.scheduler.metrics.programme_limits.labels("revision" if previous_kw is not None else "first").inc()
         log.info("peak programme limit sent", extra=kv(site_id=site.site_id, slot=t, limit_kw=limit_kw,
                                                        soc_kwh=round(soc_kwh, 2), peak_so_far_kw=round(peak_kw, 2)))  # fmt: skip
         return True

@@ -32,7 +32,8 @@ _CHART_POINTS = """(selector) => {
 def platform(tmp_path: Path) -> Iterator[Platform]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run `make deps` (it installs the system packages)")
-    with running_platform(tmp_path) as running:
+    # Four sites: the fourth (site-00003) has a battery and no vans, so the peak programme can steer it.
+    with running_platform(tmp_path, sites=4) as running:
         yield running
 
 
@@ -99,6 +100,21 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
         assert page.locator("#suff-fy .value.partial").count() == 1
         page.locator("#ven-table tbody tr").first.wait_for(timeout=15_000)  # the OpenADR VEN panel rendered
 
+        # The day's peak programme from the site panel: the depot (25 vans) is left out and says why; the
+        # battery site without vans is enrolled here and checked at the end (the scheduler's next pass sends its
+        # first limit at most a minute into a slot, while the DR steps below run).
+        status = page.locator("#peak-programme .pp-status")
+        page.locator('#sites-table tr[data-site="yamato-takatsu"]').click()
+        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
+        page.locator("#pp-toggle").click()
+        wait_for(status.inner_text, lambda text: "予測にEV充電があります" in text, timeout_s=60)
+        page.locator("#pp-toggle").click()  # withdrawn
+        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
+        page.locator('#sites-table tr[data-site="site-00003"]').click()
+        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
+        page.locator("#pp-toggle").click()
+        page.locator('#sites-table tr[data-site="site-00003"] .badge.pp').wait_for(timeout=10_000)
+
         page.locator("#dr-kw").fill("5")
         page.locator("#dr-create").click()
         message = page.locator("#dr-message")
@@ -132,6 +148,15 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
         page.locator(f'#dr-table tr[data-event="{increase_id}"] .chip.dir-increase').wait_for(timeout=15_000)
         floor_site, _revision = watcher.wait_for_ack(increase_id)
         assert watcher.floors_sent(increase_id, floor_site), "an increase event sends import floors"
+
+        # The battery site holds the programme's limit: said on the panel and drawn across the day's demand.
+        wait_for(status.inner_text, lambda text: "今日の上限" in text, timeout_s=90)
+        assert page.evaluate(_CHART_POINTS, "#site-chart")[2] >= 1, "the limit in force is drawn"
+        with psycopg.connect(platform.db_url) as conn:
+            sent = conn.execute(
+                "SELECT count(*) FROM dr_events WHERE source = 'peak_programme' AND 'site-00003' = ANY(site_ids)"
+            ).fetchone()
+        assert sent == (1,)
 
         page.locator("#lang-toggle").click()
         assert page.locator("#sites-title, [data-i18n=sites_title]").first.inner_text() == "Sites"

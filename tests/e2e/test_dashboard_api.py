@@ -16,14 +16,18 @@ import psycopg
 import pytest
 
 from services.api.main import create_app
+from services.dr_scheduler.peak_programme import PeakProgramme
+from services.dr_scheduler.scheduler import Scheduler
 from tests.e2e.platform import DEV_OPERATOR
 from tests.integration.api.server import serving
-from tests.integration.ingest_fixtures import running_ingest
+from tests.integration.dr.test_dr_api import RecordingSink
+from tests.integration.ingest_fixtures import DEPOT_DEVICES, running_ingest
 from tests.support.mqtt_publisher import GatewayPublisher
 from tests.support.waiting import wait_for
 from vpp.domain.devices import DeviceKind
-from vpp.domain.slots import slot_start
+from vpp.domain.slots import JST, SLOT, slot_start
 from vpp.embedded.broker import EmbeddedBroker
+from vpp.postgres.peak_programme import set_enrolled
 from vpp.postgres.registry import DeviceSpec, SiteRecord, register_site
 from vpp.settings import load_settings
 
@@ -185,3 +189,60 @@ def test_timeline_and_scheduler_alarms_from_stored_rows(api: httpx.Client, db_ur
     alarms = api.get("/api/v1/dashboard/live", headers=operator).json()["alarms"]["demand"]
     stored = [a for a in alarms if a["origin"] == "scheduler"]
     assert [(a["site_id"], a["level"], a["predicted_kw"]) for a in stored] == [("hot-site", "warn", 19.5)]
+
+
+def _enrolled_battery_site(conn: psycopg.Connection, site_id: str, midnight: datetime, ev_kwh: float = 0.0) -> int:
+    """A battery site in the region with eight days of metered slots before ``midnight`` (the evening its peak),
+    EV charging overnight when ``ev_kwh``, its SoC reported a minute ago, enrolled in the peak programme."""
+    record = SiteRecord(site_id, site_id, 35.57, 139.6, battery_kwh=60.0, battery_kw=15.0, regions=("kawasaki",))
+    site_pk = register_site(conn, record, DEPOT_DEVICES)
+    with conn.cursor().copy(
+        "COPY site_energy_30min (site_pk, slot_start, import_kwh, load_kwh, pv_kwh, ev_kwh, coverage) FROM STDIN"
+    ) as copy:
+        for slot in range(8 * 48):
+            start = midnight - timedelta(days=8) + slot * SLOT
+            hour = start.astimezone(JST).hour
+            ev = ev_kwh if hour < 4 else 0.0
+            load_kwh = 0.5 * (12.0 + 8.0 * (8 <= hour < 20) + 10.0 * (17 <= hour < 20)) + ev
+            copy.write_row((site_pk, start, load_kwh, load_kwh, 0.0, ev, 1.0))
+    conn.execute(
+        "INSERT INTO readings (device_pk, ts, soc_pct) SELECT id, %s, 50 FROM devices"
+        " WHERE site_pk = %s AND kind = 'battery'",
+        (datetime.now(UTC) - timedelta(minutes=1), site_pk),
+    )
+    set_enrolled(conn, site_id, True)
+    return site_pk
+
+
+def test_live_shows_what_the_peak_programme_does_at_each_enrolled_site(api: httpx.Client, db_url: str) -> None:
+    operator = _token(api, *DEV_OPERATOR)
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.astimezone(JST).date(), datetime.min.time(), JST)
+    with psycopg.connect(db_url) as conn:
+        _enrolled_battery_site(conn, "battery-site", midnight)
+        _enrolled_battery_site(conn, "vans-site", midnight, ev_kwh=20.0)
+        conn.commit()
+        # The scheduler's programme, a minute and a half into the running slot (its slot before is settled).
+        running = slot_start(now)
+        PeakProgramme(Scheduler(conn, RecordingSink()), background=False).run(running + timedelta(seconds=90))
+        set_enrolled(conn, "hot-site", True)  # enrolled after the programme looked: waiting for its next pass
+        conn.commit()
+        (limit_kw,) = conn.execute(
+            """SELECT es.import_limit_kw FROM dr_event_sites es JOIN dr_events e ON e.id = es.event_pk
+               WHERE e.source = 'peak_programme'"""
+        ).fetchone() or (None,)
+    assert limit_kw is not None
+
+    response = api.get("/api/v1/dashboard/live", params={"region": "kawasaki"}, headers=operator)
+    assert response.status_code == 200, response.text
+    sites = {s["site_id"]: s["peak_programme"] for s in response.json()["sites"]}
+    slot = int((running - midnight) / SLOT)
+    battery = sites["battery-site"]
+    assert (battery["state"], battery["why"], battery["limit_kw"]) == ("holding", None, limit_kw)
+    assert battery["limits_kw"] == [None] * slot + [limit_kw]
+    vans = sites["vans-site"]
+    assert (vans["state"], vans["why"], vans["limit_kw"], vans["limits_kw"]) == ("left_out", "ev_charging", None, [])
+    assert "EV charging" in vans["reason"]
+    assert sites["hot-site"] == {"state": "waiting", "why": None, "reason": None, "checked_at": None,
+                                 "limit_kw": None, "limits_kw": []}  # fmt: skip
+    assert sites["quiet-site"] is None  # not enrolled

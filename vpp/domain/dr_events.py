@@ -24,6 +24,7 @@ from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY, require_aware
 
 __all__ = [
     "OWN_CONTROL_SOURCES",
+    "PEAK_PROGRAMME_SOURCE",
     "SIGNAL_VERSION",
     "Direction",
     "DrAck",
@@ -47,7 +48,8 @@ SIGNAL_VERSION = 1
 # Events the platform raises for a site's own demand control (the one-slot cut when a slot is about to exceed
 # its target; the day's peak programme, each slot's limit): what the site does every day, part of its normal
 # load, not a DR call. They never remove a day from its ERAB baseline and are never re-shared as DR requests.
-OWN_CONTROL_SOURCES = ("live_control", "peak_programme")
+PEAK_PROGRAMME_SOURCE = "peak_programme"
+OWN_CONTROL_SOURCES = ("live_control", PEAK_PROGRAMME_SOURCE)
 LIMIT_PAYLOAD, FLOOR_PAYLOAD = "IMPORT_CAPACITY_LIMIT", "IMPORT_FLOOR"
 
 

@@ -1,23 +1,27 @@
-"""The operations dashboard's queries: region flows per slot, live device states, stored demand alarms,
-dead-letter counts and the DR timeline. Each returns typed rows; the route turns them into kW and states.
+"""The operations dashboard's queries: region flows per slot, live device states, the peak programme's state,
+stored demand alarms, dead-letter counts and the DR timeline. Each returns typed rows; the route turns them into kW and states.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vpp.domain.dr_events import PEAK_PROGRAMME_SOURCE
+
 __all__ = [
     "DeadLetterCount",
     "DeviceState",
     "FlowRow",
+    "PeakProgrammeState",
     "StoredAlarm",
     "TimelineRow",
     "dead_letter_counts",
     "device_states",
+    "peak_programme_states",
     "region_flow_rows",
     "stored_alarms",
     "timeline_rows",
@@ -93,6 +97,43 @@ async def device_states(conn: AsyncConnection, slot: datetime, region_id: str | 
     """Every site (of a region, or all) with each device's last reading and the site's import so far in `slot`."""
     rows = (await conn.execute(_SITES, {"slot": slot, "region": region_id})).all()
     return [DeviceState(*row) for row in rows]
+
+
+class PeakProgrammeState(NamedTuple):
+    """An enrolled site: what the day's peak programme last did there today (state None: not looked at yet),
+    and the limit of its event in effect now (None: none in effect)."""
+
+    site_id: str
+    state: str | None
+    why: str | None
+    reason: str | None
+    checked_at: datetime | None
+    limits_kw: list[float | None]
+    limit_kw: float | None
+
+
+_PEAK_PROGRAMME = text(
+    """SELECT s.site_id, p.state, p.why, p.reason, p.checked_at, coalesce(p.limits_kw, '{}'), ev.import_limit_kw
+       FROM sites s
+       LEFT JOIN peak_programme_status p ON p.site_pk = s.id AND p.day = :day
+       LEFT JOIN LATERAL (
+           SELECT es.import_limit_kw FROM dr_event_sites es JOIN dr_events e ON e.id = es.event_pk
+           WHERE es.site_pk = s.id AND e.source = :source AND e.status IN ('dispatched', 'acknowledged', 'active')
+             AND e.start_at <= :now AND e.end_at > :now
+           ORDER BY e.start_at DESC LIMIT 1) ev ON true
+       WHERE s.peak_programme AND (CAST(:region AS text) IS NULL OR EXISTS (SELECT 1 FROM region_sites rs
+             JOIN regions g ON g.id = rs.region_pk WHERE rs.site_pk = s.id AND g.region_id = :region))
+       ORDER BY s.site_id"""
+)
+
+
+async def peak_programme_states(
+    conn: AsyncConnection, day: date, now: datetime, region_id: str | None
+) -> list[PeakProgrammeState]:
+    """The enrolled sites (of a region, or all) and the peak programme's state at each on JST ``day``."""
+    params = {"day": day, "now": now, "region": region_id, "source": PEAK_PROGRAMME_SOURCE}
+    rows = (await conn.execute(_PEAK_PROGRAMME, params)).all()
+    return [PeakProgrammeState(row[0], row[1], row[2], row[3], row[4], list(row[5]), row[6]) for row in rows]
 
 
 class StoredAlarm(NamedTuple):

@@ -1,12 +1,13 @@
-"""Which sites are enrolled in the day's peak programme (``sites.peak_programme``)."""
+"""Which sites are enrolled in the day's peak programme (``sites.peak_programme``), and what it does at each
+(``peak_programme_status``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import psycopg
 
-__all__ = ["enrolled_site_ids", "set_enrolled", "withdrawn_events"]
+__all__ = ["enrolled_site_ids", "record_status", "set_enrolled", "withdrawn_events"]
 
 
 def enrolled_site_ids(conn: psycopg.Connection) -> list[str]:
@@ -32,3 +33,33 @@ def withdrawn_events(conn: psycopg.Connection, source: str, now: datetime) -> li
         (source, now),
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def record_status(
+    conn: psycopg.Connection,
+    site_pk: int,
+    day: date,
+    slot: int,
+    now: datetime,
+    state: str,
+    *,
+    why: str | None = None,
+    reason: str | None = None,
+    limit_kw: float | None = None,
+) -> None:
+    """What the programme did at a site in slot ``slot`` of ``day`` (``state``: holding, solving, left_out), with
+    the limit in force then. A new day starts the day's limits afresh. Caller commits."""
+    row = conn.execute(
+        "SELECT day, limits_kw FROM peak_programme_status WHERE site_pk = %s FOR UPDATE", (site_pk,)
+    ).fetchone()
+    limits: list[float | None] = list(row[1]) if row is not None and row[0] == day else []
+    if limit_kw is not None:
+        limits.extend([None] * (slot + 1 - len(limits)))
+        limits[slot] = limit_kw
+    conn.execute(
+        """INSERT INTO peak_programme_status (site_pk, day, checked_at, state, why, reason, limits_kw)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (site_pk) DO UPDATE SET day = EXCLUDED.day, checked_at = EXCLUDED.checked_at,
+               state = EXCLUDED.state, why = EXCLUDED.why, reason = EXCLUDED.reason, limits_kw = EXCLUDED.limits_kw""",
+        (site_pk, day, now, state, why, reason, limits),
+    )

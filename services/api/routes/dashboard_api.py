@@ -21,8 +21,10 @@ from vpp.domain.demand import DemandAlarm, demand_alarm, predict_end_of_slot_dem
 from vpp.domain.slots import JST, SLOT, slot_start
 from vpp.postgres.dashboard import (
     DeviceState,
+    PeakProgrammeState,
     dead_letter_counts,
     device_states,
+    peak_programme_states,
     region_flow_rows,
     stored_alarms,
     timeline_rows,
@@ -56,6 +58,17 @@ class RegionFlows(BaseModel):
     slots: list[FlowSlot]
 
 
+class PeakProgrammeLive(BaseModel):
+    """The day's peak programme at an enrolled site (`PUT /api/v1/sites/{site_id}/peak-programme`)."""
+
+    state: Literal["waiting", "solving", "holding", "left_out"]  # waiting: not looked at yet today
+    why: str | None  # left out: the short reason (as in vpp_dr_peak_programme_left_out_total)
+    reason: str | None  # left out: what the operator reads
+    checked_at: datetime | None
+    limit_kw: float | None  # the import limit in force now (None: no event in effect)
+    limits_kw: list[float | None]  # per slot of today (JST), the limit in force when the programme looked
+
+
 class SiteLive(BaseModel):
     site_id: str
     name: str
@@ -76,6 +89,7 @@ class SiteLive(BaseModel):
     slot_import_kwh: float
     predicted_demand_kw: float | None
     demand_level: DemandAlarm | None
+    peak_programme: PeakProgrammeLive | None = None  # None: not enrolled
 
 
 class DemandAlarmOut(BaseModel):
@@ -199,6 +213,13 @@ def _site_states(rows: list[DeviceState], now: datetime, slot: datetime, stale_a
     return states
 
 
+def _peak_programme(row: PeakProgrammeState) -> PeakProgrammeLive:
+    return PeakProgrammeLive(
+        state=row.state or "waiting", why=row.why, reason=row.reason, checked_at=row.checked_at,  # type: ignore[arg-type]
+        limit_kw=row.limit_kw, limits_kw=row.limits_kw,
+    )  # fmt: skip
+
+
 async def _alarms(
     conn: AsyncConnection, sites: list[SiteLive], now: datetime, slot: datetime, dead_letter_alarm_per_min: float
 ) -> Alarms:
@@ -240,6 +261,10 @@ async def live(
 ) -> Live:
     slot = slot_start(now)
     sites = _site_states(await device_states(conn, slot, region), now, slot, stale_after_s)
+    enrolled = await peak_programme_states(conn, now.astimezone(JST).date(), now, region)
+    programme = {row.site_id: _peak_programme(row) for row in enrolled}
+    for site in sites:
+        site.peak_programme = programme.get(site.site_id)
     alarms = await _alarms(conn, sites, now, slot, dead_letter_alarm_per_min)
     return Live(now=now, stale_after_s=stale_after_s, sites=sites, alarms=alarms)
 

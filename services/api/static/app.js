@@ -159,7 +159,9 @@ function renderSites(sites) {
     const level = s.demand_level ?? "none";
     const row = el("tr", { "data-site": s.site_id, class: s.site_id === view.site ? "selected" : "", tabindex: "0",
       onclick: () => selectSite(s.site_id), onkeydown: (e) => e.key === "Enter" && selectSite(s.site_id) },
-      el("td", { class: "site-cell" }, el("strong", { text: s.site_id }), el("div", { class: "muted name", text: s.name })),
+      el("td", { class: "site-cell" }, el("strong", { text: s.site_id }),
+        s.peak_programme ? el("span", { class: "badge pp", text: t("pp_badge"), title: t("pp_title") }) : "",
+        el("div", { class: "muted name", text: s.name })),
       el("td", {}, el("span", { class: `badge ${s.online ? "online" : "offline"}`, text: t(s.online ? "online" : "offline") })),
       el("td", { text: fmtAge(s.age_s) }),
       kwCell(s.grid_kw), kwCell(s.pv_kw), kwCell(s.battery_kw), kwCell(s.ev_kw),
@@ -189,10 +191,44 @@ async function renderSiteDetail() {
     flowTile(t("load"), site.load_kw),
     flowTile(t("predicted"), site.predicted_demand_kw, site.demand_target_kw ? `${t("target")} ${fmtNumber(site.demand_target_kw)} kW` : ""),
   );
+  renderPeakProgramme(site);
   const day = jstToday();
   const q = new URLSearchParams({ start: new Date(day.startMs).toISOString(), end: new Date(day.startMs + DAY_MS).toISOString(), limit: "100" });
   const energy = await api(`/api/v1/sites/${encodeURIComponent(site.site_id)}/energy?${q}`);
   renderSiteDemand($("#site-chart"), daySlots(day.startMs, energy.items), site);
+}
+
+// The day's peak programme at the selected site: what it does now, and enrolment (operators only, as the API).
+function peakProgrammeText(programme) {
+  if (!programme) return t("pp_off");
+  if (programme.state === "waiting") return t("pp_waiting");
+  if (programme.state === "solving") return t("pp_solving");
+  if (programme.state === "left_out") {
+    const key = `pp_why_${programme.why}`;
+    return t("pp_left_out", { reason: t(key) === key ? programme.reason : t(key) });
+  }
+  return programme.limit_kw === null ? t("pp_no_event") : t("pp_holding", { kw: fmtNumber(programme.limit_kw) });
+}
+
+function renderPeakProgramme(site) {
+  const programme = site.peak_programme;
+  const status = $("#peak-programme .pp-status");
+  status.textContent = peakProgrammeText(programme);
+  status.title = programme?.reason ?? "";
+  status.className = `pp-status pp-${programme ? programme.state : "off"}`;
+  const button = $("#pp-toggle");
+  button.textContent = t(programme ? "pp_withdraw" : "pp_enrol");
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      await api(`/api/v1/sites/${encodeURIComponent(site.site_id)}/peak-programme`, { method: "PUT", body: { enrolled: !programme } });
+      await poll();
+    } catch (error) {
+      handleError(error);
+    } finally {
+      button.disabled = false;
+    }
+  };
 }
 
 function selectSite(siteId) {

@@ -9,6 +9,7 @@ const COLORS = {
   demand: "#1f3a93",
   target: "#d64545",
   predicted: "#e07b00",
+  limit: "#2e9e5b",
 };
 
 function slotLabels(slots) {
@@ -37,6 +38,7 @@ function upsertChart(canvas, config) {
     if (existing.data.datasets[i]) {
       existing.data.datasets[i].data = dataset.data;
       existing.data.datasets[i].label = dataset.label;
+      existing.data.datasets[i].dashFrom = dataset.dashFrom;
     } else existing.data.datasets.push(dataset);
   });
   existing.update("none");
@@ -78,8 +80,24 @@ function renderRegionFlows(canvas, flows) {
   });
 }
 
+function runningIndex(slots, site) {
+  return slots.findIndex((s) => s.slot_start && Date.parse(s.slot_start) === Date.parse(site.slot_start));
+}
+
+function programmeLimits(slots, site) {
+  const programme = site.peak_programme;
+  if (!programme) return slots.map(() => null);
+  const running = runningIndex(slots, site);
+  return slots.map((_s, i) => {
+    if (running >= 0 && i > running) return programme.limit_kw;
+    const recorded = programme.limits_kw[i] ?? null;
+    return i === running && recorded === null ? programme.limit_kw : recorded;
+  });
+}
+
 function renderSiteDemand(canvas, slots, site) {
   const target = site.demand_target_kw;
+  const running = runningIndex(slots, site);
   const predicted = slots.map((s) =>
     s.slot_start && site.predicted_demand_kw !== null && Date.parse(s.slot_start) === Date.parse(site.slot_start)
       ? site.predicted_demand_kw
@@ -101,6 +119,21 @@ function renderSiteDemand(canvas, slots, site) {
           pointRadius: 0,
           borderWidth: 2,
           order: 1,
+        },
+        {
+          // The day's peak programme: the limit in force in each slot so far, and the one in force now carried
+          // to midnight (dashed: it holds until the programme moves it). Nothing when the site is not enrolled.
+          type: "line",
+          label: t("pp_limit"),
+          data: programmeLimits(slots, site),
+          borderColor: COLORS.limit,
+          backgroundColor: COLORS.limit,
+          stepped: "middle",
+          pointRadius: 0,
+          borderWidth: 2,
+          dashFrom: running < 0 ? slots.length : running,
+          segment: { borderDash: (ctx) => (ctx.p0DataIndex >= ctx.chart.data.datasets[ctx.datasetIndex].dashFrom ? [5, 4] : undefined) },
+          order: 2,
         },
         {
           type: "line",

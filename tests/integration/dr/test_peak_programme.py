@@ -86,6 +86,17 @@ def _limit(conn: psycopg.Connection, site_id: str) -> float:
     return row.import_limit_kw
 
 
+def _status(conn: psycopg.Connection, site_id: str) -> tuple[date, str, str | None, list[float | None]]:
+    """What the dashboard shows: (day, state, why, limits in force per slot)."""
+    row = conn.execute(
+        """SELECT p.day, p.state, p.why, p.limits_kw FROM peak_programme_status p JOIN sites s ON s.id = p.site_pk
+           WHERE s.site_id = %s""",
+        (site_id,),
+    ).fetchone()
+    assert row is not None, f"no status for {site_id}"
+    return row[0], row[1], row[2], list(row[3])
+
+
 def _run_day(
     scheduler: Scheduler, site_id: str, site_pk: int, site_ems: EmsTracker, restarts: set[int]
 ) -> tuple[list[float], list[float]]:
@@ -138,6 +149,8 @@ def test_the_scheduler_runs_the_programme_through_a_day_and_restarts_change_no_l
         sent = {kind: registry.get_sample_value("vpp_dr_peak_programme_limits_sent_total", {"kind": kind})
                 for kind in ("first", "revision")}  # fmt: skip
         assert sent == {"first": 1.0, "revision": float(len(sink.sent) - 1)}
+        # The dashboard's record: the limit in force in every slot of the day, sent or kept.
+        assert _status(conn, "battery-a") == (DAY, "holding", None, limits_kw)
         assert registry.get_sample_value("vpp_dr_peak_programme_solve_seconds_count") == 1.0
         # Every signal carries the limit as both limit and floor: the EMS charges below it, as assumed.
         for site_id, payload, status in sink.sent:
@@ -176,14 +189,17 @@ def test_a_restarted_scheduler_solves_the_same_day_and_a_withdrawn_site_is_relea
             "vpp_dr_peak_programme_left_out_total", {"reason": "no_soc"}
         ) == 1.0  # fmt: skip
         assert store.get_event(conn, event_id_for("battery-b", DAY)) is None
+        assert _status(conn, "battery-b")[1:] == ("left_out", "no_soc", [])
         morning = MIDNIGHT + 17 * SLOT + AFTER_SLOT_START
         _soc(conn, site_pk, morning - timedelta(minutes=1), START_SOC_PCT)
         conn.commit()
         assert first.run(morning) == []  # nothing to send before the programme is solved
+        assert _status(conn, "battery-b")[1:3] == ("solving", None)
         first.wait_for_solves()
         assert first.run(morning + timedelta(seconds=5)) == ["battery-b"]
         first.close()
         limit_kw = _limit(conn, "battery-b")
+        assert _status(conn, "battery-b")[1:] == ("holding", None, [None] * 17 + [limit_kw])
         event = store.get_event(conn, event_id_for("battery-b", DAY))
         assert event is not None
         assert event.start_at == MIDNIGHT + 17 * SLOT
@@ -200,6 +216,12 @@ def test_a_restarted_scheduler_solves_the_same_day_and_a_withdrawn_site_is_relea
         assert row.plan["soc_kwh"] == pytest.approx(0.9 * BATTERY_KWH)
         # More energy now, the same morning: the limit can only fall (it was not re-sent if it moved ≤ 0.1 kW).
         assert _limit(conn, "battery-b") <= limit_kw
+        # Telemetry stops: the slot after, the site keeps its limit and the dashboard says why.
+        later = MIDNIGHT + 18 * SLOT + AFTER_SLOT_START
+        assert again.run(later + SLOT) == []
+        day, state, why, limits = _status(conn, "battery-b")
+        assert (day, state, why) == (DAY, "left_out", "no_soc")
+        assert limits[19] == _limit(conn, "battery-b")
 
         # Withdrawn: today's event is cancelled, and the site gets a retained signal with nothing in effect.
         set_enrolled(conn, "battery-b", False)
@@ -233,6 +255,8 @@ def test_sites_with_ev_charging_or_without_history_are_left_to_dr_events(
         assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "ev_charging"}) == 1.0
         assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "no_forecast"}) == 1.0
         assert store.get_event(conn, event_id_for("vans-a", DAY)) is None
+        assert _status(conn, "vans-a")[1:3] == ("left_out", "ev_charging")
+        assert _status(conn, "new-a")[1:3] == ("left_out", "no_forecast")
 
 
 def test_enrol_and_withdraw_from_the_command_line(
