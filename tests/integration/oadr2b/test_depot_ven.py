@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,13 +22,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.dr_scheduler.dispatch import Dispatcher
 from services.dr_scheduler.metrics import SchedulerMetrics
 from services.dr_scheduler.scheduler import EventRequest, Scheduler
-from services.ingest.worker import IngestWorker
 from services.oadr2b.settings import Oadr2bSettings
 from services.oadr2b.thread import VtnThread
-from tests.integration.dr.depot_history import SITE, STEP_S, jst, rolled_up_to, slot_imports_kwh
+from tests.integration.dr.depot_history import SITE, STEP_S, depot_loop, jst, send_history, slot_imports_kwh
 from tests.integration.ingest_fixtures import register_depot, running_ingest
 from tests.integration.oadr2b.pki import KeyPair, issue, make_ca
 from tests.support.servers import Server, fresh_database
@@ -44,7 +41,6 @@ from vpp.postgres import dr_events as store
 from vpp.postgres.dr_verification import settlement_lines, verified_reductions
 from vpp.postgres.oadr2b import add_ven, event_opt_states
 from vpp.postgres.openadr_dr import reported_usage_kwh
-from vpp.simulation.ems_link import SiteEmsLink
 from vpp.simulation.model import SiteSimulator, SiteSpec
 from vpp.simulation.oadr2b_ven import SiteOadr2bVen
 from vpp.simulation.publisher import SimulationPublisher
@@ -99,16 +95,10 @@ def two_databases(pg_server: Server) -> Iterator[tuple[str, str]]:
         yield mqtt_db, oadr2b_db
 
 
-def _ingest_ahead(db_url: str, port: int, t: Times) -> AbstractContextManager[IngestWorker]:
+def _limits_ahead(t: Times) -> Limits:
     # The simulation runs ahead of the wall clock (see the module docstring).
     ahead = t.evening - datetime.now(UTC) + timedelta(hours=1)
-    return running_ingest(db_url, port, limits=Limits(future_tolerance=max(ahead, timedelta(minutes=5))))
-
-
-def _send_history(publisher: SimulationPublisher, db_url: str, start: datetime, end: datetime) -> None:
-    publisher.backfill(start, end, STEP_S, per_message=48)
-    assert publisher.wait_acked(60)
-    wait_for(lambda: rolled_up_to(db_url, end - timedelta(minutes=30)), bool, timeout_s=60)
+    return Limits(future_tolerance=max(ahead, timedelta(minutes=5)))
 
 
 def _plan(scheduler: Scheduler, conn: psycopg.Connection, t: Times) -> tuple[str, int, float]:
@@ -140,31 +130,19 @@ def _verify(scheduler: Scheduler, conn: psycopg.Connection, event_id: str, event
 
 
 def _over_mqtt(db_url: str, broker_port: int, t: Times) -> Loop:
-    register_depot(db_url, SITE)
-    address = BrokerAddress("127.0.0.1", broker_port)
-    sim = SiteSimulator(SiteSpec(site_id=SITE), t.history_start, seed=3)
-    metrics = SchedulerMetrics()
-    dispatcher = Dispatcher(address, metrics, client_id="dr-mqtt")
-    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:
-        publisher = SimulationPublisher([sim], address, client_id="sim-depot-mqtt")
-        ems = SiteEmsLink(sim, "127.0.0.1", broker_port)
-        dispatcher.start()
-        try:
-            assert dispatcher.connected.wait(10)
-            assert ems.subscribed.wait(10)
-            _send_history(publisher, db_url, t.history_start, t.morning)
-            scheduler = Scheduler(conn, dispatcher, metrics)
-            event_id, event_pk, limit_kw = _plan(scheduler, conn, t)
-            scheduler.dispatch(event_id, now=t.morning, actor="operator:test")
-            ack = dispatcher.acks.get(timeout=10)
-            scheduler.handle_ack(ack.site_id, ack.payload, now=t.morning)
-            assert ems.apply_pending() == 1
-            _send_history(publisher, db_url, t.morning + timedelta(seconds=STEP_S), t.evening)
-            return _verify(scheduler, conn, event_id, event_pk, limit_kw, t)
-        finally:
-            dispatcher.stop()
-            ems.close()
-            publisher.close()
+    with (
+        depot_loop(db_url, broker_port, t.morning, client_id="dr-mqtt", history_start=t.history_start,
+                   limits=_limits_ahead(t), timeout_s=60) as loop,
+        psycopg.connect(db_url) as conn,
+    ):  # fmt: skip
+        scheduler = Scheduler(conn, loop.dispatcher, loop.metrics)
+        event_id, event_pk, limit_kw = _plan(scheduler, conn, t)
+        scheduler.dispatch(event_id, now=t.morning, actor="operator:test")
+        ack = loop.dispatcher.acks.get(timeout=10)
+        scheduler.handle_ack(ack.site_id, ack.payload, now=t.morning)
+        assert loop.ems.apply_pending() == 1
+        send_history(loop.publisher, db_url, t.morning + timedelta(seconds=STEP_S), t.evening, timeout_s=60)
+        return _verify(scheduler, conn, event_id, event_pk, limit_kw, t)
 
 
 class _NoMqttSignal:
@@ -190,12 +168,12 @@ def _over_oadr2b(db_url: str, broker_port: int, t: Times, pki: dict[str, KeyPair
 
     settings = Oadr2bSettings(port=free_port(), tls_cert=pki["vtn"].cert, tls_key=pki["vtn"].key,
                               tls_ca=pki["ca"].cert, poll_interval_s=1)  # fmt: skip
-    with _ingest_ahead(db_url, broker_port, t), psycopg.connect(db_url) as conn:
+    with running_ingest(db_url, broker_port, limits=_limits_ahead(t)), psycopg.connect(db_url) as conn:
         # The meter's history still arrives as the gateway's backlog (the baseline needs weeks of it);
         # from the switch on, the depot speaks 2.0b only.
         publisher = SimulationPublisher([sim], address, client_id="sim-depot-2b")
         try:
-            _send_history(publisher, db_url, t.history_start, t.morning)
+            send_history(publisher, db_url, t.history_start, t.morning, timeout_s=60)
         finally:
             publisher.close()
         vtn = VtnThread(settings, db_url, clock=clock)
