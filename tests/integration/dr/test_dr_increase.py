@@ -16,7 +16,7 @@ from tests.integration.dr.depot_history import (
     STEP_S,
     depot_loop,
     jst,
-    rolled_up_to,
+    send_history,
     slot_imports_kwh,
 )
 from tests.support.waiting import wait_for
@@ -60,9 +60,7 @@ def test_increase_event_raises_import_and_verifies_the_increase(db_url: str, bro
         assert [i.import_floor_kw for i in signal.intervals] == pytest.approx(site.import_floor_kw)
         sim.apply_signal(signal)  # the whole DR state of the site (the v1 contract)
 
-        publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
-        assert publisher.wait_acked(30)
-        wait_for(lambda: rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
+        send_history(publisher, db_url, morning + timedelta(seconds=STEP_S), evening)
 
         # The telemetry shows the increase: each event slot's demand (kWh × 2) at or above its floor.
         event_kwh = slot_imports_kwh(db_url, event_start, event_end)

@@ -15,10 +15,9 @@ from tests.integration.dr.depot_history import (
     STEP_S,
     depot_loop,
     jst,
-    rolled_up_to,
+    send_history,
     slot_imports_kwh,
 )
-from tests.support.waiting import wait_for
 from vpp.embedded.broker import EmbeddedBroker
 from vpp.postgres import dr_events as store
 from vpp.postgres.dr_verification import settlement_lines, verified_reductions
@@ -49,9 +48,7 @@ def test_peak_cut_signal_is_obeyed_and_verified(db_url: str, broker: EmbeddedBro
         assert store.get_event(conn, event.event_id).status == "acknowledged"  # type: ignore[union-attr]
         assert ems.apply_pending() == 1
 
-        publisher.backfill(morning + timedelta(seconds=STEP_S), evening, STEP_S, per_message=48)
-        assert publisher.wait_acked(30)
-        wait_for(lambda: rolled_up_to(db_url, evening - timedelta(minutes=30)), bool, timeout_s=30)
+        send_history(publisher, db_url, morning + timedelta(seconds=STEP_S), evening)
 
         # The telemetry shows the cut: every event slot's demand (kWh × 2) within the signalled limit.
         event_kwh = slot_imports_kwh(db_url, event_start, event_end)
