@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -145,6 +145,8 @@ class PeakProgramme:
                 continue
             if self._step(site, solved, t, current, now):
                 sent.append(site.site_id)
+            # Slots passed are never read again: their values go (10 MB per site for a whole day).
+            self._solved[site.site_id] = replace(solved, values=solved.values.released_before(t + 1))
         conn.commit()
         return sent
 
@@ -155,7 +157,7 @@ class PeakProgramme:
             log.info("peak programme withdrawn", extra=kv(event_id=event_id))
 
     def _forget(self, enrolled: set[str], day: date) -> None:
-        """Drop what belongs to another day or to a site no longer enrolled (10 MB of values per site)."""
+        """Drop what belongs to another day or to a site no longer enrolled (up to 10 MB of values per site)."""
         for site_id in [s for s, solved in self._solved.items() if s not in enrolled or solved.day != day]:
             del self._solved[site_id]
         for site_id in [s for s, (d, _f) in self._solving.items() if s not in enrolled or d != day]:

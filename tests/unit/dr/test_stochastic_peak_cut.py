@@ -63,6 +63,14 @@ def test_it_holds_back_more_the_further_the_net_load_runs_above_forecast() -> No
     # The limit never falls below the peak already set: lowering it would only spend energy for nothing.
     assert solved.limit_kw(t, soc_kwh, 19.0, 0.0) >= 19.0
 
+    # A service releases the slots it has passed: the same limits from what it keeps, and the day's arrays
+    # before the slot after are gone (asking for them is an error, not a silent zero).
+    kept = solved.released_before(t + 1)
+    assert [kept.limit_kw(t, soc_kwh, peak_kw, drift) for drift in (-2.0, 0.0, 2.0)] == limits_kw
+    assert sum(v.nbytes for v in kept.values) < 0.3 * sum(v.nbytes for v in solved.values)
+    with pytest.raises(ValueError, match="released"):
+        kept.limit_kw(t - 1, soc_kwh, peak_kw, 0.0)
+
 
 def test_sites_with_evs_or_without_a_battery_are_refused() -> None:
     with pytest.raises(ValueError, match="EV"):

@@ -188,8 +188,16 @@ class PeakValues:
     flex: SiteFlex
     model: ResidualModel
 
+    def released_before(self, k: int) -> PeakValues:
+        """The same programme without V before slot ``k`` (a slot's limit reads V of the slot after it): a
+        service that has passed slot k−1 keeps about half the day's arrays on average instead of all of them."""
+        kept = tuple(np.empty(0) if i < k else v for i, v in enumerate(self.values))
+        return replace(self, values=kept)
+
     def value(self, k: int, soc_kwh: FloatArray, peak_kw: FloatArray, drift: FloatArray) -> FloatArray:
         """Trilinear V_k; above the peak grid V grows one for one with the peak (there it is the peak)."""
+        if self.values[k].size == 0:
+            raise ValueError(f"V before slot {k} was released (released_before): the programme has passed it")
         soc, peak, drift_grid = self.grids
         i, a = soc.locate(soc_kwh)
         j, b = peak.locate(peak_kw)
