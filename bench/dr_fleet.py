@@ -65,6 +65,7 @@ from bench.dr_reactive import fair_reactive_import_kw
 from services.dr_scheduler.day_ahead import SiteForecast, forecast_site_day, plan_site_day, site_flex
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
 from vpp.domain.planning.execution import (
+    REPLAN_RESERVE_VALUE_PER_KWH,
     EmsTracker,
     Forecaster,
     Lookahead,
@@ -81,8 +82,6 @@ WARM_UP_DAYS = 21  # history before the first benchmark day, for similar-day for
 FIRST_BENCH_DAY = date(2026, 7, 1)  # summer: the Tokyo area's afternoon peak season
 CHUNKS_PER_WORKER = 4
 REPLAN_EVERY_SLOTS = 1  # the intraday re-plan: every 30-minute slot
-# Re-plans value stored energy a little (planning.plan_peak_cut): charge early, spend late, keep a reserve.
-REPLAN_RESERVE_VALUE_PER_KWH = 0.3
 EVAL_EVERY_NTH_SITE = 7
 # Re-plans may look past midnight (`vpp bench dr --lookahead-slots N`); off by default: measured on this
 # bench, 12 slots (to 06:00) gained 0.003 of perfect foresight and 24 or 48 lost (docs/performance.md), while

@@ -1,8 +1,8 @@
 """What the day's peak programme is doing at each enrolled site, for the operators' dashboard.
 
 The scheduler writes one row per enrolled site each slot it looks at the site: holding a limit, solving the
-day's programme, or left out (with the reason it otherwise only logs: EV charging in the forecast, no battery,
-no forecast, no recent state of charge...). ``limits_kw`` holds, per 30-minute slot of ``day``, the import limit
+day's programme, or left out (with the reason it otherwise only logs: no battery, no forecast, no recent state
+of charge...). ``limits_kw`` holds, per 30-minute slot of ``day``, the import limit
 in force when the programme looked (NULL before the first), so the page can draw the day's limits.
 
 Revision ID: 0020

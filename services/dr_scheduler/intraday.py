@@ -16,22 +16,20 @@ import logging
 from datetime import datetime
 
 import numpy as np
-import psycopg
 
 from vpp.domain.allocation import SiteFlexibility, allocate_regional_request
 from vpp.domain.dr_events import OWN_CONTROL_SOURCES, Direction, EventStatus
 from vpp.domain.forecast import ForecastError
 from vpp.domain.planning import EvDemand, InfeasiblePlan, Plan, SiteFlex
 from vpp.domain.planning.deliverable import plan_window_limit, window_deliverable
-from vpp.domain.planning.execution import corrected_forecast
 from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY
 from vpp.log import kv
 from vpp.postgres import dr_events as store
-from vpp.postgres.energy_history import SiteDr, daily_slots, jst_midnight, load_dr_sites, monthly_max_demand_kw
+from vpp.postgres.energy_history import jst_midnight, load_dr_sites, monthly_max_demand_kw
 
-from .event_planning import FLAT_PRICE_JPY_PER_KWH, dr_site_flex, event_slots
+from .event_planning import FLAT_PRICE_JPY_PER_KWH, event_slots
+from .rest_of_day import rest_of_day
 from .scheduler import Scheduler
-from .site_forecast import forecast_from_history
 
 __all__ = ["LIMIT_STEP_KW", "IntradayReplanner"]
 
@@ -39,41 +37,6 @@ log = logging.getLogger("vpp.dr_scheduler.intraday")
 
 LIMIT_STEP_KW = 0.1  # smaller moves are not worth a new revision at the sites
 _IN_EFFECT = (EventStatus.DISPATCHED, EventStatus.ACKNOWLEDGED, EventStatus.ACTIVE)
-
-
-def _measured(values: list[float | None] | None, fallback: np.ndarray, t: int) -> np.ndarray:
-    """The day's measured kW per slot for slots < t (kWh × 2), the forecast where a slot is missing."""
-    out = fallback.copy()
-    for slot, value in enumerate((values or [None] * SLOTS_PER_DAY)[:t]):
-        if value is not None:
-            out[slot] = float(value) * 2
-    return out
-
-
-def _rest_of_day(
-    conn: psycopg.Connection, site: SiteDr, t: int, day_start: datetime
-) -> tuple[np.ndarray, np.ndarray, list[EvDemand], SiteFlex]:
-    """Load, PV (kW, slots t..47), EV energy still owed and the battery from slot t on."""
-    day = day_start.astimezone(JST).date()
-    forecast = forecast_from_history(conn, site, day)
-    load_fc, pv_fc = forecast.forecast.load_kw, forecast.forecast.pv_kw
-    rows = {flow: daily_slots(conn, site.site_pk, day, day, flow).get(day) for flow in ("load_kwh", "ev_kwh", "pv_kwh")}
-    ev_kw = _measured(rows["ev_kwh"], np.zeros(SLOTS_PER_DAY), t)
-    load_kw = np.maximum(_measured(rows["load_kwh"], load_fc + ev_kw, t) - ev_kw, 0.0)
-    pv_kw = _measured(rows["pv_kwh"], pv_fc, t)
-    load_rest, pv_rest = corrected_forecast(t, load_fc, pv_fc, load_kw, pv_kw)
-    evs: list[EvDemand] = []
-    for ev in forecast.evs:
-        if ev.deadline_slot <= t:
-            continue
-        delivered_kwh = float(ev_kw[ev.available_from_slot : t].sum()) * 0.5
-        owed_kwh = max(ev.energy_kwh - delivered_kwh, 0.0)
-        first, deadline = max(ev.available_from_slot - t, 0), ev.deadline_slot - t
-        owed_kwh = min(owed_kwh, ev.max_power_kw * 0.5 * (deadline - first))
-        if owed_kwh > 0:
-            evs.append(EvDemand(owed_kwh, ev.max_power_kw, first, deadline, ev.ev_id))
-    flex = dr_site_flex(site)  # the live SoC; the end-of-day rule from here on: at least as full as now
-    return np.maximum(load_rest, 0.0), np.maximum(pv_rest, 0.0), evs, flex
 
 
 class IntradayReplanner:
@@ -119,7 +82,7 @@ class IntradayReplanner:
                 continue
             baseline_kw = c.import_limit_kw + c.allocated_kw  # the limit was baseline − share
             try:
-                load, pv, evs, flex = _rest_of_day(
+                load, pv, evs, flex = rest_of_day(
                     conn, sites[c.site_id], t, jst_midnight(event.start_at.astimezone(JST).date())
                 )
                 found = window_deliverable(

@@ -18,9 +18,15 @@ scheduler stops, the site keeps the last limit, which is never below the day's p
 demand control, not a DR call: the day stays in its ERAB baseline and the intraday re-planner leaves it alone.
 An operator who cancels the day's event ends the programme at that site for that day.
 
-Left to DR events, each with its reason logged once a day: sites with EV charging in their forecast (the
-programme has no EV state), without a battery, without enough history to forecast, or with no SoC reported
-in the last :data:`SOC_MAX_AGE` (a site already running keeps the last limit it was sent until one comes).
+Sites with EV charging in their forecast: the stochastic programme has no EV state, so their limit is the LP
+re-plan's instead (as `vpp bench dr` runs battery+EV sites, 0.95 of perfect foresight there): each slot the rest
+of the day is planned again from the live SoC, the forecast corrected by the day's metered slots and the EV
+energy still owed (each forecast charging need less the EV energy metered since; :func:`rest_of_day`), with
+the day's peak so far as its target, and the limit is that plan's peak.
+
+Left to DR events, each with its reason logged once a day: sites without a battery, without enough history to
+forecast, or with no SoC reported in the last :data:`SOC_MAX_AGE` (a site already running keeps the last limit
+it was sent until one comes).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy.typing as npt
 
 from vpp.domain.dr_events import PEAK_PROGRAMME_SOURCE, EventStatus
 from vpp.domain.forecast import ForecastError
+from vpp.domain.planning import EvDemand, plan_peak_cut, threshold_controller
+from vpp.domain.planning.execution import REPLAN_RESERVE_VALUE_PER_KWH, replan_terminal_soc_kwh
 from vpp.domain.planning.stochastic import (
     PeakValues,
     ResidualModel,
@@ -51,6 +59,7 @@ from vpp.postgres.peak_programme import enrolled_site_ids, record_status, withdr
 
 from .day_ahead import SiteForecast, plan_site_day, site_flex
 from .intraday import LIMIT_STEP_KW
+from .rest_of_day import rest_of_day
 from .scheduler import Scheduler
 from .site_forecast import forecast_from_history
 
@@ -82,10 +91,10 @@ class _Solved:
     """One site's programme for one JST day, and what it was solved on."""
 
     day: date
-    values: PeakValues
+    values: PeakValues | None  # None: a site with EVs, its limit re-planned with the LP each slot
     terminal_soc_kwh: float  # the end-of-day rule: at least as full as when the day's programme began
     planned_peak_kw: float  # the day-ahead plan's peak (sets the peaks the grid resolves)
-    forecast_peak_kw: float  # the forecast net load's peak without the battery
+    forecast_peak_kw: float  # the forecast's peak without the battery (EVs charged as they arrive)
     solve_seconds: float
 
 
@@ -145,8 +154,8 @@ class PeakProgramme:
                 continue
             if self._step(site, solved, t, current, now):
                 sent.append(site.site_id)
-            # Slots passed are never read again: their values go (10 MB per site for a whole day).
-            self._solved[site.site_id] = replace(solved, values=solved.values.released_before(t + 1))
+            if solved.values is not None:  # slots passed are never read again: their values go (10 MB a day)
+                self._solved[site.site_id] = replace(solved, values=solved.values.released_before(t + 1))
         conn.commit()
         return sent
 
@@ -225,15 +234,13 @@ class PeakProgramme:
         except ForecastError as error:
             self._skip(site, day, now, "no_forecast", f"no forecast: {error}")
             return None
-        if forecast.evs:
-            self._skip(site, day, now, "ev_charging", "EV charging in its forecast: the programme has no EV state; "
-                                          "DR events plan such sites with the LP")  # fmt: skip
-            return None
         terminal_kwh = self._terminal_soc_kwh(site, day, now)
         if terminal_kwh is None:
             self._skip(site, day, now, "no_soc", f"no battery state of charge reported in the last {SOC_MAX_AGE}")
             return None
-        return _SolveJob(day, forecast.forecast.load_kw, forecast.forecast.pv_kw, site, terminal_kwh, self.model)
+        return _SolveJob(
+            day, forecast.forecast.load_kw, forecast.forecast.pv_kw, tuple(forecast.evs), site, terminal_kwh, self.model
+        )
 
     def _terminal_soc_kwh(self, site: SiteDr, day: date, now: datetime) -> float | None:
         """The SoC the day must end at or above: as stored with today's event (a restarted scheduler solves the
@@ -272,17 +279,26 @@ class PeakProgramme:
         load_kw, pv_kw, import_kw = _kw(rows["load_kwh"]) - ev_kw, _kw(rows["pv_kwh"]), _kw(rows["import_kwh"])
         metered = import_kw[:t][~np.isnan(import_kw[:t])]
         peak_kw = float(metered.max()) if metered.size else 0.0
-        flex = solved.values.flex
+        flex = site_flex(site.battery_kwh, site.battery_kw, solved.terminal_soc_kwh)
         soc_kwh = min(max(site.soc_pct / 100 * site.battery_kwh, flex.soc_min_kwh), flex.soc_max_kwh)
-        values = solved.values
-        drift = net_error_estimate(values.load_kw, values.pv_kw, load_kw, pv_kw, t, values.model)
-        limit_kw = round(values.limit_kw(t, soc_kwh, peak_kw, drift), 2)
-        document = {
-            "note": "day peak programme: this slot's import limit, held as limit and floor",
-            "from_slot": t, "limit_kw": limit_kw, "soc_kwh": round(soc_kwh, 3), "peak_so_far_kw": round(peak_kw, 3),
-            "net_error_sd": round(drift, 3), "terminal_soc_kwh": solved.terminal_soc_kwh,
-            "planned_peak_kw": round(solved.planned_peak_kw, 3), "forecast_peak_kw": round(solved.forecast_peak_kw, 3),
+        document: dict[str, object] = {
+            "note": "day peak programme: this slot's import limit, held as limit and floor", "from_slot": t,
+            "soc_kwh": round(soc_kwh, 3), "peak_so_far_kw": round(peak_kw, 3),
+            "terminal_soc_kwh": solved.terminal_soc_kwh, "planned_peak_kw": round(solved.planned_peak_kw, 3),
+            "forecast_peak_kw": round(solved.forecast_peak_kw, 3),
         }  # fmt: skip
+        if solved.values is not None:
+            values = solved.values
+            drift = net_error_estimate(values.load_kw, values.pv_kw, load_kw, pv_kw, t, values.model)
+            limit_kw = round(values.limit_kw(t, soc_kwh, peak_kw, drift), 2)
+            document |= {"controller": "stochastic", "net_error_sd": round(drift, 3)}
+        else:
+            lp_kw = self._lp_limit_kw(site, solved, t, now, peak_kw, previous_kw)
+            if lp_kw is None:
+                return False
+            limit_kw = round(lp_kw, 2)
+            document["controller"] = "lp_replan"
+        document["limit_kw"] = limit_kw
         share_kw = max(solved.forecast_peak_kw - limit_kw, MIN_SHARE_KW)
         if event is None:
             start, end = current, jst_midnight(solved.day + timedelta(days=1))
@@ -317,6 +333,21 @@ class PeakProgramme:
                                                        soc_kwh=round(soc_kwh, 2), peak_so_far_kw=round(peak_kw, 2)))  # fmt: skip
         return True
 
+    def _lp_limit_kw(
+        self, site: SiteDr, solved: _Solved, t: int, now: datetime, peak_kw: float, previous_kw: float | None
+    ) -> float | None:
+        """A site with EVs: the peak of the rest of the day planned again from now (None: it could not be)."""
+        try:
+            load_kw, pv_kw, evs, flex = rest_of_day(self.scheduler.conn, site, t, jst_midnight(solved.day))
+            terminal_kwh = replan_terminal_soc_kwh(flex, flex.soc_kwh_initial, load_kw.size, solved.terminal_soc_kwh)
+            plan = plan_peak_cut(load_kw.tolist(), pv_kw.tolist(), flex, evs, peak_kw, terminal_soc_kwh=terminal_kwh,
+                                 reserve_value_per_kwh=REPLAN_RESERVE_VALUE_PER_KWH)  # fmt: skip
+        except (ForecastError, ValueError) as error:  # InfeasiblePlan included
+            self._skip(site, solved.day, now, "plan_failed",
+                       f"the rest of the day could not be planned ({error}): the last limit stays", previous_kw)  # fmt: skip
+            return None
+        return max(plan.peak_import_kw, peak_kw)
+
     def _store(
         self, event: store.DrEventRow, site: SiteDr, share_kw: float, limit_kw: float, document: dict[str, object]
     ) -> None:
@@ -334,6 +365,7 @@ class _SolveJob:
     day: date
     load_kw: FloatArray
     pv_kw: FloatArray
+    evs: tuple[EvDemand, ...]
     site: SiteDr
     terminal_soc_kwh: float
     model: ResidualModel
@@ -341,9 +373,12 @@ class _SolveJob:
     def __call__(self) -> _Solved:
         started = time.perf_counter()
         flex = site_flex(self.site.battery_kwh, self.site.battery_kw, self.terminal_soc_kwh)
-        planned_kw = plan_site_day(SiteForecast(self.load_kw, self.pv_kw, 1.0), flex, []).peak_import_kw
-        peaks = peak_range_kw(self.load_kw, self.pv_kw, planned_kw)
-        values = solve_peak_values(self.load_kw, self.pv_kw, flex, peaks, self.terminal_soc_kwh, self.model)
-        forecast_peak_kw = float(np.max(self.load_kw - self.pv_kw, initial=0.0))
+        planned_kw = plan_site_day(SiteForecast(self.load_kw, self.pv_kw, 1.0), flex, self.evs).peak_import_kw
+        values = None
+        if not self.evs:
+            peaks = peak_range_kw(self.load_kw, self.pv_kw, planned_kw)
+            values = solve_peak_values(self.load_kw, self.pv_kw, flex, peaks, self.terminal_soc_kwh, self.model)
+        unmanaged = threshold_controller(self.load_kw.tolist(), self.pv_kw.tolist(), site_flex(0.0, 0.0), self.evs, 0.0)
+        forecast_peak_kw = unmanaged.peak_import_kw
         took_s = time.perf_counter() - started
         return _Solved(self.day, values, self.terminal_soc_kwh, planned_kw, forecast_peak_kw, took_s)

@@ -70,6 +70,13 @@ class AckWatcher:
         return list(row[0]) if row and row[0] is not None else None
 
 
+def _programme_events(db_url: str) -> dict[str, str]:
+    """Status of the peak programme's event at each site."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT site_ids[1], status FROM dr_events WHERE source = 'peak_programme'").fetchall()
+    return {str(site_id): str(status) for site_id, status in rows}
+
+
 def test_dashboard_end_to_end(platform: Platform) -> None:
     watcher = AckWatcher(platform.db_url)
     errors: list[str] = []
@@ -100,20 +107,15 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
         assert page.locator("#suff-fy .value.partial").count() == 1
         page.locator("#ven-table tbody tr").first.wait_for(timeout=15_000)  # the OpenADR VEN panel rendered
 
-        # The day's peak programme from the site panel: the depot (25 vans) is left out and says why; the
-        # battery site without vans is enrolled here and checked at the end (the scheduler's next pass sends its
-        # first limit at most a minute into a slot, while the DR steps below run).
+        # The day's peak programme, enrolled from the site panel: the depot (25 vans: the LP re-plan) and a
+        # battery site without vans (the stochastic programme); checked at the end (the scheduler's next pass
+        # sends the first limits at most a minute into a slot, while the DR steps below run).
         status = page.locator("#peak-programme .pp-status")
-        page.locator('#sites-table tr[data-site="yamato-takatsu"]').click()
-        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
-        page.locator("#pp-toggle").click()
-        wait_for(status.inner_text, lambda text: "予測にEV充電があります" in text, timeout_s=60)
-        page.locator("#pp-toggle").click()  # withdrawn
-        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
-        page.locator('#sites-table tr[data-site="site-00003"]').click()
-        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
-        page.locator("#pp-toggle").click()
-        page.locator('#sites-table tr[data-site="site-00003"] .badge.pp').wait_for(timeout=10_000)
+        for site_id in ("yamato-takatsu", "site-00003"):
+            page.locator(f'#sites-table tr[data-site="{site_id}"]').click()
+            wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
+            page.locator("#pp-toggle").click()
+            page.locator(f'#sites-table tr[data-site="{site_id}"] .badge.pp').wait_for(timeout=10_000)
 
         page.locator("#dr-kw").fill("5")
         page.locator("#dr-create").click()
@@ -149,14 +151,20 @@ def test_dashboard_end_to_end(platform: Platform) -> None:
         floor_site, _revision = watcher.wait_for_ack(increase_id)
         assert watcher.floors_sent(increase_id, floor_site), "an increase event sends import floors"
 
-        # The battery site holds the programme's limit: said on the panel and drawn across the day's demand.
-        wait_for(status.inner_text, lambda text: "今日の上限" in text, timeout_s=90)
-        assert page.evaluate(_CHART_POINTS, "#site-chart")[2] >= 1, "the limit in force is drawn"
-        with psycopg.connect(platform.db_url) as conn:
-            sent = conn.execute(
-                "SELECT count(*) FROM dr_events WHERE source = 'peak_programme' AND 'site-00003' = ANY(site_ids)"
-            ).fetchone()
-        assert sent == (1,)
+        # Both hold the programme's limit: said on the panel and drawn across the day's demand; then the depot
+        # is withdrawn from the page, and its limit is cancelled at the site.
+        for site_id in ("site-00003", "yamato-takatsu"):
+            page.locator(f'#sites-table tr[data-site="{site_id}"]').click()
+            wait_for(status.inner_text, lambda text: "今日の上限" in text, timeout_s=90)
+            assert page.evaluate(_CHART_POINTS, "#site-chart")[2] >= 1, "the limit in force is drawn"
+        page.locator("#pp-toggle").click()
+        wait_for(status.inner_text, lambda text: "未登録" in text, timeout_s=10)
+        programme_events = wait_for(
+            lambda: _programme_events(platform.db_url),
+            lambda events: events.get("yamato-takatsu") == "cancelled",
+            timeout_s=30,
+        )
+        assert programme_events["site-00003"] in ("dispatched", "acknowledged", "active"), programme_events
 
         page.locator("#lang-toggle").click()
         assert page.locator("#sites-title, [data-i18n=sites_title]").first.inner_text() == "Sites"

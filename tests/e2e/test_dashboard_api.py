@@ -221,28 +221,35 @@ def test_live_shows_what_the_peak_programme_does_at_each_enrolled_site(api: http
     with psycopg.connect(db_url) as conn:
         _enrolled_battery_site(conn, "battery-site", midnight)
         _enrolled_battery_site(conn, "vans-site", midnight, ev_kwh=20.0)
+        record = SiteRecord("new-site", "new-site", battery_kwh=30.0, battery_kw=10.0, regions=("kawasaki",))
+        register_site(conn, record, DEPOT_DEVICES)  # no history yet: no forecast
+        set_enrolled(conn, "new-site", True)
         conn.commit()
         # The scheduler's programme, a minute and a half into the running slot (its slot before is settled).
         running = slot_start(now)
         PeakProgramme(Scheduler(conn, RecordingSink()), background=False).run(running + timedelta(seconds=90))
         set_enrolled(conn, "hot-site", True)  # enrolled after the programme looked: waiting for its next pass
         conn.commit()
-        (limit_kw,) = conn.execute(
-            """SELECT es.import_limit_kw FROM dr_event_sites es JOIN dr_events e ON e.id = es.event_pk
-               WHERE e.source = 'peak_programme'"""
-        ).fetchone() or (None,)
-    assert limit_kw is not None
+        limits: dict[str, float] = dict(
+            conn.execute(
+                """SELECT s.site_id, es.import_limit_kw FROM dr_event_sites es JOIN dr_events e ON e.id = es.event_pk
+                   JOIN sites s ON s.id = es.site_pk WHERE e.source = 'peak_programme'"""
+            ).fetchall()
+        )
+    assert set(limits) == {"battery-site", "vans-site"}
 
     response = api.get("/api/v1/dashboard/live", params={"region": "kawasaki"}, headers=operator)
     assert response.status_code == 200, response.text
     sites = {s["site_id"]: s["peak_programme"] for s in response.json()["sites"]}
     slot = int((running - midnight) / SLOT)
-    battery = sites["battery-site"]
-    assert (battery["state"], battery["why"], battery["limit_kw"]) == ("holding", None, limit_kw)
-    assert battery["limits_kw"] == [None] * slot + [limit_kw]
-    vans = sites["vans-site"]
-    assert (vans["state"], vans["why"], vans["limit_kw"], vans["limits_kw"]) == ("left_out", "ev_charging", None, [])
-    assert "EV charging" in vans["reason"]
+    for site_id in ("battery-site", "vans-site"):  # the stochastic programme; the LP re-plan (vans)
+        programme = sites[site_id]
+        limit_kw = limits[site_id]
+        assert (programme["state"], programme["why"], programme["limit_kw"]) == ("holding", None, limit_kw)
+        assert programme["limits_kw"] == [None] * slot + [limit_kw]
+    new = sites["new-site"]
+    assert (new["state"], new["why"], new["limit_kw"], new["limits_kw"]) == ("left_out", "no_forecast", None, [])
+    assert "no forecast" in new["reason"]
     assert sites["hot-site"] == {"state": "waiting", "why": None, "reason": None, "checked_at": None,
                                  "limit_kw": None, "limits_kw": []}  # fmt: skip
     assert sites["quiet-site"] is None  # not enrolled

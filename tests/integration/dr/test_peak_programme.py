@@ -11,6 +11,7 @@ import random
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +26,8 @@ from services.dr_scheduler.site_forecast import forecast_from_history
 from tests.integration.dr.test_dr_api import RecordingSink
 from tests.integration.ingest_fixtures import DEPOT_DEVICES
 from vpp.domain.dr_events import parse_signal
-from vpp.domain.planning.execution import EmsTracker
+from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
+from vpp.domain.planning.execution import REPLAN_RESERVE_VALUE_PER_KWH, EmsTracker, receding_horizon_import_kw
 from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
 from vpp.domain.slots import JST, SLOT
 from vpp.postgres import dr_events as store
@@ -36,6 +38,7 @@ from vpp.postgres.registry import SiteRecord, register_site
 
 pytestmark = pytest.mark.integration
 
+FloatArray = npt.NDArray[np.float64]
 DAY = date(2026, 11, 20)  # a Friday
 MIDNIGHT = datetime.combine(DAY, time(0), JST)
 HOURS = np.arange(48) / 2
@@ -45,6 +48,7 @@ HISTORY_KW = 12.0 + 8.0 * ((HOURS >= 8) & (HOURS < 20)) + 10.0 * ((HOURS >= 17) 
 ACTUAL_KW = HISTORY_KW * np.where(HOURS >= 12, 1.15, 1.0)
 BATTERY_KWH, BATTERY_KW, START_SOC_PCT = 60.0, 15.0, 50.0
 AFTER_SLOT_START = timedelta(seconds=90)  # past SETTLE: the slot before is in the table
+EV_KWH_PER_SLOT = 10.0  # vans charging 20 kW overnight, 00:00–04:00
 
 
 def _site(conn: psycopg.Connection, site_id: str, ev_kwh: float = 0.0) -> int:
@@ -86,6 +90,13 @@ def _limit(conn: psycopg.Connection, site_id: str) -> float:
     return row.import_limit_kw
 
 
+def _bench_replanner(
+    load: FloatArray, pv: FloatArray, flex: SiteFlex, evs: list[EvDemand], target_kw: float, terminal_kwh: float
+) -> Plan:
+    return plan_peak_cut(load.tolist(), pv.tolist(), flex, evs, target_kw, terminal_soc_kwh=terminal_kwh,
+                         reserve_value_per_kwh=REPLAN_RESERVE_VALUE_PER_KWH)  # fmt: skip
+
+
 def _status(conn: psycopg.Connection, site_id: str) -> tuple[date, str, str | None, list[float | None]]:
     """What the dashboard shows: (day, state, why, limits in force per slot)."""
     row = conn.execute(
@@ -105,6 +116,7 @@ def _run_day(
     conn, flex = scheduler.conn, site_ems.flex
     programme = PeakProgramme(scheduler, background=False)
     imports_kw, limits_kw = [], []
+    no_plan = [0.0] * len(site_ems.evs)  # the EMS gets only the limit, as a v1 site does
     for t in range(48):
         now = MIDNIGHT + t * SLOT + AFTER_SLOT_START
         if t in restarts:
@@ -113,8 +125,10 @@ def _run_day(
         programme.run(now)
         assert programme.run(now + timedelta(seconds=5)) == []  # once per slot
         limits_kw.append(_limit(conn, site_id))
-        imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, [], flex.soc_max_kwh, limits_kw[-1]))
-        _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5, import_kwh=imports_kw[-1] * 0.5)
+        owed_kwh = sum(site_ems.ev_remaining_kwh)
+        imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, no_plan, flex.soc_max_kwh, limits_kw[-1]))
+        ev_kwh = owed_kwh - sum(site_ems.ev_remaining_kwh)
+        _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5 + ev_kwh, ev_kwh, imports_kw[-1] * 0.5)
         _soc(conn, site_pk, MIDNIGHT + (t + 1) * SLOT, site_ems.soc_kwh / BATTERY_KWH * 100)
         conn.commit()
     return limits_kw, imports_kw
@@ -234,12 +248,45 @@ def test_a_restarted_scheduler_solves_the_same_day_and_a_withdrawn_site_is_relea
         assert sink.sent[-1][2] == "cancelled"
 
 
-def test_sites_with_ev_charging_or_without_history_are_left_to_dr_events(
-    db_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_site_with_vans_holds_the_lp_replans_limit_through_a_day(db_url: str) -> None:
     sink = RecordingSink()
     with psycopg.connect(db_url) as conn:
-        _site(conn, "vans-a", ev_kwh=20.0)
+        site_pk = _site(conn, "vans-a", ev_kwh=EV_KWH_PER_SLOT)
+        scheduler = Scheduler(conn, sink)
+        (site,) = load_dr_sites(conn, ["vans-a"])
+        forecast = forecast_from_history(conn, site, DAY)
+        assert forecast.evs, "the history's overnight charging is forecast"
+        flex = site_flex(BATTERY_KWH, BATTERY_KW, START_SOC_PCT / 100 * BATTERY_KWH)
+        # The vans need today what the forecast says; the site's EMS is sent only each slot's limit.
+        site_ems = EmsTracker(flex, forecast.evs)
+        limits_kw, imports_kw = _run_day(scheduler, "vans-a", site_pk, site_ems, restarts=set())
+
+        # The bench's LP re-planner on the same day, its EMS knowing the vans' exact state and following each
+        # re-plan's battery and EV schedule; and the day without control (no battery, vans charged on arrival).
+        f = forecast.forecast
+        first_plan = plan_site_day(SiteForecast(f.load_kw, f.pv_kw, 1.0), flex, forecast.evs)
+        bench_kw = receding_horizon_import_kw(f.load_kw, f.pv_kw, ACTUAL_KW, np.zeros(48), flex, forecast.evs,
+                                              first_plan, _bench_replanner, 1)  # fmt: skip
+        unmanaged_kw = threshold_controller(ACTUAL_KW.tolist(), [0.0] * 48, site_flex(0.0, 0.0), forecast.evs, 0.0)
+        # From noon the day runs 15% above forecast, which the LP plans as if certain: 30.50 kW through the
+        # service (EV state estimated from its forecast and metered EV energy, limits only), 30.27 kW from the
+        # bench's re-planner, 34.5 kW without control.
+        assert max(imports_kw) <= bench_kw.max() + 0.5
+        assert max(imports_kw) < unmanaged_kw.peak_import_kw - 3.0
+        assert sum(site_ems.ev_remaining_kwh) == pytest.approx(0.0, abs=1e-6)  # every van left charged
+        assert site_ems.soc_kwh >= flex.soc_kwh_initial - 0.5  # the end-of-day rule held
+
+        event = store.get_event(conn, event_id_for("vans-a", DAY))
+        assert event is not None
+        (row,) = store.event_sites(conn, event.pk)
+        assert row.plan is not None
+        assert row.plan["controller"] == "lp_replan"
+        assert _status(conn, "vans-a") == (DAY, "holding", None, limits_kw)
+
+
+def test_a_site_without_history_is_left_to_dr_events(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    sink = RecordingSink()
+    with psycopg.connect(db_url) as conn:
         register_site(conn, SiteRecord("new-a", "new-a", battery_kwh=30.0, battery_kw=10.0), DEPOT_DEVICES)
         set_enrolled(conn, "new-a", True)
         conn.commit()
@@ -249,13 +296,10 @@ def test_sites_with_ev_charging_or_without_history_are_left_to_dr_events(
             assert programme.run(MIDNIGHT + 21 * SLOT + AFTER_SLOT_START) == []  # tried again, said once
         assert sink.sent == []
         reasons = [getattr(r, "reason", "") for r in caplog.records]
-        assert sum("EV charging" in r for r in reasons) == 1
         assert sum("no forecast" in r for r in reasons) == 1
         left_out = programme.scheduler.metrics.registry.get_sample_value
-        assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "ev_charging"}) == 1.0
         assert left_out("vpp_dr_peak_programme_left_out_total", {"reason": "no_forecast"}) == 1.0
-        assert store.get_event(conn, event_id_for("vans-a", DAY)) is None
-        assert _status(conn, "vans-a")[1:3] == ("left_out", "ev_charging")
+        assert store.get_event(conn, event_id_for("new-a", DAY)) is None
         assert _status(conn, "new-a")[1:3] == ("left_out", "no_forecast")
 
 

@@ -33,12 +33,15 @@ pytestmark = pytest.mark.integration
 SLOTS = 12  # 14:00–20:00 JST: the afternoon's PV and the evening peak
 
 
-def test_the_simulated_site_holds_each_slots_limit_sent_over_mqtt(db_url: str, broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("vans", [False, True], ids=["battery-only", "with-vans"])
+def test_the_simulated_site_holds_each_slots_limit_sent_over_mqtt(
+    db_url: str, broker: EmbeddedBroker, vans: bool
+) -> None:
     first = jst(EVENT_DAY, 14)
-    # The depot without its vans: a battery-only site, as the programme requires.
-    battery_only = SiteSpec(site_id=SITE, ev_count=0)
+    # The depot without its vans (the stochastic programme), and as it is, with 25 vans (the LP re-plan).
+    spec = SiteSpec(site_id=SITE) if vans else SiteSpec(site_id=SITE, ev_count=0)
     with (
-        depot_loop(db_url, broker.port, first, client_id="dr-test", spec=battery_only) as loop,
+        depot_loop(db_url, broker.port, first, client_id="dr-test", spec=spec) as loop,
         psycopg.connect(db_url) as conn,
     ):
         dispatcher, ems, publisher = loop.dispatcher, loop.ems, loop.publisher
@@ -75,13 +78,17 @@ def test_the_simulated_site_holds_each_slots_limit_sent_over_mqtt(db_url: str, b
         # Each slot's 30-minute demand within the limit it was sent (the EMS keeps a small margin).
         for demand_kw, limit_kw in zip((2 * kwh for kwh in imports_kwh), limits_kw, strict=True):
             assert demand_kw <= limit_kw + 0.5, (imports_kwh, limits_kw)
-        # The floor: where the site's own net load sat well under the limit, the EMS charged its battery
-        # from the grid up to it, as the programme counts on (here the afternoon's PV slots).
-        net_kw = slot_values(db_url, first, first + SLOTS * SLOT, "2 * (e.load_kwh - e.pv_kwh)")
-        held = [2 * kwh >= limit_kw - 1.0 for kwh, limit_kw in zip(imports_kwh, limits_kw, strict=True)]
-        under = [net < limit_kw - 2.0 for net, limit_kw in zip(net_kw, limits_kw, strict=True)]
-        assert any(h and u for h, u in zip(held, under, strict=True)), (imports_kwh, limits_kw, net_kw)
+        if not vans:
+            # The floor: where the site's own net load sat well under the limit, the EMS charged its battery
+            # from the grid up to it, as the programme counts on (here the afternoon's PV slots).
+            net_kw = slot_values(db_url, first, first + SLOTS * SLOT, "2 * (e.load_kwh - e.pv_kwh)")
+            held = [2 * kwh >= limit_kw - 1.0 for kwh, limit_kw in zip(imports_kwh, limits_kw, strict=True)]
+            under = [net < limit_kw - 2.0 for net, limit_kw in zip(net_kw, limits_kw, strict=True)]
+            assert any(h and u for h, u in zip(held, under, strict=True)), (imports_kwh, limits_kw, net_kw)
         assert revisions >= 1
         event = store.get_event(conn, event_id_for(SITE, EVENT_DAY))
         assert event is not None
         assert event.status == "active"
+        (row,) = store.event_sites(conn, event.pk)
+        assert row.plan is not None
+        assert row.plan["controller"] == ("lp_replan" if vans else "stochastic")

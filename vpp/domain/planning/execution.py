@@ -31,6 +31,7 @@ import numpy.typing as npt
 from vpp.domain.planning.model import SLOT_HOURS, EvDemand, Plan, SiteFlex
 
 __all__ = [
+    "REPLAN_RESERVE_VALUE_PER_KWH",
     "EmsTracker",
     "Forecaster",
     "Lookahead",
@@ -38,6 +39,7 @@ __all__ = [
     "executed_import_kw",
     "load_residual_estimate",
     "receding_horizon_import_kw",
+    "replan_terminal_soc_kwh",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -46,6 +48,8 @@ Planner = Callable[[FloatArray, FloatArray, SiteFlex, list[EvDemand], float, flo
 Forecaster = Callable[[int, FloatArray, FloatArray, FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
 
 _EPS = 1e-9
+# Re-plans value stored energy a little (planning.plan_peak_cut): charge early, spend late, keep a reserve.
+REPLAN_RESERVE_VALUE_PER_KWH = 0.3
 # Load forecast residuals (measured / forecast − 1) are modelled as a persistent AR(1) part plus white noise,
 # and the persistent part is estimated from every slot measured so far with a Kalman filter
 # (:func:`load_residual_estimate`), then carried forward fading by ρ per slot. Weighing each slot by how much of
@@ -293,6 +297,13 @@ def corrected_forecast(
     return load_rest, pv_forecast_kw[t:] * ratio
 
 
+def replan_terminal_soc_kwh(flex: SiteFlex, soc_kwh: float, slots: int, rule_kwh: float) -> float:
+    """The end-of-horizon SoC a re-plan from ``soc_kwh`` with ``slots`` to go must reach: the day's rule
+    (``rule_kwh``), or as near as charging at full power can still bring it, within the battery's range."""
+    reachable_kwh = soc_kwh + flex.charge_efficiency * flex.battery_power_kw * SLOT_HOURS * slots
+    return max(min(rule_kwh, reachable_kwh, flex.soc_max_kwh), flex.soc_min_kwh)
+
+
 def _replan(
     t: int,
     load_fc: FloatArray,
@@ -321,11 +332,10 @@ def _replan(
         evs += [replace(ev, available_from_slot=ev.available_from_slot + rest, deadline_slot=ev.deadline_slot + rest)
                 for ev in lookahead.evs]  # fmt: skip
     planned_slots = load_rest.size
-    reachable_kwh = tracker.soc_kwh + flex.charge_efficiency * flex.battery_power_kw * SLOT_HOURS * planned_slots
-    terminal = min(flex.soc_kwh_initial, reachable_kwh, flex.soc_max_kwh)
+    terminal = replan_terminal_soc_kwh(flex, tracker.soc_kwh, planned_slots, flex.soc_kwh_initial)
     now_flex = replace(flex, soc_kwh_initial=min(max(tracker.soc_kwh, flex.soc_min_kwh), flex.soc_max_kwh))
     try:
-        plan = planner(load_rest, pv_rest, now_flex, evs, tracker.peak_kw, max(terminal, flex.soc_min_kwh))
+        plan = planner(load_rest, pv_rest, now_flex, evs, tracker.peak_kw, terminal)
     except ValueError:  # InfeasiblePlan included: keep following the previous plan
         return None
     # Map the re-plan's EV series back onto every demand of the day (finished ones get zeros); the
