@@ -72,6 +72,7 @@ from vpp.domain.planning.execution import (
     corrected_forecast,
     receding_horizon_import_kw,
 )
+from vpp.domain.planning.limit_replan import limit_replan_import_kw
 from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
 from vpp.domain.slots import SLOTS_PER_DAY
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
@@ -119,6 +120,10 @@ class DayOutcome:
     perfect_stochastic_kw: float = float("nan")
     stochastic_ceiling_kw: float = float("nan")
     perfect_stochastic_ceiling_kw: float = float("nan")
+    # Sites with EVs: the scheduler's peak programme for them (limit_replan: the EV state estimated from the
+    # forecast and the metered EV energy, the EMS sent only each slot's limit); NaN for battery-only sites.
+    limit_only_kw: float = float("nan")
+    perfect_limit_only_kw: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ class GroupResult:
     perfect_stochastic_kw: float = float("nan")
     stochastic_ceiling_kw: float = float("nan")
     perfect_stochastic_ceiling_kw: float = float("nan")
+    limit_only_kw: float = float("nan")
+    perfect_limit_only_kw: float = float("nan")
 
     @staticmethod
     def _ratio(value: float, reference: float) -> float:
@@ -176,6 +183,14 @@ class GroupResult:
         return self._ratio(self.stochastic_ceiling_kw, self.reactive_ceiling_kw)
 
     @property
+    def limit_only_to_perfect(self) -> float:
+        return self._ratio(self.limit_only_kw, self.perfect_limit_only_kw)
+
+    @property
+    def limit_only_to_reactive(self) -> float:
+        return self._ratio(self.limit_only_kw, self.reactive_kw)
+
+    @property
     def ceiling_to_perfect(self) -> float:
         return self._ratio(self.ceiling_kw, self.perfect_ceiling_kw)
 
@@ -205,7 +220,8 @@ def _group_result(outcomes: Sequence[DayOutcome]) -> GroupResult:
         len(outcomes), total("open_loop_kw"), total("replanned_kw"), total("perfect_open_kw"),
         total("perfect_replanned_kw"), total("reactive_kw"), total("ceiling_kw"), total("perfect_ceiling_kw"),
         total("reactive_ceiling_kw"), total("stochastic_kw"), total("perfect_stochastic_kw"),
-        total("stochastic_ceiling_kw"), total("perfect_stochastic_ceiling_kw"),
+        total("stochastic_ceiling_kw"), total("perfect_stochastic_ceiling_kw"), total("limit_only_kw"),
+        total("perfect_limit_only_kw"),
     )  # fmt: skip
 
 
@@ -381,6 +397,13 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
                 terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
                 found += [peak, plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw]
             stochastic = (*found, *stochastic[len(found) :])
+        limit_only: tuple[float, float] = (float("nan"), float("nan"))
+        if spec.ev_count:
+            tracker = EmsTracker(flex, evs)
+            forecast_evs = _site_inputs(site, day_index, forecast=True)[1]
+            peak = float(limit_replan_import_kw(load_fc, pv_fc, load, pv, forecast_evs, tracker).max())
+            terminal = min(flex.soc_kwh_initial, max(tracker.soc_kwh, flex.soc_min_kwh))
+            limit_only = (peak, plan_peak_cut(load_kw, pv_kw, flex, evs, 0.0, terminal_soc_kwh=terminal).peak_import_kw)
         out.append(
             DayOutcome(
                 group,
@@ -391,7 +414,12 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
                 perfect_replanned,
                 reactive,
                 *ceiling,
-                *stochastic,
+                stochastic_kw=stochastic[0],
+                perfect_stochastic_kw=stochastic[1],
+                stochastic_ceiling_kw=stochastic[2],
+                perfect_stochastic_ceiling_kw=stochastic[3],
+                limit_only_kw=limit_only[0],
+                perfect_limit_only_kw=limit_only[1],
             )
         )
     return out

@@ -19,10 +19,10 @@ demand control, not a DR call: the day stays in its ERAB baseline and the intrad
 An operator who cancels the day's event ends the programme at that site for that day.
 
 Sites with EV charging in their forecast: the stochastic programme has no EV state, so their limit is the LP
-re-plan's instead (as `vpp bench dr` runs battery+EV sites, 0.95 of perfect foresight there): each slot the rest
-of the day is planned again from the live SoC, the forecast corrected by the day's metered slots and the EV
-energy still owed (each forecast charging need less the EV energy metered since; :func:`rest_of_day`), with
-the day's peak so far as its target, and the limit is that plan's peak.
+re-plan's instead (:mod:`vpp.domain.planning.limit_replan`, measured on `vpp bench dr` as "limit only"): each
+slot the rest of the day is planned again from the live SoC, the forecast corrected by the day's metered slots
+and the EV energy still owed (each forecast charging need less the EV energy metered since; :func:`rest_of_day`),
+with the day's peak so far as its target, and the limit is that plan's peak.
 
 Left to DR events, each with its reason logged once a day: sites without a battery, without enough history to
 forecast, or with no SoC reported in the last :data:`SOC_MAX_AGE` (a site already running keeps the last limit
@@ -42,8 +42,8 @@ import numpy.typing as npt
 
 from vpp.domain.dr_events import PEAK_PROGRAMME_SOURCE, EventStatus
 from vpp.domain.forecast import ForecastError
-from vpp.domain.planning import EvDemand, plan_peak_cut, threshold_controller
-from vpp.domain.planning.execution import REPLAN_RESERVE_VALUE_PER_KWH, replan_terminal_soc_kwh
+from vpp.domain.planning import EvDemand, threshold_controller
+from vpp.domain.planning.limit_replan import replanned_limit_kw
 from vpp.domain.planning.stochastic import (
     PeakValues,
     ResidualModel,
@@ -339,14 +339,11 @@ class PeakProgramme:
         """A site with EVs: the peak of the rest of the day planned again from now (None: it could not be)."""
         try:
             load_kw, pv_kw, evs, flex = rest_of_day(self.scheduler.conn, site, t, jst_midnight(solved.day))
-            terminal_kwh = replan_terminal_soc_kwh(flex, flex.soc_kwh_initial, load_kw.size, solved.terminal_soc_kwh)
-            plan = plan_peak_cut(load_kw.tolist(), pv_kw.tolist(), flex, evs, peak_kw, terminal_soc_kwh=terminal_kwh,
-                                 reserve_value_per_kwh=REPLAN_RESERVE_VALUE_PER_KWH)  # fmt: skip
+            return replanned_limit_kw(load_kw, pv_kw, flex, evs, peak_kw, solved.terminal_soc_kwh)
         except (ForecastError, ValueError) as error:  # InfeasiblePlan included
             self._skip(site, solved.day, now, "plan_failed",
                        f"the rest of the day could not be planned ({error}): the last limit stays", previous_kw)  # fmt: skip
             return None
-        return max(plan.peak_import_kw, peak_kw)
 
     def _store(
         self, event: store.DrEventRow, site: SiteDr, share_kw: float, limit_kw: float, document: dict[str, object]

@@ -11,6 +11,7 @@ import psycopg
 
 from vpp.domain.planning import EvDemand, SiteFlex
 from vpp.domain.planning.execution import corrected_forecast
+from vpp.domain.planning.limit_replan import owed_ev_demands
 from vpp.domain.slots import JST, SLOTS_PER_DAY
 from vpp.postgres.energy_history import SiteDr, daily_slots
 
@@ -41,15 +42,6 @@ def rest_of_day(
     load_kw = np.maximum(_measured(rows["load_kwh"], load_fc + ev_kw, t) - ev_kw, 0.0)
     pv_kw = _measured(rows["pv_kwh"], pv_fc, t)
     load_rest, pv_rest = corrected_forecast(t, load_fc, pv_fc, load_kw, pv_kw)
-    evs: list[EvDemand] = []
-    for ev in forecast.evs:
-        if ev.deadline_slot <= t:
-            continue
-        delivered_kwh = float(ev_kw[ev.available_from_slot : t].sum()) * 0.5
-        owed_kwh = max(ev.energy_kwh - delivered_kwh, 0.0)
-        first, deadline = max(ev.available_from_slot - t, 0), ev.deadline_slot - t
-        owed_kwh = min(owed_kwh, ev.max_power_kw * 0.5 * (deadline - first))
-        if owed_kwh > 0:
-            evs.append(EvDemand(owed_kwh, ev.max_power_kw, first, deadline, ev.ev_id))
+    evs = owed_ev_demands(forecast.evs, ev_kw, t)
     flex = dr_site_flex(site)  # the live SoC; the end-of-day rule from here on: at least as full as now
     return np.maximum(load_rest, 0.0), np.maximum(pv_rest, 0.0), evs, flex

@@ -28,6 +28,7 @@ from tests.integration.ingest_fixtures import DEPOT_DEVICES
 from vpp.domain.dr_events import parse_signal
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
 from vpp.domain.planning.execution import REPLAN_RESERVE_VALUE_PER_KWH, EmsTracker, receding_horizon_import_kw
+from vpp.domain.planning.limit_replan import limit_replan_import_kw
 from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
 from vpp.domain.slots import JST, SLOT
 from vpp.postgres import dr_events as store
@@ -268,6 +269,11 @@ def test_a_site_with_vans_holds_the_lp_replans_limit_through_a_day(db_url: str) 
         bench_kw = receding_horizon_import_kw(f.load_kw, f.pv_kw, ACTUAL_KW, np.zeros(48), flex, forecast.evs,
                                               first_plan, _bench_replanner, 1)  # fmt: skip
         unmanaged_kw = threshold_controller(ACTUAL_KW.tolist(), [0.0] * 48, site_flex(0.0, 0.0), forecast.evs, 0.0)
+        # What the bench measures as the service's controller ("limit only"): the same limits, within the
+        # 0.01 kW rounding and 0.1 kW step the service sends them with.
+        same_kw = limit_replan_import_kw(f.load_kw, f.pv_kw, ACTUAL_KW, np.zeros(48), forecast.evs,
+                                         EmsTracker(flex, forecast.evs))  # fmt: skip
+        assert max(imports_kw) == pytest.approx(same_kw.max(), abs=0.2)
         # From noon the day runs 15% above forecast, which the LP plans as if certain: 30.50 kW through the
         # service (EV state estimated from its forecast and metered EV energy, limits only), 30.27 kW from the
         # bench's re-planner, 34.5 kW without control.

@@ -41,6 +41,10 @@ def test_bench_runs_end_to_end_and_nothing_beats_perfect_foresight_with_the_same
         # The stochastic programme runs on battery-only sites; sites with EVs keep the LP re-planner.
         assert math.isnan(group.stochastic_to_perfect) == (name == "battery+ev")
         assert math.isnan(group.stochastic_ceiling_to_perfect) == (name == "battery+ev" or not stochastic_ceiling)
+        # The scheduler's controller for sites with EVs ("limit only") runs on them alone.
+        assert math.isnan(group.limit_only_to_perfect) == (name == "battery")
+        if name == "battery+ev":
+            ratios.append(group.limit_only_to_perfect)
         if name == "battery":
             ratios.append(group.stochastic_to_perfect)
             if stochastic_ceiling:

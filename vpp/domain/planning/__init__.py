@@ -5,6 +5,8 @@
 - :mod:`.floor`: the import-floor feasibility checks; :mod:`.reactive`: the reactive reference controller;
 - :mod:`.highs_solver`: the one place that touches highspy's private core class (guarded by a test);
 - :mod:`.execution`: re-planning, receding horizon and the site EMS that executes a plan;
+- :mod:`.stochastic`: the peak programme's stochastic limits (battery-only); :mod:`.limit_replan`: its LP
+  limits for sites with EVs;
 - :mod:`.deliverable`: the reduction a site can deliver in a window, and its plan to a window limit.
 
 The package re-exports the planners' public API, so ``from vpp.domain.planning import plan_peak_cut`` works.
