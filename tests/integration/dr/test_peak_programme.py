@@ -114,10 +114,11 @@ def _run_day(
 ) -> tuple[list[float], list[float]]:
     """The day slot by slot: the scheduler sends a limit, the site's EMS holds it, the slot is metered. The
     scheduler restarts (a new PeakProgramme, nothing kept in memory) before each slot in ``restarts``."""
-    conn, flex = scheduler.conn, site_ems.flex
+    conn = scheduler.conn
     programme = PeakProgramme(scheduler, background=False)
     imports_kw, limits_kw = [], []
-    no_plan = [0.0] * len(site_ems.evs)  # the EMS gets only the limit, as a v1 site does
+    # The EMS gets only the limit, as a v1 site does: no SoC target, headroom to the vans before the battery.
+    no_plan = [0.0] * len(site_ems.evs)
     for t in range(48):
         now = MIDNIGHT + t * SLOT + AFTER_SLOT_START
         if t in restarts:
@@ -127,7 +128,7 @@ def _run_day(
         assert programme.run(now + timedelta(seconds=5)) == []  # once per slot
         limits_kw.append(_limit(conn, site_id))
         owed_kwh = sum(site_ems.ev_remaining_kwh)
-        imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, no_plan, flex.soc_max_kwh, limits_kw[-1]))
+        imports_kw.append(site_ems.step(t, ACTUAL_KW[t], 0.0, 0.0, no_plan, site_ems.soc_kwh, limits_kw[-1]))
         ev_kwh = owed_kwh - sum(site_ems.ev_remaining_kwh)
         _slot(conn, site_pk, MIDNIGHT + t * SLOT, ACTUAL_KW[t] * 0.5 + ev_kwh, ev_kwh, imports_kw[-1] * 0.5)
         _soc(conn, site_pk, MIDNIGHT + (t + 1) * SLOT, site_ems.soc_kwh / BATTERY_KWH * 100)
@@ -274,9 +275,9 @@ def test_a_site_with_vans_holds_the_lp_replans_limit_through_a_day(db_url: str) 
         same_kw = limit_replan_import_kw(f.load_kw, f.pv_kw, ACTUAL_KW, np.zeros(48), forecast.evs,
                                          EmsTracker(flex, forecast.evs))  # fmt: skip
         assert max(imports_kw) == pytest.approx(same_kw.max(), abs=0.2)
-        # From noon the day runs 15% above forecast, which the LP plans as if certain: 30.50 kW through the
-        # service (EV state estimated from its forecast and metered EV energy, limits only), 30.27 kW from the
-        # bench's re-planner, 34.5 kW without control.
+        # From noon the day runs 15% above forecast, which the LP plans as if certain: 30.27 kW through the
+        # service (EV state estimated from its forecast and metered EV energy, limits only) as from the bench's
+        # re-planner (exact EV state, its schedule followed), 34.5 kW without control.
         assert max(imports_kw) <= bench_kw.max() + 0.5
         assert max(imports_kw) < unmanaged_kw.peak_import_kw - 3.0
         assert sum(site_ems.ev_remaining_kwh) == pytest.approx(0.0, abs=1e-6)  # every van left charged
