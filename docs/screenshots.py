@@ -1,7 +1,8 @@
 """Take the dashboard screenshots in docs/: `.venv/bin/python docs/screenshots.py`.
 
 Starts the platform with `vpp up` on its embedded defaults in a scratch folder (as the end-to-end test does), logs in on
-the page, creates a DR event so the timeline has one, and saves the page at 1280×800, at tablet
+the page, enrols the depot in the day's peak programme and creates a DR event so the panel and the timeline
+show them, and saves the page at 1280×800, at tablet
 width and as one full-length page. Needs Debian's `chromium` and, for the Japanese labels to render, `fonts-noto-cjk`.
 """
 
@@ -31,6 +32,10 @@ def main() -> None:
     ):
         page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
         log_in(page, platform.base_url, *DEV_OPERATOR)
+        # The depot in the day's peak programme, enrolled from its panel, so the panel and the chart show it.
+        page.locator('#sites-table tr[data-site="yamato-takatsu"]').click()
+        page.locator("#pp-toggle").click()
+        page.locator("#peak-programme .pp-holding").wait_for(timeout=120_000)
         page.locator("#dr-kw").fill("8")
         page.locator("#dr-create").click()
         page.locator("#dr-table .chip.current.st-acknowledged").first.wait_for(timeout=30_000)
