@@ -253,3 +253,13 @@ def test_live_shows_what_the_peak_programme_does_at_each_enrolled_site(api: http
     assert sites["hot-site"] == {"state": "waiting", "why": None, "reason": None, "checked_at": None,
                                  "limit_kw": None, "limits_kw": []}  # fmt: skip
     assert sites["quiet-site"] is None  # not enrolled
+    # The programme's day events are the sites' own control: out of the DR timeline unless asked for, so that a
+    # city's worth of them (one per site and day) cannot crowd out the DR events.
+    timeline = api.get("/api/v1/dashboard/dr/timeline", headers=operator)
+    assert timeline.status_code == 200
+    assert timeline.json() == []
+    own = api.get("/api/v1/dashboard/dr/timeline", params={"own_control": "true"}, headers=operator).json()
+    assert sorted(row["source"] for row in own) == ["peak_programme", "peak_programme"]
+    refused = api.get("/api/v1/dashboard/dr/timeline", params={"own_control": "\x00"}, headers=operator)
+    assert refused.status_code in (400, 422)
+    assert "own_control" in refused.text or "NUL" in refused.text

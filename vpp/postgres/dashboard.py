@@ -10,7 +10,7 @@ from typing import NamedTuple
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from vpp.domain.dr_events import PEAK_PROGRAMME_SOURCE
+from vpp.domain.dr_events import OWN_CONTROL_SOURCES, PEAK_PROGRAMME_SOURCE
 
 __all__ = [
     "DeadLetterCount",
@@ -215,11 +215,17 @@ _TIMELINE = text(
                                  sum(reduction_kwh) AS reduction_kwh
                           FROM dr_verified_reductions WHERE event_pk = e.id) v ON true
        WHERE e.end_at >= :since AND e.start_at < :until
+         AND (CAST(:own_control AS boolean) OR NOT (e.source = ANY(CAST(:own_sources AS text[]))))
        ORDER BY e.start_at DESC, e.id DESC LIMIT :limit"""
 )
 
 
-async def timeline_rows(conn: AsyncConnection, since: datetime, until: datetime, limit: int) -> list[TimelineRow]:
-    """DR events overlapping [since, until), newest first, with dispatch, ack and verification counts."""
-    rows = (await conn.execute(_TIMELINE, {"since": since, "until": until, "limit": limit})).all()
+async def timeline_rows(
+    conn: AsyncConnection, since: datetime, until: datetime, limit: int, own_control: bool = False
+) -> list[TimelineRow]:
+    """DR events overlapping [since, until), newest first, with dispatch, ack and verification counts; the sites'
+    own demand control (:data:`OWN_CONTROL_SOURCES`) only with ``own_control``."""
+    params = {"since": since, "until": until, "limit": limit, "own_control": own_control,
+              "own_sources": list(OWN_CONTROL_SOURCES)}  # fmt: skip
+    rows = (await conn.execute(_TIMELINE, params)).all()
     return [TimelineRow(*row) for row in rows]

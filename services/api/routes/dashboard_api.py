@@ -277,6 +277,14 @@ async def dr_timeline(
     days_back: Annotated[int, Query(ge=0, le=366)] = 7,
     days_ahead: Annotated[int, Query(ge=0, le=366)] = 7,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    own_control: Annotated[
+        bool,
+        Query(
+            description="Also the sites' own demand control: live-control cuts and the peak programme's day "
+            "events (one per site and slot or day: left out by default, they would crowd out DR)"
+        ),
+    ] = False,
 ) -> list[TimelineEvent]:
-    rows = await timeline_rows(conn, now - timedelta(days=days_back), now + timedelta(days=days_ahead), limit)
+    since, until = now - timedelta(days=days_back), now + timedelta(days=days_ahead)
+    rows = await timeline_rows(conn, since, until, limit, own_control)
     return [TimelineEvent(**row._asdict()) for row in rows]
