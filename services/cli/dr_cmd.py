@@ -128,7 +128,7 @@ def peak_programme(
     off: bool = typer.Option(False, "--off", help="Withdraw the site instead of enrolling it"),
 ) -> None:
     """Enrol a battery site in the day's peak programme (each 30-minute slot's import limit, sent by the
-    scheduler from live telemetry), or withdraw it with --off. Sites with EV charging are left to DR events."""
+    scheduler from live telemetry), or withdraw it with --off. The dashboard's site panel shows what it does."""
     with cli_database(load_settings()) as url, connect(url) as conn:
         if not set_enrolled(conn, site, not off):
             raise CliError(f"no site {site!r}; `vpp status` lists the sites")
