@@ -273,10 +273,7 @@ class PeakProgramme:
                                                         f"{SOC_MAX_AGE}: the last limit stays", previous_kw)  # fmt: skip
             return False
         assert site.soc_pct is not None
-        rows = {flow: daily_slots(conn, site.site_pk, solved.day, solved.day, flow).get(solved.day)
-                for flow in ("load_kwh", "ev_kwh", "pv_kwh", "import_kwh")}  # fmt: skip
-        ev_kw = np.nan_to_num(_kw(rows["ev_kwh"]))
-        load_kw, pv_kw, import_kw = _kw(rows["load_kwh"]) - ev_kw, _kw(rows["pv_kwh"]), _kw(rows["import_kwh"])
+        import_kw = _kw(daily_slots(conn, site.site_pk, solved.day, solved.day, "import_kwh").get(solved.day))
         metered = import_kw[:t][~np.isnan(import_kw[:t])]
         peak_kw = float(metered.max()) if metered.size else 0.0
         flex = site_flex(site.battery_kwh, site.battery_kw, solved.terminal_soc_kwh)
@@ -288,6 +285,11 @@ class PeakProgramme:
             "forecast_peak_kw": round(solved.forecast_peak_kw, 3),
         }  # fmt: skip
         if solved.values is not None:
+            # The day's metered load and PV (the LP path reads them in rest_of_day, with the EV energy).
+            rows = {flow: daily_slots(conn, site.site_pk, solved.day, solved.day, flow).get(solved.day)
+                    for flow in ("load_kwh", "ev_kwh", "pv_kwh")}  # fmt: skip
+            ev_kw = np.nan_to_num(_kw(rows["ev_kwh"]))
+            load_kw, pv_kw = _kw(rows["load_kwh"]) - ev_kw, _kw(rows["pv_kwh"])
             values = solved.values
             drift = net_error_estimate(values.load_kw, values.pv_kw, load_kw, pv_kw, t, values.model)
             limit_kw = round(values.limit_kw(t, soc_kwh, peak_kw, drift), 2)

@@ -290,6 +290,15 @@ def test_a_site_with_vans_holds_the_lp_replans_limit_through_a_day(db_url: str) 
         assert row.plan["controller"] == "lp_replan"
         assert _status(conn, "vans-a") == (DAY, "holding", None, limits_kw)
 
+        # The same day at another site, the scheduler restarted before random slots (seeded): the re-plan keeps
+        # no state but the end-of-day SoC stored with the event, so every limit is the one sent without restarts.
+        seed = int(os.environ.get("VPP_FAULT_SEED", random.SystemRandom().randrange(2**31)))
+        restarts = set(random.Random(seed).sample(range(1, 48), 3))
+        set_enrolled(conn, "vans-a", False)
+        again_pk = _site(conn, "vans-r", ev_kwh=EV_KWH_PER_SLOT)
+        again_kw, _ = _run_day(scheduler, "vans-r", again_pk, EmsTracker(flex, forecast.evs), restarts)
+        assert again_kw == limits_kw, f"seed {seed} (VPP_FAULT_SEED={seed} replays it): restarts before {restarts}"
+
 
 def test_a_site_without_history_is_left_to_dr_events(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     sink = RecordingSink()
