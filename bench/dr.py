@@ -42,6 +42,7 @@ def run_bench_dr(
     lookahead_slots: int = 0,
     pv_day_index_known: bool = False,
     stochastic_ceiling: bool = False,
+    pv_forecast_error: float | None = None,
 ) -> None:
     """Run the DR benchmark and print the figures with their targets."""
     console = Console()
@@ -57,6 +58,11 @@ def run_bench_dr(
             if pv_day_index_known
             else ""
         )
+        + (
+            f" PV forecast: a day-ahead weather forecast missing each day's clear-sky index by sd {pv_forecast_error}."
+            if pv_forecast_error is not None
+            else ""
+        )
         + (" The stochastic programme also runs on the simulator's own load model." if stochastic_ceiling else "")
     )
     started = time.perf_counter()
@@ -66,7 +72,7 @@ def run_bench_dr(
         task = progress.add_task("forecast → plan → run the day", total=days)
         result = run_bench(
             sites, days, lookahead_slots=lookahead_slots, pv_day_index_known=pv_day_index_known,
-            stochastic_ceiling=stochastic_ceiling, on_day=lambda _day, _wall_s: progress.advance(task),
+            stochastic_ceiling=stochastic_ceiling, pv_forecast_error=pv_forecast_error, on_day=lambda _day, _wall_s: progress.advance(task),
         )  # fmt: skip
     walls = result.plan_wall_s
     # Wall time suffers from anything else running on the machine; CPU time split over the workers is

@@ -31,7 +31,11 @@ minutes), separately for battery-only and battery+EV sites, for every sampled si
   could take the programme.
 
 With ``pv_day_index_known`` the stochastic rows model PV's error as the simulator's passing clouds only (the
-day's weather being known), in place of the day-ahead error (:data:`PV_KNOWN_DAY_ERROR`).
+day's weather being known), in place of the day-ahead error (:data:`PV_KNOWN_DAY_ERROR`). With
+``pv_forecast_error`` σ the PV forecast is a day-ahead weather forecast of that skill (the day's actual
+clear-sky index × (1 + N(0, σ)), seeded per site and day), and the stochastic rows price in what the scheduler
+learns of such a forecast from its record (:mod:`vpp.domain.weather_forecast`): PV's error sd σ, at least
+:data:`~vpp.domain.weather_forecast.MIN_PV_ERROR_SD`.
 
 Peak reduction = uncontrolled peak − achieved peak, kW, summed over site-days.
 """
@@ -63,6 +67,7 @@ from bench.dr_data import (
 )
 from bench.dr_reactive import fair_reactive_import_kw
 from services.dr_scheduler.day_ahead import SiteForecast, forecast_site_day, plan_site_day, site_flex
+from vpp.domain.forecast import CLEAR_SKY_INDEX_MAX
 from vpp.domain.planning import EvDemand, Plan, SiteFlex, plan_peak_cut, threshold_controller
 from vpp.domain.planning.execution import (
     REPLAN_RESERVE_VALUE_PER_KWH,
@@ -75,6 +80,7 @@ from vpp.domain.planning.execution import (
 from vpp.domain.planning.limit_replan import limit_replan_import_kw
 from vpp.domain.planning.stochastic import ResidualModel, stochastic_import_kw
 from vpp.domain.slots import SLOTS_PER_DAY
+from vpp.domain.weather_forecast import MIN_PV_ERROR_SD
 from vpp.simulation.spec import fleet_specs as fleet_specs_of
 
 __all__ = ["BenchResult", "GroupResult", "run_bench"]
@@ -91,6 +97,9 @@ _lookahead_slots = 0
 # `vpp bench dr --pv-day-index-known`: the PV forecast takes each day's actual clear-sky index (its passing
 # clouds still unknown), as a perfect day-ahead weather forecast would give: how much buying one could gain.
 _pv_day_index_known = False
+# `vpp bench dr --pv-forecast-error σ`: a day-ahead weather forecast that misses the day's index by sd σ.
+_pv_forecast_error: float | None = None
+_seed = 0
 CLEAR_SKY_INDEX_DAYS = 7  # PV forecast: clear sky scaled by the index of the last week
 # `vpp bench dr --stochastic-ceiling`: the stochastic programme on the simulator's own load model as well
 # (another 500 programmes, about 7 minutes on 2 cores).
@@ -232,9 +241,11 @@ def _init_worker(
     lookahead_slots: int = 0,
     pv_day_index_known: bool = False,
     stochastic_ceiling: bool = False,
+    pv_forecast_error: float | None = None,
 ) -> None:
-    global _fleet, _lookahead_slots, _pv_day_index_known, _stochastic_ceiling
+    global _fleet, _lookahead_slots, _pv_day_index_known, _stochastic_ceiling, _pv_forecast_error, _seed
     _lookahead_slots, _pv_day_index_known = lookahead_slots, pv_day_index_known
+    _pv_forecast_error, _seed = pv_forecast_error, seed
     _stochastic_ceiling = stochastic_ceiling
     # One day more than is run: the last day's re-plans look into the next one.
     _fleet = simulate_fleet(sites, FIRST_BENCH_DAY - timedelta(days=WARM_UP_DAYS), WARM_UP_DAYS + days + 1, seed)
@@ -283,8 +294,11 @@ def _forecast(site: int, day_index: int, known_days: int) -> SiteForecast:
         fleet.pv_kw[site, recent] * 0.5, clear_recent_kwh, PERFORMANCE_RATIO,
     )  # fmt: skip
     clear_kw = fleet.clear_sky_kw_per_kw[day_index] * spec.pv_kw * PERFORMANCE_RATIO
-    if _pv_day_index_known and clear_kw.sum() > 0:
+    if (_pv_day_index_known or _pv_forecast_error is not None) and clear_kw.sum() > 0:
         day_index_known = float(fleet.pv_kw[site, day_index].sum() / clear_kw.sum())
+        if _pv_forecast_error is not None:
+            miss = np.random.default_rng((_seed, site, day_index)).normal(0.0, _pv_forecast_error)
+            day_index_known = min(max(day_index_known * (1.0 + miss), 0.0), CLEAR_SKY_INDEX_MAX)
         forecast = replace(forecast, pv_kw=clear_kw * day_index_known)
     return forecast
 
@@ -377,6 +391,8 @@ def _evaluate_chunk(day_index: int, sites: Sequence[int], plans: Sequence[Planne
         stochastic: tuple[float, ...] = (float("nan"),) * 4
         if not spec.ev_count:
             pv_error = PV_KNOWN_DAY_ERROR if _pv_day_index_known else {}
+            if _pv_forecast_error is not None:
+                pv_error = {"pv_sd": max(_pv_forecast_error, MIN_PV_ERROR_SD)}
             programmes = [(load_fc, plan.peak_import_kw, ResidualModel(**pv_error))]
             if _stochastic_ceiling:
                 # The ceiling's plan (on the expected load) sets the peaks the grid resolves, as it sets the
@@ -434,6 +450,7 @@ def run_bench(
     lookahead_slots: int = 0,
     pv_day_index_known: bool = False,
     stochastic_ceiling: bool = False,
+    pv_forecast_error: float | None = None,
     on_day: Callable[[int, float], None] | None = None,
 ) -> BenchResult:
     """Run the benchmark; ``on_day(day_number, plan_wall_s)`` reports progress after each day."""
@@ -447,7 +464,7 @@ def run_bench(
     with ProcessPoolExecutor(
         workers,
         initializer=_init_worker,
-        initargs=(sites, days, seed, lookahead_slots, pv_day_index_known, stochastic_ceiling),
+        initargs=(sites, days, seed, lookahead_slots, pv_day_index_known, stochastic_ceiling, pv_forecast_error),
     ) as pool:
         # Warm-up: start every worker and build its data before anything is timed.
         list(pool.map(_plan_chunk, [WARM_UP_DAYS] * workers, [[0]] * workers))

@@ -45,6 +45,7 @@ from services.api.routes import (
     sufficiency,
     token,
     vens,
+    weather,
 )
 from services.api.state import AppState
 from services.api.strict_query import reject_unknown_query
@@ -141,6 +142,7 @@ def create_app(
         dr,
         dashboard_api,
         vens,
+        weather,
     ):
         app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
     for module in (dashboard, docs):

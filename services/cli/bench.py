@@ -129,11 +129,22 @@ def dr(
     stochastic_ceiling: bool = typer.Option(
         False, help="Also run the stochastic programme on the simulator's own load model (about 7 minutes more)"
     ),
+    pv_forecast_error: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Forecast PV with a day-ahead weather forecast that misses each day's clear-sky index by this sd "
+        "(0: perfect); the programme prices in that error, as the scheduler learns it from the forecast's record",
+    ),
 ) -> None:
     """Day-ahead DR planning time and peak reduction vs perfect foresight and a reactive controller."""
     from bench.dr import run_bench_dr
 
-    run_bench_dr(sites, days, regional_sites, lookahead_slots, pv_day_index_known, stochastic_ceiling)
+    if pv_day_index_known and pv_forecast_error is not None:
+        raise typer.BadParameter("give --pv-day-index-known or --pv-forecast-error, not both")
+    run_bench_dr(
+        sites, days, regional_sites, lookahead_slots, pv_day_index_known, stochastic_ceiling, pv_forecast_error
+    )
 
 
 @app.command("soak")

@@ -61,7 +61,7 @@ from .day_ahead import SiteForecast, plan_site_day, site_flex
 from .intraday import LIMIT_STEP_KW
 from .rest_of_day import rest_of_day
 from .scheduler import Scheduler
-from .site_forecast import forecast_from_history
+from .site_forecast import PV_FROM_RECENT_PV, forecast_from_history
 
 __all__ = ["SETTLE", "SOURCE", "PeakProgramme", "event_id_for"]
 
@@ -96,6 +96,7 @@ class _Solved:
     planned_peak_kw: float  # the day-ahead plan's peak (sets the peaks the grid resolves)
     forecast_peak_kw: float  # the forecast's peak without the battery (EVs charged as they arrive)
     solve_seconds: float
+    pv_forecast: str = PV_FROM_RECENT_PV  # what the PV forecast came from (site_forecast.PV_FROM_*)
 
 
 def _fresh(site: SiteDr, now: datetime) -> bool:
@@ -220,7 +221,8 @@ class PeakProgramme:
         self.scheduler.metrics.programme_solve_seconds.observe(solved.solve_seconds)
         log.info("peak programme solved", extra=kv(site_id=site_id, day=str(solved.day),
                                                    seconds=round(solved.solve_seconds, 2),
-                                                   planned_peak_kw=round(solved.planned_peak_kw, 2)))  # fmt: skip
+                                                   planned_peak_kw=round(solved.planned_peak_kw, 2),
+                                                   pv_forecast=solved.pv_forecast))  # fmt: skip
         self._solved[site_id] = solved
         return solved
 
@@ -238,9 +240,10 @@ class PeakProgramme:
         if terminal_kwh is None:
             self._skip(site, day, now, "no_soc", f"no battery state of charge reported in the last {SOC_MAX_AGE}")
             return None
-        return _SolveJob(
-            day, forecast.forecast.load_kw, forecast.forecast.pv_kw, tuple(forecast.evs), site, terminal_kwh, self.model
-        )
+        # A weather forecast whose record at the site beats last week's index comes with its own error there.
+        model = self.model if forecast.pv_error_sd is None else replace(self.model, pv_sd=forecast.pv_error_sd)
+        return _SolveJob(day, forecast.forecast.load_kw, forecast.forecast.pv_kw, tuple(forecast.evs), site,
+                         terminal_kwh, model, forecast.pv_source)  # fmt: skip
 
     def _terminal_soc_kwh(self, site: SiteDr, day: date, now: datetime) -> float | None:
         """The SoC the day must end at or above: as stored with today's event (a restarted scheduler solves the
@@ -282,7 +285,7 @@ class PeakProgramme:
             "note": "day peak programme: this slot's import limit, held as limit and floor", "from_slot": t,
             "soc_kwh": round(soc_kwh, 3), "peak_so_far_kw": round(peak_kw, 3),
             "terminal_soc_kwh": solved.terminal_soc_kwh, "planned_peak_kw": round(solved.planned_peak_kw, 3),
-            "forecast_peak_kw": round(solved.forecast_peak_kw, 3),
+            "forecast_peak_kw": round(solved.forecast_peak_kw, 3), "pv_forecast": solved.pv_forecast,
         }  # fmt: skip
         if solved.values is not None:
             # The day's metered load and PV (the LP path reads them in rest_of_day, with the EV energy).
@@ -368,6 +371,7 @@ class _SolveJob:
     site: SiteDr
     terminal_soc_kwh: float
     model: ResidualModel
+    pv_forecast: str = PV_FROM_RECENT_PV
 
     def __call__(self) -> _Solved:
         started = time.perf_counter()
@@ -380,4 +384,4 @@ class _SolveJob:
         unmanaged = threshold_controller(self.load_kw.tolist(), self.pv_kw.tolist(), site_flex(0.0, 0.0), self.evs, 0.0)
         forecast_peak_kw = unmanaged.peak_import_kw
         took_s = time.perf_counter() - started
-        return _Solved(self.day, values, self.terminal_soc_kwh, planned_kw, forecast_peak_kw, took_s)
+        return _Solved(self.day, values, self.terminal_soc_kwh, planned_kw, forecast_peak_kw, took_s, self.pv_forecast)

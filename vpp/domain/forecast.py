@@ -25,6 +25,7 @@ __all__ = [
     "EvChargeRequest",
     "EvEnergyNeed",
     "ForecastError",
+    "clear_sky_ghi_w_m2",
     "clear_sky_index",
     "clear_sky_pv_kw_per_kw",
     "ev_energy_needed_kwh",
@@ -57,6 +58,24 @@ def _epoch_us(moments: Sequence[datetime], name: str) -> npt.NDArray[np.int64]:
 
 
 # --------------------------------------------------------------------------------------------- PV
+
+
+def clear_sky_ghi_w_m2(
+    slot_starts: Sequence[datetime],
+    latitude: float,
+    longitude: float,
+    *,
+    altitude_m: float = 0.0,
+    linke_turbidity: float | Sequence[float] = 3.2,
+    samples_per_slot: int = 6,
+) -> FloatArray:
+    """Clear-sky global horizontal irradiance per slot, W/m² (mean over the slot, 0 at night).
+
+    The reference a weather forecast's GHI is divided by to give the slot's clear-sky index
+    (:mod:`vpp.domain.weather_forecast`); same model and sampling as :func:`clear_sky_pv_kw_per_kw`.
+    """
+    return _clear_sky_w_m2(slot_starts, latitude, longitude, 20.0, 180.0, altitude_m, linke_turbidity, 0.2,
+                           samples_per_slot)[1]  # fmt: skip
 
 
 def clear_sky_pv_kw_per_kw(
@@ -106,10 +125,27 @@ def clear_sky_pv_kw_per_kw(
     Solar position by the NREL SPA (``pvlib.solarposition.get_solarposition``), clear-sky GHI/DNI/DHI
     by Ineichen & Perez (2002) and POA by the isotropic sky model (``pvlib.irradiance``).
     """
+    poa_w_m2 = _clear_sky_w_m2(slot_starts, latitude, longitude, surface_tilt_deg, surface_azimuth_deg, altitude_m,
+                               linke_turbidity, albedo, samples_per_slot)[0]  # fmt: skip
+    return poa_w_m2 / _STC_IRRADIANCE_W_M2
+
+
+def _clear_sky_w_m2(
+    slot_starts: Sequence[datetime],
+    latitude: float,
+    longitude: float,
+    surface_tilt_deg: float,
+    surface_azimuth_deg: float,
+    altitude_m: float,
+    linke_turbidity: float | Sequence[float],
+    albedo: float,
+    samples_per_slot: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Per slot: clear-sky plane-of-array and global horizontal irradiance, W/m²."""
     if samples_per_slot < 1:
         raise ValueError("samples_per_slot must be >= 1")
     if len(slot_starts) == 0:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0)
     step_us = _SLOT_US // samples_per_slot
     offsets_us = step_us // 2 + step_us * np.arange(samples_per_slot, dtype=np.int64)
     sample_us = (_epoch_us(slot_starts, "slot start")[:, None] + offsets_us[None, :]).ravel()
@@ -143,10 +179,10 @@ def clear_sky_pv_kw_per_kw(
             clear["dhi"],
             albedo=albedo,
         )
-    poa_w_m2 = np.nan_to_num(np.asarray(poa["poa_global"], dtype=np.float64), nan=0.0)
-    poa_w_m2 = np.clip(poa_w_m2, 0.0, None)
-    per_slot: FloatArray = poa_w_m2.reshape(len(slot_starts), samples_per_slot).mean(axis=1)
-    return per_slot / _STC_IRRADIANCE_W_M2
+    poa_w_m2 = np.clip(np.nan_to_num(np.asarray(poa["poa_global"], dtype=np.float64), nan=0.0), 0.0, None)
+    ghi_w_m2 = np.clip(np.nan_to_num(np.asarray(clear["ghi"], dtype=np.float64), nan=0.0), 0.0, None)
+    shape = (len(slot_starts), samples_per_slot)
+    return poa_w_m2.reshape(shape).mean(axis=1), ghi_w_m2.reshape(shape).mean(axis=1)
 
 
 def pv_forecast_kw(

@@ -21,6 +21,14 @@ CSV_CAPACITY = "source,fy2020_actual_kw\nsolar,100\ntotal,100\n"
 REGION_BODY = {"name": "Matrix test", "site_ids": ["school-c"]}
 DECLARED_BODY = {"period": "month", "value": "2024-05", "demand_kwh": 10.0, "source": "matrix"}
 
+WEATHER_BODY = {
+    "latitude": 35.5,
+    "longitude": 139.6,
+    "source": "matrix",
+    "issued_at": "2026-07-01T17:00:00+09:00",
+    "slots": [{"start": "2026-07-02T12:00:00+09:00", "ghi_w_m2": 800.0}],
+}
+
 # (method, path template, concrete path, request extras, {role: status})
 Case = tuple[str, str, str, dict[str, object], dict[str, int]]
 
@@ -113,6 +121,20 @@ def _cases(month: str, window: dict[str, str]) -> list[Case]:
         ("GET", "/api/v1/dashboard/live", "/api/v1/dashboard/live", {}, operator_only),
         ("GET", "/api/v1/dashboard/dr/timeline", "/api/v1/dashboard/dr/timeline", {}, operator_only),
         ("GET", "/api/v1/dashboard/vens", "/api/v1/dashboard/vens", {}, operator_only),
+        (
+            "POST",
+            "/api/v1/weather/forecasts",
+            "/api/v1/weather/forecasts",
+            {"json": WEATHER_BODY},
+            {**operator_only, "operator": 201},
+        ),
+        (
+            "GET",
+            "/api/v1/weather/forecasts/day-ahead",
+            "/api/v1/weather/forecasts/day-ahead",
+            {"params": {"latitude": 35.5, "longitude": 139.6, "day": "2026-07-02"}},
+            aggregate,
+        ),
         ("GET", "/healthz", "/healthz", {}, everyone),
         ("GET", "/readyz", "/readyz", {}, everyone),
         ("GET", "/metrics", "/metrics", {}, everyone),

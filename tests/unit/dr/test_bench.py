@@ -91,3 +91,25 @@ def test_with_the_day_index_known_the_pv_forecast_holds_the_days_actual_pv_energ
     assert known_kw.sum() == pytest.approx(fleet.pv_kw[0, day].sum())
     assert history_kw.sum() != pytest.approx(known_kw.sum())  # not what the last week's index says
     assert np.flatnonzero(known_kw).tolist() == np.flatnonzero(history_kw).tolist()  # the same sun hours
+
+
+def test_a_weather_forecast_of_given_skill_misses_the_days_pv_by_about_that_sd(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import dr_fleet
+
+    monkeypatch.setattr(dr_fleet, "_fleet", None)
+    monkeypatch.setattr(dr_fleet, "_pv_forecast_error", None)
+    monkeypatch.setattr(dr_fleet, "_seed", 0)
+    dr_fleet._init_worker(40, 3, 0, pv_forecast_error=0.0)
+    fleet = dr_fleet._fleet
+    assert fleet is not None
+    days = range(dr_fleet.WARM_UP_DAYS, dr_fleet.WARM_UP_DAYS + 3)
+    sunny = [(site, day) for site in range(40) for day in days if fleet.pv_kw[site, day].sum() > 0]
+    perfect = [dr_fleet._forecast(site, day, day).pv_kw.sum() / fleet.pv_kw[site, day].sum() for site, day in sunny]
+    assert np.allclose(perfect, 1.0)
+    dr_fleet._init_worker(40, 3, 0, pv_forecast_error=0.2)
+    ratios = np.array([dr_fleet._forecast(site, day, day).pv_kw.sum() / fleet.pv_kw[site, day].sum()
+                       for site, day in sunny])  # fmt: skip
+    assert len(ratios) > 60
+    assert 0.14 < float(np.std(ratios)) < 0.26  # the index is clipped at 0 and 1.2: a little under 0.2
+    again = [dr_fleet._forecast(site, day, day).pv_kw.sum() / fleet.pv_kw[site, day].sum() for site, day in sunny]
+    assert np.array_equal(ratios, again)  # seeded per site and day
