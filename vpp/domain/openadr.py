@@ -104,12 +104,15 @@ def parse_duration(text: str) -> timedelta:
     sign, years, months, days, unit, hours, minutes, seconds = match.groups()
     if years or months:
         raise ValueError(f"durations in years or months have no fixed length: {text!r}")
-    total = timedelta(
-        days=int(days or 0) * (7 if unit == "W" else 1),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=float(seconds or 0),
-    )
+    try:
+        total = timedelta(
+            days=int(days or 0) * (7 if unit == "W" else 1),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=float(seconds or 0),
+        )
+    except OverflowError:  # e.g. P9999999999D: more days than a timedelta holds
+        raise ValueError(f"duration out of range: {text!r}") from None
     return -total if sign else total
 
 
@@ -203,7 +206,10 @@ def _interval_start(
         return datetime.fromisoformat(period["start"]), duration
     if default_start is None:
         raise ValueError(f"interval {interval.get('id')} has no start")
-    return default_start + index * duration, duration
+    try:
+        return default_start + index * duration, duration
+    except OverflowError:
+        raise ValueError(f"interval {interval.get('id')} starts beyond the years a date can hold") from None
 
 
 def usage_by_slot(resources: Iterable[Mapping[str, Any]], kwh_per_unit: float = 1.0) -> dict[datetime, float]:
@@ -252,7 +258,7 @@ def event_end(body: Mapping[str, Any]) -> datetime | None:
         for index, interval in enumerate(body.get("intervals") or ()):
             start, duration = _interval_start(interval, default_start, default_duration, index)
             end = max(end, start + duration) if end is not None else start + duration
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an interval ending past year 9999
         return None
     return end if end is not None and end.tzinfo is not None else None
 

@@ -37,6 +37,8 @@ __all__ = ["add_object_routes"]
 _OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _BOOLS = {"true": True, "false": False}
 MAX_LIMIT = 50
+# The spec gives skip no maximum; PostgreSQL's OFFSET is a bigint, so a larger skip would be a 500.
+MAX_SKIP = 2**63 - 1
 
 # Query parameters that filter on a column, per kind (besides skip, limit, targets, objects, active).
 _QUERY: dict[str, dict[str, str]] = {
@@ -145,7 +147,7 @@ async def _search(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
         raise OpenAdrError(
             400, f"{' and '.join(retired)} are OpenADR 3.0.1 parameters; 3.1.0 filters by targets=<target> (repeatable)"
         )
-    skip = _int_param(request, "skip", 0, 0, None)
+    skip = _int_param(request, "skip", 0, 0, MAX_SKIP)
     limit = _int_param(request, "limit", MAX_LIMIT, 0, MAX_LIMIT)
     equal = {column: _text_param(request, name) for name, column in _QUERY[kind.object_type].items()}
     targets = _list_param(request, "targets") if kind.object_type not in ("REPORT", "SUBSCRIPTION") else None

@@ -82,3 +82,33 @@ def test_nul_characters_are_a_400_not_a_database_error(
     )
     # The request guard refuses NUL in any form field before the token endpoint sees it.
     assert token.status_code == 400
+
+
+def test_a_skip_beyond_a_bigint_is_a_400_not_a_500(vtn: httpx.Client, tokens: dict[str, str]) -> None:
+    bl = bearer(tokens["bl"])
+    for path in ("/programs", "/events", "/reports", "/subscriptions", "/vens", "/resources"):
+        refused = vtn.get(path, params={"skip": "99999999999999999999"}, headers=bl)
+        assert refused.status_code == 400, (path, refused.status_code, refused.text[:200])
+        assert refused.json()["detail"].startswith("skip must be between 0 and ")
+        assert vtn.get(path, params={"skip": str(2**63 - 1)}, headers=bl).json() == []
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"start": "2026-12-06T01:00:00Z", "duration": "P9999999999D"},  # more days than a timedelta holds
+        {"start": "9999-12-31T23:45:00Z", "duration": "PT30M"},  # ends past year 9999
+    ],
+)
+def test_an_event_whose_end_no_date_can_hold_is_open_ended_not_a_500(
+    vtn: httpx.Client, tokens: dict[str, str], program_id: str, period: dict[str, str]
+) -> None:
+    bl = bearer(tokens["bl"])
+    event = {
+        "programID": program_id,
+        "intervalPeriod": period,
+        "intervals": [{"id": 0, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [5]}]}],
+    }
+    created = vtn.post("/events", json=event, headers=bl)
+    assert created.status_code == 201, created.text[:300]
+    assert vtn.get(f"/events/{created.json()['id']}", headers=bl).status_code == 200
