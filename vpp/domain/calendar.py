@@ -16,6 +16,7 @@ import holidays
 from holidays.countries.japan import Japan
 
 __all__ = [
+    "KNOWN_YEARS",
     "DayType",
     "day_type",
     "is_japanese_holiday",
@@ -29,6 +30,7 @@ DayType = Literal["weekday", "holiday"]
 # which would misclassify every holiday as a weekday, so such years are refused instead.
 _FIRST_YEAR: int = Japan.start_year
 _LAST_YEAR: int = Japan.end_year
+KNOWN_YEARS: tuple[int, int] = (_FIRST_YEAR, _LAST_YEAR)  # first and last year the holiday rules cover
 
 
 @lru_cache(maxsize=256)

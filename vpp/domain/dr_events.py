@@ -20,6 +20,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
+from vpp.domain.calendar import KNOWN_YEARS
 from vpp.domain.slots import JST, SLOT, SLOTS_PER_DAY, require_aware
 
 __all__ = [
@@ -304,7 +305,14 @@ def event_window_slots(start_at: datetime, end_at: datetime) -> tuple[date, int,
     within one JST day (a baseline is per day, so a longer event is split into one event per day)."""
     require_aware(start_at, "start_at")
     require_aware(end_at, "end_at")
-    day = start_at.astimezone(JST).date()
+    first_year, last_year = KNOWN_YEARS
+    try:
+        day = start_at.astimezone(JST).date()
+    except OverflowError:  # 0001-01-01T00:00+09:00 and the like: no JST date to plan on
+        day = None
+    if day is None or not first_year <= day.year <= last_year:
+        # Planning needs the Japanese calendar (baselines per weekday or holiday), known for these years only.
+        raise ValueError(f"start_at must lie in the years {first_year}-{last_year} (Japan time); got {start_at}")
     midnight = datetime.combine(day, time(0), JST)
     if (start_at - midnight) % SLOT or (end_at - midnight) % SLOT:
         raise ValueError("event start and end must be on 30-minute slot boundaries")

@@ -155,7 +155,10 @@ async def region_flows(
     _principal: OperatorDep,
     now: NowDep,
     region_id: RegionIdPath,
-    day: Annotated[date | None, Query(description="JST day; today by default")] = None,
+    day: Annotated[
+        date | None,
+        Query(ge=date(1900, 1, 1), le=date(2999, 12, 31), description="JST day; today by default"),
+    ] = None,
 ) -> RegionFlows:
     region = await require_region(conn, region_id)
     the_day = day or now.astimezone(JST).date()

@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from services.api.deps import ConnDep, NowDep, OperatorDep
 from services.api.errors import ProblemError
+from services.api.schemas import ID_PATTERN
 from services.api.series_format import TzQuery, in_zone_deep, zone
 from vpp.domain.dr_events import EventStatus, event_window_slots
 from vpp.postgres.dr_requests import (
@@ -29,6 +30,7 @@ from vpp.postgres.dr_requests import (
     settlement_rows,
     unknown_site_ids,
 )
+from vpp.postgres.reports import region_ref
 
 __all__ = ["router"]
 
@@ -43,6 +45,9 @@ _FINAL = {EventStatus.COMPLETED, EventStatus.CANCELLED}
 
 
 class EventIn(BaseModel):
+    # A misspelt optional field ("sites", "incentive") would otherwise be dropped and the event created
+    # without it: region-wide instead of for the sites named, or at no incentive.
+    model_config = ConfigDict(extra="forbid")
     start_at: AwareDatetime
     end_at: AwareDatetime
     requested_kw: float = Field(gt=0, le=1_000_000, description="Regional change asked for, kW (see direction)")
@@ -54,13 +59,14 @@ class EventIn(BaseModel):
         "PV surplus or negative prices (each site gets an import floor per slot). Verified against the same "
         "baseline: the reduction, or the increase.",
     )
-    region_id: str | None = None
+    region_id: str | None = Field(None, pattern=ID_PATTERN)
     site_ids: list[str] | None = Field(None, max_length=5000)
     event_id: str | None = Field(None, pattern=_EVENT_ID_PATTERN)
     source: Literal["operator", "external", "openadr"] = "operator"
 
 
 class AdjustIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     requested_kw: float = Field(gt=0, le=1_000_000)
 
 
@@ -98,6 +104,9 @@ async def create_event(conn: ConnDep, principal: OperatorDep, now: NowDep, body:
         raise ProblemError(422, str(error)) from None
     if body.end_at <= now:
         raise ProblemError(422, "the event window has already ended")
+    if body.region_id is not None and await region_ref(conn, body.region_id) is None:
+        # As for unknown sites: an event for a region that does not exist would be planned for nobody.
+        raise ProblemError(422, f"body.region_id: no region {body.region_id!r}", slug="unknown-region")
     if body.site_ids:
         unknown = await unknown_site_ids(conn, body.site_ids)
         if unknown:
@@ -186,6 +195,11 @@ async def settlement(
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
     tz: TzQuery = "Asia/Tokyo",
 ) -> Any:
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and not 1900 <= moment.year <= 2999:
+            raise ProblemError(422, f"query.{name}: year must be within 1900-2999", slug="validation")
+    if since is not None and until is not None and until <= since:
+        raise ProblemError(422, "query.until: must be after since", slug="validation")
     rows = [
         {**line, "delivered_kwh": s.delivered_kwh, "settled_kwh": s.settled_kwh, "amount_jpy": s.amount_jpy,
          "missing_slots": s.missing_slots}

@@ -229,3 +229,78 @@ def test_metrics_without_a_token_answer_loopback_only(db: str, api: httpx.Client
             return await c.get("/metrics")
 
     assert_problem(asyncio.run(from_elsewhere()), 403)
+
+
+def _event(start: datetime, **changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "start_at": start.isoformat(),
+        "end_at": (start + timedelta(hours=1)).isoformat(),
+        "requested_kw": 10.0,
+    }
+    return {**body, **changes}
+
+
+@pytest.mark.parametrize(
+    ("start_at", "end_at"),
+    [
+        ("0001-01-01T00:00:00+09:00", "0001-01-01T01:00:00+09:00"),  # before year 1 in UTC
+        ("9999-12-31T22:00:00-14:00", "9999-12-31T23:00:00-14:00"),  # after year 9999 in JST
+        ("9999-12-31T22:00:00+09:00", "9999-12-31T23:00:00+09:00"),  # no Japanese calendar to plan with
+    ],
+)
+def test_a_dr_event_in_a_year_the_calendar_does_not_cover_is_a_422(
+    api: httpx.Client, operator: dict[str, str], start_at: str, end_at: str
+) -> None:
+    body = {"start_at": start_at, "end_at": end_at, "requested_kw": 10.0, "event_id": "dr-far-year"}
+    problem = assert_problem(api.post("/api/v1/dr/events", json=body, headers=operator), 422)
+    assert "start_at" in str(problem["detail"])
+    assert api.get("/api/v1/dr/events/dr-far-year", headers=operator).status_code == 404
+
+
+def test_a_dr_event_for_an_unknown_region_is_a_422(api: httpx.Client, operator: dict[str, str]) -> None:
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    problem = assert_problem(
+        api.post("/api/v1/dr/events", json=_event(start, region_id="no-such-region"), headers=operator), 422
+    )
+    assert "region_id" in str(problem["detail"])
+    problem = assert_problem(api.post("/api/v1/dr/events", json=_event(start, region_id=""), headers=operator), 422)
+    assert "region_id" in str(problem["detail"])
+    assert api.post("/api/v1/dr/events", json=_event(start, region_id="kawasaki"), headers=operator).status_code == 202
+
+
+def test_a_misspelt_dr_event_field_is_a_422_not_silently_dropped(api: httpx.Client, operator: dict[str, str]) -> None:
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    # "sites" for "site_ids": dropped, this would be a region-wide event instead of one for depot-a.
+    body = _event(start, sites=["depot-a"], event_id="dr-misspelt")
+    problem = assert_problem(api.post("/api/v1/dr/events", json=body, headers=operator), 422)
+    assert "sites" in str(problem["detail"])
+    assert api.get("/api/v1/dr/events/dr-misspelt", headers=operator).status_code == 404
+    body = _event(start, site_ids=["depot-a"], event_id="dr-spelt")
+    assert api.post("/api/v1/dr/events", json=body, headers=operator).status_code == 202
+    adjust = {"requested_kw": 5.0, "requested_kW": 50.0}
+    assert_problem(api.patch("/api/v1/dr/events/dr-spelt", json=adjust, headers=operator), 422)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "0001-01-01T00:00:00+09:00"}, "since"),
+        ({"until": "9999-12-31T23:30:00-14:00"}, "until"),
+        ({"since": "2026-12-05T10:00:00+09:00", "until": "2026-12-04T10:00:00+09:00"}, "until"),
+    ],
+)
+def test_a_settlement_window_out_of_range_or_inverted_is_a_422_naming_it(
+    api: httpx.Client, operator: dict[str, str], params: dict[str, str], field: str
+) -> None:
+    problem = assert_problem(api.get("/api/v1/dr/settlement", params=params, headers=operator), 422)
+    assert str(problem["detail"]).startswith(f"query.{field}:")
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_a_dashboard_flows_day_out_of_range_is_a_422_naming_it(
+    api: httpx.Client, operator: dict[str, str], day: str
+) -> None:
+    problem = assert_problem(
+        api.get("/api/v1/dashboard/regions/kawasaki/flows", params={"day": day}, headers=operator), 422
+    )
+    assert str(problem["detail"]).startswith("query.day:")
