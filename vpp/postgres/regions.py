@@ -216,17 +216,20 @@ async def upsert_capacity(conn: AsyncConnection, region_pk: int, items: Sequence
         )
 
 
-async def registered_pv_kw(conn: AsyncConnection, region_pk: int) -> float:
-    value = (
+async def registered_pv_kw(conn: AsyncConnection, region_pk: int) -> tuple[float, int]:
+    """The region's registered PV, kW, and how many private sites it sums (the city's k-suppression)."""
+    row = (
         await conn.execute(
             text(
-                """SELECT coalesce(sum(s.pv_kw), 0) FROM region_sites rs JOIN sites s ON s.id = rs.site_pk
+                """SELECT coalesce(sum(s.pv_kw), 0),
+                          count(*) FILTER (WHERE NOT s.is_public AND coalesce(s.pv_kw, 0) <> 0)
+                   FROM region_sites rs JOIN sites s ON s.id = rs.site_pk
                    WHERE rs.region_pk = :r"""
             ),
             {"r": region_pk},
         )
-    ).scalar_one()
-    return float(value)
+    ).one()
+    return float(row[0]), int(row[1])
 
 
 # The CLI's side (psycopg): idempotent seeding of regions and the city's published figures.

@@ -11,6 +11,7 @@ from services.api.deps import AggregateReaderDep, ConnDep, OperatorDep, StateDep
 from services.api.errors import ProblemError
 from services.api.regions_common import CSV_BODY, RegionIdPath, read_csv_body, require_region
 from services.api.schemas import CapacityItem, CapacityProgress, ImportResult, Provenance
+from services.api.sufficiency_report import check_city_may_see
 from vpp.postgres.regions import CapacityRow, list_capacity, registered_pv_kw, upsert_capacity
 
 router = APIRouter(tags=["regions"])
@@ -22,11 +23,13 @@ router = APIRouter(tags=["regions"])
     summary="Installed renewable capacity against the target",
 )
 async def capacity(
-    state: StateDep, conn: ConnDep, _principal: AggregateReaderDep, region_id: RegionIdPath
+    state: StateDep, conn: ConnDep, principal: AggregateReaderDep, region_id: RegionIdPath
 ) -> CapacityProgress:
     region = await require_region(conn, region_id)
     declared = await list_capacity(conn, region.region_pk)
-    pv_kw = await registered_pv_kw(conn, region.region_pk)
+    pv_kw, private_sites = await registered_pv_kw(conn, region.region_pk)
+    # Registered PV is summed from the sites' own capacities: over one or two private sites it is theirs.
+    check_city_may_see(principal, private_sites, state.settings.api_city_min_private_sites)
     declared_kw = sum(item.capacity_kw for item in declared)
     installed_kw = pv_kw + declared_kw
     target_kw = state.settings.api_capacity_target_kw

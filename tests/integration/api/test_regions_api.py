@@ -70,13 +70,26 @@ def test_capacity_progress_from_city_statistics(api: httpx.Client, tokens: dict[
         headers={**ops, "Content-Type": "text/csv"},
     )
     assert imported.json() == {"imported": 3}
-    body = api.get("/api/v1/regions/kawasaki/renewable-capacity", headers=bearer(tokens["city"])).json()
+    body = api.get("/api/v1/regions/kawasaki/renewable-capacity", headers=ops).json()
     assert body["declared_kw"] == pytest.approx(204_895)
     assert body["registered_pv_kw"] == pytest.approx(58.0)
     assert body["installed_kw"] == pytest.approx(204_953)
     assert body["target_kw"] == 330_000
     assert body["progress"] == pytest.approx(204_953 / 330_000)
     assert body["provenance"] == "mixed"
+
+
+def test_registered_pv_over_fewer_than_k_private_sites_is_suppressed_for_the_city(
+    api: httpx.Client, tokens: dict[str, str]
+) -> None:
+    # Kawasaki's registered PV sums two private sites (depot-a, office-b) and two public ones whose PV the
+    # city reads from /sites: the difference is the two companies' own capacity, as in sufficiency (k = 3).
+    refused = api.get("/api/v1/regions/kawasaki/renewable-capacity", headers=bearer(tokens["city"]))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "/problems/aggregate-suppressed"
+    only_public = api.get("/api/v1/regions/leading-area-public/renewable-capacity", headers=bearer(tokens["city"]))
+    assert only_public.status_code == 200, only_public.text
+    assert only_public.json()["registered_pv_kw"] == pytest.approx(8.0)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def _cases(month: str, window: dict[str, str]) -> list[Case]:
             {"content": CSV_FY, "headers": {"Content-Type": "text/csv"}},
             operator_only,
         ),
-        ("GET", r + "/renewable-capacity", "/api/v1/regions/kawasaki/renewable-capacity", {}, aggregate),
+        ("GET", r + "/renewable-capacity", "/api/v1/regions/leading-area-public/renewable-capacity", {}, aggregate),
         (
             "POST",
             r + "/renewable-capacity/csv",
