@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     openadr_webhook_max_delay_s: float = Field(600.0, gt=0, le=86_400)
     openadr_webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     openadr_event_retention_days: float = Field(30.0, gt=0)  # ended events older than this are deleted
+    # Webhooks to loopback, link-local (cloud metadata), unspecified, multicast or reserved addresses: refused
+    # unless allowed (vpp/domain/callback_address.py). Unset: allowed only in development and test, where VENs
+    # and their receivers run on the same machine.
+    openadr_callback_allow_local: bool | None = None
     # OpenADR MQTT notifier binding (services/api/openadr/mqtt_notifier.py). Unset: webhooks only.
     # The broker URL VENs are told in `GET /notifiers` (e.g. mqtts://broker.example.jp:8883) ...
     openadr_mqtt_url: str | None = None
@@ -217,6 +221,12 @@ class Settings(BaseSettings):
         if self.mqtt_urls:
             return list(dict.fromkeys(u.strip() for u in self.mqtt_urls.split(",") if u.strip()))
         return [self.mqtt_url] if self.mqtt_url else []
+
+    @property
+    def openadr_local_callbacks_allowed(self) -> bool:
+        if self.openadr_callback_allow_local is not None:
+            return self.openadr_callback_allow_local
+        return self.environment in ("development", "test")
 
     @property
     def openadr_publisher_accounts(self) -> list[str]:

@@ -52,6 +52,7 @@ def start(app: FastAPI) -> None:
         retention=timedelta(days=settings.openadr_event_retention_days),
         clock=state.clock,
         mqtt=mqtt,
+        allow_local_callbacks=settings.openadr_local_callbacks_allowed,
     )
     app.state.openadr_outbox = loop
     app.state.openadr_mqtt = mqtt

@@ -23,6 +23,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.api.openadr.callback_guard import callback_refusal
 from services.api.openadr.mqtt_notifier import MqttNotifier, insert_mqtt_messages, mqtt_fan_out
 from services.api.openadr.notify import fan_out
 from services.api.openadr.webhooks import Attempt, RetryPolicy, next_delay_s, post_notification
@@ -82,8 +83,10 @@ class OutboxLoop:
         clock: Callable[[], datetime],
         transport: httpx.AsyncBaseTransport | None = None,
         mqtt: MqttNotifier | None = None,
+        allow_local_callbacks: bool = False,
     ) -> None:
         self.engine = engine
+        self.allow_local_callbacks = allow_local_callbacks
         self.mqtt = mqtt  # the MQTT notifier binding, when configured: fanned out in the same transaction
         if mqtt is not None:
             mqtt.fan_out = self.fan_out_changes
@@ -172,9 +175,14 @@ class OutboxLoop:
 
         async def in_order(deliveries: list[Delivery]) -> None:
             for delivery in deliveries:
-                attempt = await post_notification(
-                    client, delivery.callback_url, delivery.message, delivery.bearer_token
-                )
+                # Checked again at each delivery: the name may have been pointed elsewhere since it was accepted.
+                refused = None if self.allow_local_callbacks else await callback_refusal(delivery.callback_url)
+                if refused is not None:
+                    attempt = Attempt(False, False, f"callback address refused: {refused}")
+                else:
+                    attempt = await post_notification(
+                        client, delivery.callback_url, delivery.message, delivery.bearer_token
+                    )
                 await self._record(delivery, attempt)
 
         await asyncio.gather(*(in_order(group) for group in by_url.values()))

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.api.openadr.access import WRITE_SCOPES, owned_or_404, read_view, visible_or_404
+from services.api.openadr.callback_guard import callback_refusal
 from services.api.openadr.problems import OpenAdrError
 from services.api.openadr.security import Caller, CallerDep, require
 from services.api.openadr.wire import to_wire
@@ -189,10 +190,22 @@ def _conflict(kind: Kind, exc: IntegrityError) -> OpenAdrError:
     return OpenAdrError(409, f"the {kind.object_type.lower()} conflicts with an existing one: {reason}")
 
 
+async def _refuse_local_callbacks(state: AppState, kind: Kind, payload: Any) -> None:
+    """A subscription's callbacks must not point into the VTN's own host or link-local network (SSRF)."""
+    if kind.object_type != "SUBSCRIPTION" or state.settings.openadr_local_callbacks_allowed:
+        return
+    operations = payload.get("objectOperations") if isinstance(payload, dict) else None
+    for index, operation in enumerate(operations if isinstance(operations, list) else []):
+        url = operation.get("callbackUrl") if isinstance(operation, dict) else None
+        if isinstance(url, str) and (reason := await callback_refusal(url)) is not None:
+            raise OpenAdrError(400, f"objectOperations.{index}.callbackUrl: refused, {reason}")
+
+
 async def _create(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
     require(caller, WRITE_SCOPES[kind.object_type])
     payload = await _json(request)
     state = _state(request)
+    await _refuse_local_callbacks(state, kind, payload)
     try:
         async with state.engine.begin() as conn:
             ready = await prepare(conn, caller, kind.object_type, payload, None)
@@ -231,6 +244,7 @@ async def _update(request: Request, caller: Caller, kind: Kind, param: str) -> J
     object_id = _object_id(request, param)
     payload = await _json(request)
     state = _state(request)
+    await _refuse_local_callbacks(state, kind, payload)
     try:
         async with state.engine.begin() as conn:
             existing = await owned_or_404(conn, caller, kind, object_id)
