@@ -21,6 +21,13 @@ CSV_BODY: dict[str, Any] = {
 }
 
 
+async def require_region_filter(conn: AsyncConnection, region_id: str | None) -> None:
+    """A ``region`` query filter must name a region: an unknown one would answer an empty list, as if the
+    region had no members."""
+    if region_id is not None and await region_ref(conn, region_id) is None:
+        raise ProblemError(422, f"query.region: no region {region_id!r}", slug="validation", title="Invalid request")
+
+
 async def require_region(conn: AsyncConnection, region_id: str) -> RegionRef:
     region = await region_ref(conn, region_id)
     if region is None:

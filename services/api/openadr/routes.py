@@ -185,9 +185,14 @@ async def _search(request: Request, caller: Caller, kind: Kind) -> JSONResponse:
     return JSONResponse([to_wire(obj, granted=view.hide) for obj in found])
 
 
+# What must be unique per kind, as the client names it (the database's constraint text stays in the server).
+_UNIQUE = {"PROGRAM": "programName", "VEN": "venName", "RESOURCE": "resourceName (per ven)"}
+
+
 def _conflict(kind: Kind, exc: IntegrityError) -> OpenAdrError:
-    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "constraint violated"
-    return OpenAdrError(409, f"the {kind.object_type.lower()} conflicts with an existing one: {reason}")
+    field = _UNIQUE.get(kind.object_type)
+    reason = f": {field} is taken" if field else ""
+    return OpenAdrError(409, f"the {kind.object_type.lower()} conflicts with an existing one{reason}")
 
 
 async def _refuse_local_callbacks(state: AppState, kind: Kind, payload: Any) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.deps import ConnDep, NowDep, OperatorDep
-from services.api.regions_common import RegionIdPath, require_region
+from services.api.regions_common import RegionIdPath, require_region, require_region_filter
 from services.api.schemas import ID_PATTERN
 from vpp.domain.demand import DemandAlarm, demand_alarm, predict_end_of_slot_demand_kw
 from vpp.domain.slots import JST, SLOT, slot_start
@@ -262,6 +262,7 @@ async def live(
     stale_after_s: Annotated[float, Query(gt=0, le=86_400, description="Older last reading: offline")] = 120.0,
     dead_letter_alarm_per_min: Annotated[float, Query(ge=0, le=1e6)] = 1.0,
 ) -> Live:
+    await require_region_filter(conn, region)
     slot = slot_start(now)
     sites = _site_states(await device_states(conn, slot, region), now, slot, stale_after_s)
     enrolled = await peak_programme_states(conn, now.astimezone(JST).date(), now, region)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.api.deps import ConnDep, NowDep, OperatorDep, PrincipalDep, StateDep
 from services.api.errors import ProblemError
+from services.api.regions_common import require_region_filter
 from services.api.routes.sufficiency import PeriodKindQuery, PeriodValueQuery, sufficiency_answer
 from services.api.schemas import ID_PATTERN, DeviceOut, Page, SiteDetail, SiteOut, SufficiencyOut
 from services.api.series_format import (
@@ -59,6 +60,7 @@ async def sites(
     limit: LimitQuery = 100,
     offset: OffsetQuery = 0,
 ) -> Page[SiteOut]:
+    await require_region_filter(conn, region)
     rows = await list_sites(
         conn,
         region_id=region,

@@ -169,3 +169,15 @@ def test_operator_enrols_a_site_in_the_peak_programme_and_withdraws_it(
         assert response.status_code == status, (bad, response.text)
         assert named in response.text
     assert api.get("/api/v1/sites/depot-a", headers=operator).json()["peak_programme"] is False
+
+
+def test_a_region_filter_naming_no_region_is_a_422_not_an_empty_list(api: httpx.Client, tokens: dict[str, str]) -> None:
+    ops = bearer(tokens["operator"])
+    for path in ("/api/v1/sites", "/api/v1/dashboard/live"):
+        unknown = api.get(path, params={"region": "nope"}, headers=ops)
+        assert unknown.status_code == 422, (path, unknown.text)
+        assert unknown.json()["detail"] == "query.region: no region 'nope'"
+        known = api.get(path, params={"region": "kawasaki"}, headers=ops)
+        assert known.status_code == 200, (path, known.text)
+    members = api.get("/api/v1/sites", params={"region": "kawasaki"}, headers=ops).json()["items"]
+    assert len(members) == 4

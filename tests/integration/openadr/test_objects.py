@@ -34,7 +34,10 @@ def test_program_lifecycle_and_wire_format(vtn: httpx.Client, tokens: dict[str, 
     assert _has_offset(program["createdDateTime"])
     assert _has_offset(program["modificationDateTime"])
 
-    assert vtn.post("/programs", json={"programName": name}, headers=bl).status_code == 409
+    taken = vtn.post("/programs", json={"programName": name}, headers=bl)
+    assert taken.status_code == 409
+    # The field, not the database's constraint name or message.
+    assert taken.json()["detail"] == "the program conflicts with an existing one: programName is taken"
     assert vtn.get(f"/programs/{program['id']}", headers=bl).json() == program
 
     updated = vtn.put(f"/programs/{program['id']}", json={"programName": name, "targets": ["group-1"]}, headers=bl)
