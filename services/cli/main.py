@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ingest": ("services.cli.platform", "ingest", "Run one ingest worker."),
     "simulate": ("services.cli.platform", "simulate", "Publish realistic telemetry for N simulated sites."),
     "dr": ("services.cli.dr_cmd", "app", "Demand response: create, list, verify events; settlement; scheduler."),
+    "sites": ("services.cli.sites_cmd", "app", "Register sites and their devices (commissioning)."),
     "clients": ("services.cli.clients_cmd", "app", "API clients (OAuth2 client credentials)."),
     "broker-config": ("services.cli.broker_cmd", "broker_config", "Mosquitto password and ACL files, site secrets."),
     "db": ("services.cli.db_cmd", "app", "Database migrations."),

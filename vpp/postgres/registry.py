@@ -11,7 +11,10 @@ from vpp.domain.devices import DeviceKind, DeviceRef
 
 __all__ = [
     "DeviceSpec",
+    "RegisteredSite",
     "SiteRecord",
+    "add_devices",
+    "list_registered_sites",
     "load_devices",
     "register_site",
     "registered_any",
@@ -74,15 +77,8 @@ def register_site(conn: psycopg.Connection, site: SiteRecord, devices: Iterable[
     ).fetchone()
     assert row is not None
     site_pk = int(row[0])
+    add_devices(conn, site_pk, devices)
     with conn.cursor() as cur:
-        cur.executemany(
-            """
-            INSERT INTO devices (site_pk, device_id, kind, rated_power_kw) VALUES (%s, %s, %s, %s)
-            ON CONFLICT (site_pk, device_id) DO UPDATE SET kind = EXCLUDED.kind,
-                rated_power_kw = EXCLUDED.rated_power_kw
-            """,
-            [(site_pk, d.device_id, str(d.kind), d.rated_power_kw) for d in devices],
-        )
         for region in site.regions:
             cur.execute(
                 "INSERT INTO regions (region_id, name) VALUES (%s, %s) ON CONFLICT (region_id) DO NOTHING",
@@ -94,6 +90,57 @@ def register_site(conn: psycopg.Connection, site: SiteRecord, devices: Iterable[
                 (site_pk, region),
             )
     return site_pk
+
+
+def add_devices(conn: psycopg.Connection, site_pk: int, devices: Iterable[DeviceSpec]) -> None:
+    """Insert or update devices of a registered site (kind and rating of an existing id are replaced). Caller commits."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO devices (site_pk, device_id, kind, rated_power_kw) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (site_pk, device_id) DO UPDATE SET kind = EXCLUDED.kind,
+                rated_power_kw = EXCLUDED.rated_power_kw
+            """,
+            [(site_pk, d.device_id, str(d.kind), d.rated_power_kw) for d in devices],
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredSite:
+    """A site as `vpp sites list` shows it: what a commissioning operator checks."""
+
+    site_id: str
+    name: str
+    is_public: bool
+    regions: tuple[str, ...]
+    devices: tuple[DeviceSpec, ...]
+    broker_secret: str  # "issued", "revoked" or "none" (run `vpp broker-config`)
+
+
+def list_registered_sites(conn: psycopg.Connection) -> list[RegisteredSite]:
+    rows = conn.execute(
+        """SELECT s.site_id, s.name, s.is_public,
+                  coalesce((SELECT array_agg(r.region_id ORDER BY r.region_id) FROM region_sites rs
+                            JOIN regions r ON r.id = rs.region_pk WHERE rs.site_pk = s.id), '{}'),
+                  coalesce((SELECT array_agg(ARRAY[d.device_id, d.kind, coalesce(d.rated_power_kw::text, '')]
+                                             ORDER BY d.device_id)
+                            FROM devices d WHERE d.site_pk = s.id), '{}'),
+                  CASE WHEN bc.site_pk IS NULL THEN 'none'
+                       WHEN bc.password_hash IS NULL THEN 'revoked' ELSE 'issued' END
+           FROM sites s LEFT JOIN broker_credentials bc ON bc.site_pk = s.id
+           ORDER BY s.site_id"""
+    ).fetchall()
+    return [
+        RegisteredSite(
+            r[0],
+            r[1],
+            bool(r[2]),
+            tuple(r[3]),
+            tuple(DeviceSpec(d[0], DeviceKind(d[1]), float(d[2]) if d[2] else None) for d in r[4]),
+            str(r[5]),
+        )
+        for r in rows
+    ]
 
 
 def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], DeviceRef]:
