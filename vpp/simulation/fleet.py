@@ -124,8 +124,11 @@ class SiteFleet:
     def _all(self) -> list[SimulationPublisher]:
         return [*self.publishers, *self._quiet]
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        # One deadline for the whole fleet: with the broker gone, each site's wait for its `offline`
+        # PUBACK would otherwise add its own 10 s.
+        deadline = time.monotonic() + timeout_s
         for publisher in self._all:
-            publisher.close()
+            publisher.close(max(deadline - time.monotonic(), 0.0))
         for link in self.links:
             link.close()

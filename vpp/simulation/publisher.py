@@ -226,11 +226,12 @@ class SimulationPublisher:
         with self._cond:
             return self._cond.wait_for(lambda: self._acked >= self.published, timeout_s)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Say `offline` for every site and wait up to `timeout_s` for the broker's PUBACKs, then disconnect."""
         for sim in self.simulators[:1000]:
             self.client.publish(status_topic(sim.spec.site_id), b"offline", qos=1, retain=True)
             self.published += 1
-        self.wait_acked(10)
+        self.wait_acked(timeout_s)
         if self.failover is not None:
             self.failover.stop()
         else:
