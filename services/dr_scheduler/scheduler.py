@@ -298,6 +298,13 @@ class Scheduler:
                 event = store.transition(self.conn, result[0].event_id, EventStatus.ACKNOWLEDGED, actor=f"site:{site_id}",
                                          now=now, detail={"revision": result[0].revision})  # fmt: skip
                 self._commit_transition(event)
+            elif result is not None and not result[1] and result[0].status == EventStatus.ACKNOWLEDGED:
+                # A called site rejected the latest revision after accepting it: `acknowledged` (every
+                # called site accepted it) no longer holds. Only this ack can have changed that.
+                detail = {"revision": result[0].revision, "rejected": ack.detail if ack else ""}
+                event = store.transition(self.conn, result[0].event_id, EventStatus.DISPATCHED, actor=f"site:{site_id}",
+                                         now=now, action="acknowledgement withdrawn", detail=detail)  # fmt: skip
+                self._commit_transition(event)
             else:
                 self.conn.commit()
         except BaseException:
