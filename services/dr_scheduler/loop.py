@@ -78,6 +78,13 @@ def _ticks(
             except psycopg.OperationalError:
                 dispatcher.acks.put(ack)  # recorded after the reconnect, not dropped with the connection
                 raise
+            except Exception:
+                # Whatever one site sends must not end DR for every site: log it and serve the next.
+                if scheduler.conn.closed or scheduler.conn.broken:
+                    dispatcher.acks.put(ack)
+                    raise psycopg.OperationalError("scheduler lost its database connection") from None
+                log.exception("DR ack could not be recorded", extra=kv(site_id=ack.site_id))
+                scheduler.conn.rollback()
             continue
         if time.monotonic() < next_tick:
             continue

@@ -238,22 +238,63 @@ def ack_payload(ack: DrAck) -> bytes:
     ).encode()
 
 
+# Revisions are PostgreSQL integers; event ids are short (the API's pattern allows 64 characters).
+_MAX_REVISION = 2**31 - 1
+_MAX_EVENT_ID = 200
+
+
 def parse_ack(payload: bytes) -> DrAck:
-    """Decode a site's acknowledgement; ``ValueError`` on anything malformed."""
+    """Decode a site's acknowledgement; ``ValueError`` on anything malformed.
+
+    Whatever a site sends must end here as a DrAck the database can store or as ValueError: an ack is
+    read by the one DR scheduler of the region, so an exception of another kind (a NUL or a lone
+    surrogate the database cannot store, a revision of Infinity) would stop DR for every site.
+    """
     try:
         body = json.loads(payload)
         status = body["status"]
         if status not in {"accepted", "rejected"}:
             raise ValueError(f"ack status must be accepted or rejected, got {status!r}")
+        event_id = body["event_id"]
+        if isinstance(event_id, bool) or not isinstance(event_id, str | int):
+            raise ValueError(f"ack event_id must be a string, got {type(event_id).__name__}")
+        event_id = str(event_id)
+        if not 0 < len(event_id) <= _MAX_EVENT_ID or not _storable(event_id):
+            raise ValueError(f"ack event_id {event_id[:80]!r} is empty, too long, or holds a NUL or lone surrogate")
+        raw_revision = body["revision"]
+        if isinstance(raw_revision, bool):
+            raise ValueError("ack revision must be an integer, got a boolean")
+        revision = int(raw_revision)
+        if not 0 <= revision <= _MAX_REVISION:
+            raise ValueError(f"ack revision {revision} is outside 0..{_MAX_REVISION}")
         return DrAck(
-            str(body["event_id"]),
-            int(body["revision"]),
+            event_id,
+            revision,
             status == "accepted",
             _aware(body["ts"]),
-            str(body.get("detail", ""))[:500],
+            _printable_text(str(body.get("detail", ""))[:500]),
         )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError, AttributeError, OverflowError, json.JSONDecodeError) as error:
+        # OverflowError: int(Infinity); ValueError (int(NaN), a bad ts) passes through as it is.
         raise ValueError(f"malformed DR ack: {error!r}") from error
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL can store `text`: no NUL, and valid UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable_text(text: str) -> str:
+    """A site's free text, made storable: NULs and lone surrogates become U+FFFD."""
+    if _storable(text):
+        return text
+    return "".join("\ufffd" if ch == "\x00" or 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
 
 
 def _aware(text: str) -> datetime:
