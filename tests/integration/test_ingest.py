@@ -258,6 +258,12 @@ BAD_INPUTS = [
     ("invalid_payload", "meter-1", b'[{"n": "power", "u": "W", "v": 1000, "t": -30}]'),  # relative SenML time
     ("invalid_payload", "meter-1", b'[{"bt": 1e20, "n": "power", "u": "W", "v": 1}]'),
     ("invalid_payload", "meter-1", b'[{"bt": 1.8e9, "n": "power", "u": ["W"], "v": 1}]'),
+    (  # a SenML pack naming another device than the topic's, beside the topic's own
+        "topic_mismatch",
+        "meter-1",
+        b'[{"bn": "urn:dev:meter-1:", "bt": 1.7e9, "n": "power", "u": "W", "v": 1000},'
+        b' {"bn": "urn:dev:pv-1:", "n": "power", "u": "W", "v": 5000, "t": 1}]',
+    ),
 ]
 # Topics under vpp/v1/ that fit no part of the contract: kept as dead letters, not dropped unseen.
 MISFIT_TOPICS = ["vpp/v1/depot-a", "vpp/v1/depot-a/telemetry", "vpp/v1/depot-a/meter-1/x/telemetry", "vpp/v1"]

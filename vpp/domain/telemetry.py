@@ -231,6 +231,7 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
     base_time = 0.0
     base_unit: str | None = None
     by_time: dict[float, dict[str, float]] = {}
+    devices: dict[str, int] = {}  # what the names say before the quantity -> first record naming it
     for index, record in enumerate(records):
         where = f"senml[{index}]"
         if not isinstance(record, dict):
@@ -248,13 +249,14 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
             raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.n: expected a string")
         name = base_name + (n or "")
         # Gateways prefix names with device URNs or paths; the quantity is the last segment.
-        stem = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
+        prefix, _sep, stem = name.replace(":", "/").rstrip("/").rpartition("/")
         if "v" not in record:
             if "n" in record:
                 raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: record {name!r} has no numeric v")
             continue  # a base-only record
         if stem not in _SENML_NAMES:
             continue
+        devices.setdefault(prefix, index)
         value = _number(record["v"], f"{where}.v")
         unit = record.get("u", base_unit)
         value = _senml_scaled(stem, value, unit, where)
@@ -272,6 +274,15 @@ def _senml(records: list[Any], received_at: datetime) -> list[RawReading]:
         if stem in slot:
             raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}: {stem} given twice for one time")
         slot[stem] = value
+    if len(devices) > 1:
+        # The topic names the device: a pack whose names move from one device to another would store
+        # every device's values as the topic's (a PV's power as the meter's import), so it is refused
+        # as a JSON reading naming another device is.
+        named = ", ".join(f"{prefix or '(no prefix)'!r} from senml[{first}]" for prefix, first in devices.items())
+        raise _InvalidError(
+            RejectReason.TOPIC_MISMATCH,
+            f"senml: the pack names several devices ({named}); publish each device's records on its own topic",
+        )
     if not by_time:
         raise _InvalidError(RejectReason.INVALID_PAYLOAD, "senml: no known quantity in the pack")
     return [RawReading(_EPOCH + timedelta(seconds=t), values) for t, values in sorted(by_time.items())]

@@ -100,6 +100,42 @@ def test_senml_pack_groups_records_by_time_and_converts_units() -> None:
     assert raws[1].values == {"power": -2.0}
 
 
+def test_senml_pack_naming_several_devices_is_a_topic_mismatch() -> None:
+    # The topic names the device. A pack whose base names change from one device to another (a gateway
+    # batching its devices) stored the PV's power as the meter's grid import, where a JSON reading naming
+    # another device is refused as topic_mismatch.
+    base = NOW.timestamp()
+    outcome = decode(
+        [
+            {"bn": "urn:dev:meter-1:", "bt": base, "n": "power", "u": "W", "v": 1000},
+            {"bn": "urn:dev:pv-1:", "n": "power", "u": "W", "v": 5000, "t": 1},
+        ]
+    )
+    assert reason(outcome) is RejectReason.TOPIC_MISMATCH
+    assert "urn/dev/meter-1" in outcome.detail  # type: ignore[union-attr]
+    assert "urn/dev/pv-1" in outcome.detail  # type: ignore[union-attr]
+    by_name = decode(
+        [{"bt": base, "n": "meter-1/power", "u": "W", "v": 1}, {"n": "pv-1/power", "u": "W", "v": 2, "t": 1}]
+    )
+    assert reason(by_name) is RejectReason.TOPIC_MISMATCH
+
+
+def test_senml_pack_of_one_device_keeps_working_whatever_else_it_names() -> None:
+    base = NOW.timestamp()
+    one_device = [
+        {"bn": "urn:dev:mac:0024befffe804ff1:", "bt": base, "n": "power", "u": "W", "v": 1000},
+        {"n": "energy", "u": "Wh", "v": 5000},
+        {"bn": "urn:dev:mac:0024befffe804ff1:", "n": "power", "u": "W", "v": 1100, "t": 10},  # bn repeated
+        {"n": "inverter/temperature", "u": "Cel", "v": 41.5},  # not a contract quantity: ignored as before
+        {"bn": "urn:dev:other:", "n": "humidity", "u": "%RH", "v": 40},
+    ]
+    raws = decode(one_device)
+    assert isinstance(raws, list)
+    assert [r.values for r in raws] == [{"power": 1.0, "energy": 5.0}, {"power": 1.1}]
+    no_names = decode([{"bt": base, "n": "power", "u": "W", "v": 1}, {"n": "energy", "u": "Wh", "v": 2}])
+    assert isinstance(no_names, list)
+
+
 def test_senml_relative_time_is_refused_because_a_redelivery_would_be_stored_again() -> None:
     # Resolved against the receive time, the same message redelivered a minute later would land as
     # new rows (200 messages became 400 rows); refusing it names the fix instead.
