@@ -162,7 +162,10 @@ def _timestamp(value: Any, where: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: {value!r} is not RFC 3339") from None
+        try:  # RFC 3339 (5.6) allows "t" and "z" in lower case; Python's parser does not
+            moment = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: {value!r} is not RFC 3339") from None
     if moment.tzinfo is None:
         raise _InvalidError(RejectReason.INVALID_PAYLOAD, f"{where}.ts: {value!r} has no UTC offset")
     return moment

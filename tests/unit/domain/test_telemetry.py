@@ -64,6 +64,15 @@ def test_single_reading_in_watts_is_stored_in_kilowatts() -> None:
     )
 
 
+def test_rfc3339_lower_case_t_and_z_are_accepted() -> None:
+    # RFC 3339 section 5.6: "T" and "Z" may alternatively be lower case. They were refused as "not RFC 3339".
+    assert one({"ts": "2026-11-23t04:59:30z", "power_kw": 1.0}) == one({"ts": "2026-11-23T04:59:30Z", "power_kw": 1.0})
+    batch = decode({"readings": [{"ts": f"2026-11-23t04:59:{s:02d}z", "power_kw": 1.0} for s in (10, 20, 30)]})
+    assert isinstance(batch, list)
+    assert [r.ts.second for r in batch] == [10, 20, 30]
+    assert reason(decode({"ts": "2026-11-23x04:59:30y", "power_kw": 1.0})) is RejectReason.INVALID_PAYLOAD
+
+
 def test_battery_signs_map_discharge_to_positive_counter() -> None:
     reading = one(
         {"ts": TS, "power_kw": -4.0, "soc_pct": 55.5, "charge_kwh": 10, "discharge_kwh": 8}, DeviceKind.BATTERY
