@@ -23,6 +23,7 @@ from vpp.postgres.registry import (
     DeviceSpec,
     SiteRecord,
     add_devices,
+    device_kinds,
     list_registered_sites,
     register_site,
     site_pk,
@@ -141,12 +142,20 @@ def add_device(
     site_id: str = typer.Argument(..., help="A registered site"),
     device: list[str] = typer.Argument(..., metavar="ID:KIND[:RATED_KW]...", help=f"Devices; kinds: {_KINDS}"),
 ) -> None:
-    """Add devices to a registered site (an existing device id gets the kind and rating given)."""
+    """Add devices to a registered site (an existing device id gets the rating given; its kind cannot change)."""
     devices = _devices(device)
     with cli_database(load_settings()) as url, connect(url, application_name="vpp-sites") as conn:
         pk = site_pk(conn, site_id)
         if pk is None:
             raise _fail(f"no site {site_id!r}: register it with `vpp sites add`", 1)
+        # Stored readings keep the sign convention of the kind they arrived under: a new kind would
+        # reinterpret them (a meter's import as a PV's generation). A new device id is the way.
+        known = device_kinds(conn, pk)
+        changed = [
+            f"{d.device_id} is a {known[d.device_id]}" for d in devices if known.get(d.device_id, d.kind) != d.kind
+        ]
+        if changed:
+            raise _fail(f"a device's kind cannot change ({'; '.join(changed)}): register it under a new id", 1)
         add_devices(conn, pk, devices)
         conn.commit()
     console.print(f"site [bold]{site_id}[/bold]: {', '.join(d.device_id for d in devices)} registered")

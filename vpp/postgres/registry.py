@@ -14,6 +14,7 @@ __all__ = [
     "RegisteredSite",
     "SiteRecord",
     "add_devices",
+    "device_kinds",
     "list_registered_sites",
     "load_devices",
     "register_site",
@@ -103,6 +104,12 @@ def add_devices(conn: psycopg.Connection, site_pk: int, devices: Iterable[Device
             """,
             [(site_pk, d.device_id, str(d.kind), d.rated_power_kw) for d in devices],
         )
+
+
+def device_kinds(conn: psycopg.Connection, site_pk: int) -> dict[str, DeviceKind]:
+    """The registered devices of one site and their kinds."""
+    rows = conn.execute("SELECT device_id, kind FROM devices WHERE site_pk = %s", (site_pk,)).fetchall()
+    return {r[0]: DeviceKind(r[1]) for r in rows}
 
 
 @dataclass(frozen=True)

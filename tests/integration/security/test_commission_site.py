@@ -98,3 +98,8 @@ def test_sites_add_refuses_what_ingest_or_the_broker_could_not_use(
     devices = "SELECT string_agg(device_id || '=' || kind, ',' ORDER BY device_id) FROM devices"
     assert scalar(db_url, devices) == "ev-1=ev_charger,meter-1=meter,pv-1=pv"
     assert runner.invoke(sites_app, ["add-device", "nowhere", "meter-1:meter"]).exit_code == 1
+    # Stored readings keep their kind's signs: a kind cannot change under them; a rating can.
+    assert runner.invoke(sites_app, ["add-device", "shop-1", "meter-1:pv"]).exit_code == 1
+    assert runner.invoke(sites_app, ["add-device", "shop-1", "meter-1:meter:80"]).exit_code == 0
+    assert scalar(db_url, devices) == "ev-1=ev_charger,meter-1=meter,pv-1=pv"
+    assert scalar(db_url, "SELECT rated_power_kw FROM devices WHERE device_id = 'meter-1'") == 80.0
