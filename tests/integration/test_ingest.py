@@ -350,3 +350,45 @@ def test_metrics_expose_rejections_by_reason_and_lag(
     assert "vpp_ingest_lag_seconds_count 1.0" in text
     assert "vpp_ingest_readings_written_total 1.0" in text
     assert "vpp_ingest_broker_connected 1.0" in text
+
+
+def test_power_and_counters_in_separate_readings_integrate_the_whole_slot(
+    depot: str, gateway: GatewayPublisher
+) -> None:
+    """A gateway that publishes power every 10 s and the counters each minute at :05, as separate readings
+    (the contract does not ask for both in one): a meter at 10 kW for the whole slot is 5 kWh.
+
+    Found against `vpp up`: the rollup integrated an interval only from a counter at both ends or a power
+    at both ends, so every power→counter and counter→power interval (10 s of each minute) counted 0 kWh
+    while the slot's coverage said 100 %: 4.17 kWh instead of 5.
+    """
+    slot = _slot_anchor()
+    power = [{"ts": (slot + timedelta(seconds=10 * i)).isoformat(), "power_kw": 10.0} for i in range(181)]
+    counters = [
+        {"ts": (slot + timedelta(seconds=60 * i + 5)).isoformat(), "import_kwh": 500 + 10 * (60 * i + 5) / 3600,
+         "export_kwh": 0.0}
+        for i in range(30)
+    ]  # fmt: skip
+    gateway.publish(T.format("meter-1"), {"readings": power})
+    gateway.publish(T.format("meter-1"), {"readings": counters})
+    gateway.wait_acked()
+    wait_for(lambda: scalar(depot, "SELECT count(*) FROM readings"), lambda n: n == 211)
+    wait_for(lambda: _slot_import(depot, slot), lambda v: v is not None and math.isclose(v, 5.0, rel_tol=1e-6))
+    assert scalar(depot, "SELECT coverage FROM site_energy_30min WHERE slot_start = %s", slot) == pytest.approx(1.0)
+
+
+def test_a_slot_whose_energy_cannot_be_determined_is_not_reported_as_covered(
+    depot: str, gateway: GatewayPublisher
+) -> None:
+    """A counters-only meter whose counter resets inside a slot: the slot is integrated from power, and
+    there is none. It was stored as 0 kWh with coverage 100 %, a silent zero in settlement data."""
+    slot = _slot_anchor()
+    readings = [
+        {"ts": (slot + timedelta(minutes=m)).isoformat(), "import_kwh": c, "export_kwh": 0.0}
+        for m, c in ((0, 100.0), (5, 100.5), (10, 101.0), (15, 0.2), (20, 0.7), (25, 1.2), (30, 1.7))
+    ]
+    gateway.publish(T.format("meter-1"), {"readings": readings})
+    gateway.wait_acked()
+    wait_for(lambda: _slot_import(depot, slot), lambda v: v is not None)
+    assert scalar(depot, "SELECT anomalies FROM device_energy_30min WHERE slot_start = %s", slot) == 1
+    assert scalar(depot, "SELECT coverage FROM site_energy_30min WHERE slot_start = %s", slot) == pytest.approx(0.0)

@@ -4,8 +4,9 @@ Ingest marks (device, slot) pairs dirty in the same transaction as the readings;
 claims dirty pairs and recomputes them from the raw readings, so late and out-of-order data
 correct the slot instead of being added on top. Energy per interval between consecutive readings:
 the counter delta when both ends carry a counter (and it did not reset), otherwise the trapezoid
-of power. Intervals longer than the gap bound are not integrated (the device was offline: the
-slot's `coverage` shows it). An interval straddling a slot boundary is split pro rata.
+of power (power known at one end only is held over the interval: gateways may send power and
+counters as separate readings). Intervals longer than the gap bound, and intervals with neither, are
+not integrated (the slot's `coverage` shows it). An interval straddling a slot boundary is split pro rata.
 
 A pair waits `delay_s` after it was first marked before it is recomputed: telemetry arrives every
 few seconds, and recomputing an open slot after each report rewrote its rows several times a minute
@@ -104,21 +105,27 @@ WITH claimed AS (
     -- forward step alone can be small enough to pass the rating check.
     SELECT *, bool_or(bad) OVER (PARTITION BY device_pk, s0) AS tainted FROM flagged
 ), placed AS (
+    -- Power known at one end only (a gateway publishing power and counters as separate readings) is
+    -- held over the interval; an interval with neither a usable counter nor any power adds no energy
+    -- and no coverage, so `coverage` says which part of the slot the energy really stands for.
     SELECT device_pk, t0, dt_s, s0, bad::int AS anomaly,
         CASE WHEN NOT tainted AND d_pos IS NOT NULL THEN d_pos
-             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
-                 THEN greatest((power_kw + p_power) / 2, 0) * dt_s / 3600
+             WHEN power_kw IS NOT NULL OR p_power IS NOT NULL
+                 THEN greatest((coalesce(power_kw, p_power) + coalesce(p_power, power_kw)) / 2, 0) * dt_s / 3600
              ELSE 0 END AS pos,
         CASE WHEN NOT tainted AND d_neg IS NOT NULL THEN d_neg
-             WHEN power_kw IS NOT NULL AND p_power IS NOT NULL
-                 THEN greatest(-(power_kw + p_power) / 2, 0) * dt_s / 3600
+             WHEN power_kw IS NOT NULL OR p_power IS NOT NULL
+                 THEN greatest(-(coalesce(power_kw, p_power) + coalesce(p_power, power_kw)) / 2, 0) * dt_s / 3600
              ELSE 0 END AS neg,
+        CASE WHEN (NOT tainted AND (d_pos IS NOT NULL OR d_neg IS NOT NULL))
+                  OR power_kw IS NOT NULL OR p_power IS NOT NULL THEN dt_s
+             ELSE 0 END AS known_s,
         least(1.0, extract(epoch FROM s0 + interval '30 minutes' - t0)::float8 / dt_s) AS f0
     FROM intervals
 ), split AS (
-    SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, dt_s * f0 AS cov, anomaly FROM placed
+    SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, known_s * f0 AS cov, anomaly FROM placed
     UNION ALL
-    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), dt_s * (1 - f0), 0
+    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), known_s * (1 - f0), 0
     FROM placed WHERE f0 < 1
 ), agg AS (
     SELECT s.device_pk, s.slot_start, sum(s.pos) AS pos, sum(s.neg) AS neg, sum(s.cov) AS cov,
