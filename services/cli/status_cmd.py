@@ -12,7 +12,13 @@ from rich.table import Table
 from services.cli.database import CliError, cli_database
 from services.cli.platform_file import leftover_servers, read_platform_record
 from vpp.domain.slots import JST
-from vpp.postgres.platform_status import dead_letter_summary, latest_slots, site_overview, totals
+from vpp.postgres.platform_status import (
+    dead_letter_summary,
+    latest_dead_letters,
+    latest_slots,
+    site_overview,
+    totals,
+)
 from vpp.settings import Settings, load_settings
 
 console = Console()
@@ -20,14 +26,17 @@ console = Console()
 
 def status(
     slots: int = typer.Option(6, help="Latest 30-minute rows to show per site"),
-    site: str | None = typer.Option(None, help="Only this site"),
+    site: str | None = typer.Option(None, help="Only this site (its dead letters too)"),
+    dead_letters: int = typer.Option(
+        0, "--dead-letters", min=0, max=1000, help="Also list the N newest dead letters: reason, topic, detail"
+    ),
 ) -> None:
     """Whether the platform runs; sites, their latest readings and 30-minute energy, dead letters by reason."""
     settings = load_settings()
     _platform_line(settings)
     with cli_database(settings) as url:
         try:
-            _report(url, slots, site)
+            _report(url, slots, site, dead_letters)
         except psycopg.errors.UndefinedTable:
             raise CliError(f"the database at {url} holds no platform tables; run `vpp db upgrade`") from None
 
@@ -55,7 +64,7 @@ def _platform_line(settings: Settings) -> None:
         )
 
 
-def _report(url: str, slots: int, site: str | None) -> None:
+def _report(url: str, slots: int, site: str | None, newest_dead: int = 0) -> None:
     now = datetime.now(UTC)
     with psycopg.connect(url) as conn:
         sites = site_overview(conn, site)
@@ -91,7 +100,8 @@ def _report(url: str, slots: int, site: str | None) -> None:
                     f"{coverage:.0%}",
                 )
             console.print(table)
-        dead = dead_letter_summary(conn)
+        dead = dead_letter_summary(conn, site)
+        newest = latest_dead_letters(conn, newest_dead, site) if newest_dead else []
         stored = totals(conn)
     console.print(f"readings stored: {stored[0]:,} · 30-minute rows: {stored[1]:,}")
     if dead:
@@ -103,3 +113,16 @@ def _report(url: str, slots: int, site: str | None) -> None:
         console.print(table)
     else:
         console.print("dead letters: none")
+    if newest:
+        table = Table(title=f"Newest {len(newest)} dead letters")
+        for column in ("received (JST)", "reason", "topic", "detail", "bytes"):
+            table.add_column(column)
+        for letter in newest:
+            table.add_row(
+                letter.received_at.astimezone(JST).isoformat(timespec="seconds"),
+                letter.reason,
+                letter.topic,
+                letter.detail,
+                str(letter.payload_bytes),
+            )
+        console.print(table)

@@ -8,10 +8,12 @@ from typing import NamedTuple
 import psycopg
 
 __all__ = [
+    "DeadLetter",
     "DeadLetterSummary",
     "EnergySlot",
     "SiteOverview",
     "dead_letter_summary",
+    "latest_dead_letters",
     "latest_slots",
     "site_overview",
     "totals",
@@ -68,11 +70,36 @@ def latest_slots(conn: psycopg.Connection, site_pk: int, slots: int) -> list[Ene
     return [EnergySlot(*row) for row in reversed(rows)]
 
 
-def dead_letter_summary(conn: psycopg.Connection) -> list[DeadLetterSummary]:
+def _topic_prefix(site_id: str | None) -> str:
+    # Every topic a site may publish on starts with its prefix (the broker's rules); '' matches all.
+    return f"vpp/v1/{site_id}/" if site_id else ""
+
+
+def dead_letter_summary(conn: psycopg.Connection, site_id: str | None = None) -> list[DeadLetterSummary]:
     rows = conn.execute(
-        "SELECT reason, count(*), max(received_at) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
+        """SELECT reason, count(*), max(received_at) FROM dead_letters WHERE starts_with(topic, %s)
+           GROUP BY reason ORDER BY 2 DESC""",
+        (_topic_prefix(site_id),),
     ).fetchall()
     return [DeadLetterSummary(*row) for row in rows]
+
+
+class DeadLetter(NamedTuple):
+    received_at: datetime
+    reason: str
+    topic: str
+    detail: str
+    payload_bytes: int
+
+
+def latest_dead_letters(conn: psycopg.Connection, limit: int, site_id: str | None = None) -> list[DeadLetter]:
+    """The newest dead letters (of one site's topics), newest first: what an installer needs to see."""
+    rows = conn.execute(
+        """SELECT received_at, reason, topic, detail, payload_bytes FROM dead_letters
+           WHERE starts_with(topic, %s) ORDER BY received_at DESC, id DESC LIMIT %s""",
+        (_topic_prefix(site_id), limit),
+    ).fetchall()
+    return [DeadLetter(*row) for row in rows]
 
 
 def totals(conn: psycopg.Connection) -> tuple[int, int]:
