@@ -155,12 +155,17 @@ def _check_interval(interval: SignalInterval, previous_end: datetime | None) -> 
         raise ValueError(f"import floor {floor} kW is above the import limit {limit} kW")
 
 
+# Values go out to the watt: an EMS shows and logs them, and 2.999999999999999 kW (float noise from the
+# planner's arithmetic) is neither more exact nor readable. Rounding both the same way keeps floor ≤ limit.
+SIGNAL_KW_DECIMALS = 3
+
+
 def _payloads(interval: SignalInterval) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if interval.import_limit_kw is not None:
-        out.append({"type": LIMIT_PAYLOAD, "value_kw": interval.import_limit_kw})
+        out.append({"type": LIMIT_PAYLOAD, "value_kw": round(interval.import_limit_kw, SIGNAL_KW_DECIMALS)})
     if interval.import_floor_kw is not None:
-        out.append({"type": FLOOR_PAYLOAD, "value_kw": interval.import_floor_kw})
+        out.append({"type": FLOOR_PAYLOAD, "value_kw": round(interval.import_floor_kw, SIGNAL_KW_DECIMALS)})
     return out
 
 

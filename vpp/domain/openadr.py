@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from vpp.domain.dr_events import SIGNAL_KW_DECIMALS
+
 __all__ = [
     "ALL_SCOPES",
     "DEFAULT_SCOPES",
@@ -160,9 +162,11 @@ def dr_event_body(call: SiteCall, program_id: str) -> dict[str, Any]:
     if call.import_floor_kw is not None:
         if len(call.import_floor_kw) != len(slots):
             raise ValueError(f"{len(call.import_floor_kw)} import floors for {len(slots)} slots")
-        payload_type, units, values = "DISPATCH_SETPOINT", "KW", [float(v) for v in call.import_floor_kw]
+        payload_type, units = "DISPATCH_SETPOINT", "KW"
+        values = [round(float(v), SIGNAL_KW_DECIMALS) for v in call.import_floor_kw]
     elif call.kind == "peak_cut" and call.import_limit_kw is not None:
-        payload_type, units, values = "IMPORT_CAPACITY_LIMIT", "KW", [float(call.import_limit_kw)] * len(slots)
+        payload_type, units = "IMPORT_CAPACITY_LIMIT", "KW"
+        values = [round(float(call.import_limit_kw), SIGNAL_KW_DECIMALS)] * len(slots)
     else:
         payload_type, units, values = "SIMPLE", None, [2] * len(slots)
     descriptor: dict[str, Any] = {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": payload_type}

@@ -146,3 +146,15 @@ def test_delivery_is_the_reduction_or_the_increase() -> None:
     assert math.isnan(increase[2])
     with pytest.raises(ValueError, match="sideways"):
         delivered_kwh(reductions, "sideways")
+
+
+def test_signal_values_go_out_to_the_watt_and_keep_floor_under_limit() -> None:
+    interval = SignalInterval(T0, T0 + timedelta(minutes=30), 0.1 + 0.2 + 2.7, 0.1 + 0.2 + 2.7 - 1e-12)
+    signal = DrSignal("ev-1", 1, "peak_cut", "active", T0, (interval,))
+    body = json.loads(signal_payload(signal))
+    values = [p["value_kw"] for p in body["intervals"][0]["payloads"]]
+    assert values == [3.0, 3.0]
+    parsed = parse_signal(signal_payload(signal)).intervals[0]
+    assert parsed.import_floor_kw is not None
+    assert parsed.import_limit_kw is not None
+    assert parsed.import_floor_kw <= parsed.import_limit_kw
