@@ -124,13 +124,21 @@ def day_ahead_ghi(
     if point is None:
         return None, {}
     first = jst_midnight(min(days))
-    # Each slot from the latest issue made before its own day began (JST): the day-ahead forecast of that day.
+    # Per day, the one issue the API shows for it (forecast_for_day): the latest made before the day began (JST)
+    # that has slots in the day, and that issue's slots only.
     slots = conn.execute(
-        """SELECT DISTINCT ON (s.slot_start) s.slot_start, s.ghi_w_m2
-           FROM weather_forecast_slots s JOIN weather_forecasts f ON f.id = s.forecast_id
-           WHERE f.latitude = %s AND f.longitude = %s AND s.slot_start >= %s AND s.slot_start < %s
-             AND f.issued_at < date_trunc('day', s.slot_start AT TIME ZONE 'Asia/Tokyo') AT TIME ZONE 'Asia/Tokyo'
-           ORDER BY s.slot_start, f.issued_at DESC, f.id DESC""",
+        """WITH issues AS (
+               SELECT f.id, f.issued_at, (s.slot_start AT TIME ZONE 'Asia/Tokyo')::date AS day
+               FROM weather_forecasts f JOIN weather_forecast_slots s ON s.forecast_id = f.id
+               WHERE f.latitude = %s AND f.longitude = %s AND s.slot_start >= %s AND s.slot_start < %s
+               GROUP BY f.id, f.issued_at, day
+           ), chosen AS (
+               SELECT DISTINCT ON (day) day, id FROM issues
+               WHERE issued_at < (day::timestamp AT TIME ZONE 'Asia/Tokyo')
+               ORDER BY day, issued_at DESC, id DESC
+           )
+           SELECT s.slot_start, s.ghi_w_m2 FROM chosen c JOIN weather_forecast_slots s ON s.forecast_id = c.id
+           WHERE (s.slot_start AT TIME ZONE 'Asia/Tokyo')::date = c.day""",
         (point[0], point[1], first, end),
     ).fetchall()
     wanted = set(days)

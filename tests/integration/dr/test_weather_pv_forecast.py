@@ -142,3 +142,28 @@ def test_a_forecast_is_not_used_without_a_record_that_beats_last_weeks_index(db_
         for day in history[-RECORD_DAYS:-3]:
             _issue(conn, day, _day_ahead(day), 0.7 * float(rng.choice([0.7, 1.3])), source="short")
         assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_RECENT_PV
+
+
+def test_a_day_uses_one_issue_as_the_api_shows_it_not_a_patchwork(db_url: str) -> None:
+    rng = np.random.default_rng(22)
+    history = [DAY - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
+    indices = {d: float(rng.uniform(0.25, 1.0)) for d in history}
+    with psycopg.connect(db_url) as conn:
+        _site(conn, "patch-c", indices)
+        (site,) = load_dr_sites(conn, ["patch-c"])
+        for day in [*history[-RECORD_DAYS:], DAY]:
+            _issue(conn, day, _day_ahead(day), indices.get(day, TARGET_INDEX))
+        assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_WEATHER_FORECAST
+        # A later issue before midnight that covers only the night: the day's issue is now that one, whose
+        # daylight slots are missing, so the site keeps last week's index (slots of the older issue are not mixed in).
+        (forecast_id,) = conn.execute(
+            "INSERT INTO weather_forecasts (latitude, longitude, source, issued_at) VALUES (35.6, 139.65, 'test', %s)"
+            " RETURNING id",
+            (datetime.combine(DAY - timedelta(days=1), time(23), JST),),
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            "INSERT INTO weather_forecast_slots (forecast_id, slot_start, ghi_w_m2) VALUES (%s, %s, 0)",
+            (forecast_id, datetime.combine(DAY, time(0), JST)),
+        )
+        conn.commit()
+        assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_RECENT_PV
