@@ -66,7 +66,10 @@ def _site(conn: psycopg.Connection, site_id: str, indices: dict[date, float]) ->
     conn.commit()
 
 
-def _issue(conn: psycopg.Connection, day: date, issued_at: datetime, index: float, source: str = "test") -> None:
+def _issue(
+    conn: psycopg.Connection, day: date, issued_at: datetime, index: float, source: str = "test", slots: int = 48
+) -> None:
+    """An issue for ``day``: clear sky × ``index``, its first ``slots`` slots."""
     (forecast_id,) = conn.execute(
         "INSERT INTO weather_forecasts (latitude, longitude, source, issued_at) VALUES (35.6, 139.65, %s, %s)"
         " RETURNING id",
@@ -76,7 +79,7 @@ def _issue(conn: psycopg.Connection, day: date, issued_at: datetime, index: floa
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO weather_forecast_slots (forecast_id, slot_start, ghi_w_m2) VALUES (%s, %s, %s)",
-            [(forecast_id, start, float(g)) for start, g in zip(_slots(day), ghi, strict=True)],
+            [(forecast_id, start, float(g)) for start, g in zip(_slots(day), ghi, strict=True)][:slots],
         )
     conn.commit()
 
@@ -156,14 +159,5 @@ def test_a_day_uses_one_issue_as_the_api_shows_it_not_a_patchwork(db_url: str) -
         assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_WEATHER_FORECAST
         # A later issue before midnight that covers only the night: the day's issue is now that one, whose
         # daylight slots are missing, so the site keeps last week's index (slots of the older issue are not mixed in).
-        (forecast_id,) = conn.execute(
-            "INSERT INTO weather_forecasts (latitude, longitude, source, issued_at) VALUES (35.6, 139.65, 'test', %s)"
-            " RETURNING id",
-            (datetime.combine(DAY - timedelta(days=1), time(23), JST),),
-        ).fetchone()  # type: ignore[misc]
-        conn.execute(
-            "INSERT INTO weather_forecast_slots (forecast_id, slot_start, ghi_w_m2) VALUES (%s, %s, 0)",
-            (forecast_id, datetime.combine(DAY, time(0), JST)),
-        )
-        conn.commit()
+        _issue(conn, DAY, datetime.combine(DAY - timedelta(days=1), time(23), JST), 0.0, slots=1)
         assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_RECENT_PV
