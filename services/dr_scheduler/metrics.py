@@ -41,6 +41,11 @@ class SchedulerMetrics:
             "vpp_dr_peak_programme_solve_seconds", "Time to solve one site's peak programme for a day",
             buckets=(0.25, 0.5, 1, 2, 4, 8, 16), registry=r,
         )  # fmt: skip
+        # Set once forecasts have been fed (0 before: the alert ignores it); the feeder should post daily.
+        self.weather_issued = Gauge(
+            "vpp_dr_weather_forecast_latest_issue_timestamp_seconds",
+            "When the newest stored weather forecast issue was issued (Unix time)", registry=r,
+        )  # fmt: skip
         self.connected = Gauge(
             "vpp_dr_broker_connected", "How many of the configured brokers the scheduler is connected to", registry=r
         )

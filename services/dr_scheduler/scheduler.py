@@ -40,6 +40,7 @@ from vpp.postgres.energy_history import load_dr_sites, region_site_ids
 from vpp.postgres.oadr2b import unacknowledged_opts
 from vpp.postgres.openadr_dr import publish_dr_event
 from vpp.postgres.site_capacity import site_capacity
+from vpp.postgres.weather_forecasts import latest_issue
 
 from .event_planning import NO_FORECAST, NO_FORECAST_HINT, event_slots, plan_document, plan_event_sites
 from .metrics import SchedulerMetrics
@@ -50,6 +51,7 @@ __all__ = ["EventRequest", "Scheduler", "SignalSink"]
 log = logging.getLogger("vpp.dr_scheduler")
 
 VERIFY_RETRY = timedelta(days=7)
+WEATHER_CHECK_EVERY = timedelta(minutes=5)
 
 
 class SignalSink(Protocol):
@@ -82,6 +84,7 @@ class Scheduler:
         self.sink = sink
         self.metrics = metrics or SchedulerMetrics()
         self.verification = verification or VerificationConfig()
+        self._weather_checked_at: datetime | None = None
 
     def _commit_transition(self, event: store.DrEventRow) -> None:
         self.conn.commit()
@@ -358,6 +361,18 @@ class Scheduler:
                 self.conn.rollback()
                 raise
         self.verify_pending(now)
+        self._observe_weather_feed(now)
+
+    def _observe_weather_feed(self, now: datetime) -> None:
+        """Export when the newest weather forecast was issued, every few minutes: a feeder that stopped leaves the
+        sites on last week's index without a word (`VppWeatherForecastStale`)."""
+        if self._weather_checked_at is not None and now - self._weather_checked_at < WEATHER_CHECK_EVERY:
+            return
+        self._weather_checked_at = now
+        issued = latest_issue(self.conn)
+        self.conn.commit()
+        if issued is not None:
+            self.metrics.weather_issued.set(issued.timestamp())
 
     def verify_pending(self, now: datetime) -> None:
         """Verify completed events whose slots are metered (re-run until every site's data is in)."""

@@ -17,7 +17,7 @@ from vpp.domain.slots import JST, SLOTS_PER_DAY
 from vpp.domain.weather_forecast import nearest_point
 from vpp.postgres.energy_history import jst_midnight
 
-__all__ = ["StoredForecast", "day_ahead_ghi", "forecast_for_day", "store_forecast"]
+__all__ = ["StoredForecast", "day_ahead_ghi", "forecast_for_day", "latest_issue", "store_forecast"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,9 @@ def day_ahead_ghi(
         if local.date() in wanted:
             out.setdefault(local.date(), np.full(SLOTS_PER_DAY, np.nan))[local.hour * 2 + local.minute // 30] = ghi
     return point, out
+
+
+def latest_issue(conn: psycopg.Connection) -> datetime | None:
+    """When the newest forecast issue stored was issued; None before any was fed."""
+    row = conn.execute("SELECT max(issued_at) FROM weather_forecasts").fetchone()
+    return None if row is None else row[0]

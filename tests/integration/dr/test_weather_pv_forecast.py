@@ -161,3 +161,18 @@ def test_a_day_uses_one_issue_as_the_api_shows_it_not_a_patchwork(db_url: str) -
         # daylight slots are missing, so the site keeps last week's index (slots of the older issue are not mixed in).
         _issue(conn, DAY, datetime.combine(DAY - timedelta(days=1), time(23), JST), 0.0, slots=1)
         assert forecast_from_history(conn, site, DAY).pv_source == PV_FROM_RECENT_PV
+
+
+def test_the_scheduler_exports_when_the_newest_issue_was_made(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        scheduler = Scheduler(conn, RecordingSink())
+        gauge = "vpp_dr_weather_forecast_latest_issue_timestamp_seconds"
+        now = datetime.combine(DAY, time(12), JST)
+        scheduler.tick(now)
+        assert scheduler.metrics.registry.get_sample_value(gauge) == 0.0  # never fed: the alert ignores 0
+        issued = datetime.combine(DAY, time(9), JST)
+        _issue(conn, DAY + timedelta(days=1), issued, 0.5)
+        scheduler.tick(now + timedelta(minutes=1))  # looked a minute ago: not yet
+        assert scheduler.metrics.registry.get_sample_value(gauge) == 0.0
+        scheduler.tick(now + timedelta(minutes=5))
+        assert scheduler.metrics.registry.get_sample_value(gauge) == issued.timestamp()
