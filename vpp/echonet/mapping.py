@@ -8,7 +8,7 @@ count) and the device's state the DR policy needs (mode, power ranges). Sign con
 | 0x0288 meter 0xE7   | + forward (import), − reverse (export)  | same                               |
 | 0x0279 PV 0xE0      | generation ≥ 0                          | same                               |
 | 0x027D battery 0xD3 | + charging, − discharging               | + discharge, − charge: NEGATED     |
-| 0x027E EV 0xD3      | + charging, − discharging (V2H)         | + charging (site consumption)      |
+| 0x027E EV 0xD3      | + charging, − discharging (V2H)         | + charging; a discharge left out   |
 
 "No data" sentinels (0x7FFFFFFE for the meter's power, 0xFFFFFFFE for its counters, 0xFFFE/0xFFFF for
 16-bit values) and values beyond the MRA's range are left out with a note, never published as numbers.
@@ -78,6 +78,13 @@ def _int32(edt: bytes | None) -> int | None:
     return None if value in _INT32_NO_DATA or abs(value) > _MAX_COUNTER else value
 
 
+def _measured(decoded: Decoded, name: str, edt: bytes | None, value: int | None) -> int | None:
+    """``value`` (decoded from ``edt``), noting why an answered property yields none."""
+    if value is None and edt is not None:
+        decoded.notes.append(f"{name}: 0x{edt.hex().upper()} is no data, out of range or of the wrong size")
+    return value
+
+
 def encode_uint(value: int, size: int) -> bytes:
     """EDT of an unsigned value (power settings are uint32 W)."""
     return int(value).to_bytes(size, "big")
@@ -104,7 +111,8 @@ def _counter(decoded: Decoded, name: str, edt: bytes | None, kwh_per_count: floa
 
 
 def _meter(props: Mapping[int, bytes], decoded: Decoded) -> None:
-    power_w = _int32(props.get(Epc.METER_POWER))
+    edt = props.get(Epc.METER_POWER)
+    power_w = _measured(decoded, "power_kw", edt, _int32(edt))
     if power_w is not None:
         decoded.fields["power_kw"] = power_w / 1000.0
     unit = props.get(Epc.METER_UNIT)
@@ -120,28 +128,37 @@ def _meter(props: Mapping[int, bytes], decoded: Decoded) -> None:
 
 
 def _pv(props: Mapping[int, bytes], decoded: Decoded) -> None:
-    power_w = _uint(props.get(Epc.PV_POWER), 2, _UINT16_NO_DATA)
+    edt = props.get(Epc.PV_POWER)
+    power_w = _measured(decoded, "power_kw", edt, _uint(edt, 2, _UINT16_NO_DATA))
     if power_w is not None:
         decoded.fields["power_kw"] = power_w / 1000.0
     _counter(decoded, "energy_kwh", props.get(Epc.PV_ENERGY), _CUMULATIVE_KWH_PER_COUNT)
 
 
 def _battery(props: Mapping[int, bytes], decoded: Decoded) -> None:
-    measured_w = _int32(props.get(Epc.MEASURED_POWER))
+    edt = props.get(Epc.MEASURED_POWER)
+    measured_w = _measured(decoded, "power_kw", edt, _int32(edt))
     if measured_w is not None:
         decoded.fields["power_kw"] = -measured_w / 1000.0  # ECHONET + charging; contract + discharge
     _counter(decoded, "discharge_kwh", props.get(Epc.CUMULATIVE_DISCHARGE), _CUMULATIVE_KWH_PER_COUNT)
     _counter(decoded, "charge_kwh", props.get(Epc.CUMULATIVE_CHARGE), _CUMULATIVE_KWH_PER_COUNT)
-    soc = _uint(props.get(Epc.SOC_PCT), 1)
-    if soc is not None and soc <= 100:
+    edt = props.get(Epc.SOC_PCT)
+    soc = _uint(edt, 1)
+    soc = _measured(decoded, "soc_pct", edt, soc if soc is not None and soc <= 100 else None)
+    if soc is not None:
         decoded.fields["soc_pct"] = float(soc)
     decoded.charge_range_w = power_range_w(props.get(Epc.CHARGE_POWER_RANGE))
     decoded.discharge_range_w = power_range_w(props.get(Epc.DISCHARGE_POWER_RANGE))
 
 
 def _ev_charger(props: Mapping[int, bytes], decoded: Decoded) -> None:
-    measured_w = _int32(props.get(Epc.MEASURED_POWER))
-    if measured_w is not None:
+    edt = props.get(Epc.MEASURED_POWER)
+    measured_w = _measured(decoded, "power_kw", edt, _int32(edt))
+    if measured_w is not None and measured_w < 0:
+        # V2H: the vehicle powers the home. The contract's ev_charger power is charging only (ingest
+        # refuses a negative one, and with it the counter and vehicle count of the same reading).
+        decoded.notes.append(f"power_kw: V2H discharge {-measured_w} W left out (ev_charger power is charging only)")
+    elif measured_w is not None:
         decoded.fields["power_kw"] = measured_w / 1000.0  # + charging in both conventions
     _counter(decoded, "energy_kwh", props.get(Epc.CUMULATIVE_CHARGE), _CUMULATIVE_KWH_PER_COUNT)
     connection = _uint(props.get(Epc.EV_CONNECTION), 1)
