@@ -29,6 +29,7 @@ from pychonet.echonetapiclient import ECHONETAPIClient
 from pychonet.lib.const import GET, SETC
 from pychonet.lib.udpserver import UDPServer
 
+from services.gateway.frame_errors import FrameErrorLog
 from services.gateway.publisher import GatewayPublisher
 from vpp.domain.dr_events import DrAck, DrSignal
 from vpp.echonet.codes import CONTROL_EPCS, KIND_BY_CLASS, READ_EPCS, ElClass, Epc
@@ -111,6 +112,7 @@ class EchonetGateway:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(FrameErrorLog(self.config.site_id, log))
         self._wake = asyncio.Event()
         server = self._udp_factory()
         # Our own multicast must not come back to us as a "new node" (pychonet would try to discover it).
