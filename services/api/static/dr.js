@@ -49,7 +49,10 @@ function initDrForm(getRegion, onChange) {
   const start = document.getElementById("dr-start");
   start.value = jstInputValue(defaultStartMs(Number(duration.value)));
   const message = document.getElementById("dr-message");
-  document.getElementById("dr-form").addEventListener("submit", async (event) => {
+  const form = document.getElementById("dr-form");
+  // The browser refuses a bad entry itself (no submit): the last event's "created" must not stay beside it.
+  form.addEventListener("invalid", () => { message.className = "message"; message.textContent = ""; }, true);
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     message.className = "message";
     const startAt = fromJstInput(start.value);
@@ -134,9 +137,13 @@ function renderDrStrip(events) {
   const span = 24 * 3600 * 1000;
   const pct = (ms) => Math.min(Math.max(((ms - from) / span) * 100, 0), 100);
   const children = [];
-  for (let h = 0; h <= 24; h += 3) {
-    const mark = el("span", { class: "tick", text: fmtTime(new Date(from + h * 3600 * 1000).toISOString()) });
-    mark.style.left = `${(h / 24) * 100}%`;
+  // Ticks on whole JST hours divisible by 3 (JST is UTC+9, so those are UTC's too); none at the right edge,
+  // where its label would be cut off.
+  const every = 3 * 3600 * 1000;
+  for (let ms = Math.ceil(from / every) * every; ms <= from + span; ms += every) {
+    if (pct(ms) > 95) continue;
+    const mark = el("span", { class: "tick", text: fmtTime(new Date(ms).toISOString()) });
+    mark.style.left = `${pct(ms)}%`;
     children.push(mark);
   }
   events.forEach((event, i) => {
