@@ -174,6 +174,49 @@ def test_rollup_lets_a_dirty_slot_settle_for_the_delay_and_a_new_reading_does_no
         assert scalar(depot, "SELECT count(*) FROM energy_dirty") == 0
 
 
+def test_a_counter_reset_in_one_slot_leaves_the_next_slot_the_same_however_the_rollup_groups_them(
+    depot: str,
+) -> None:
+    """A counters-only meter resets 5 minutes into a slot; its next reading that straddles the boundary
+    (25 → 35 min) is clean. The next slot is 3 kWh from its counters (3.0 kWh at :30, interpolated,
+    to 6.0 at :60), fully covered.
+
+    Found in review: the reset tainted the straddling interval by the slot it *started* in, so the next
+    slot's share of it counted 0 kWh when both slots were recomputed together (2.5 kWh, coverage 83 %)
+    and 0.5 kWh when a late reading dirtied the next slot alone (3.0 kWh): the stored value depended
+    on which slots happened to be dirty together."""
+    meter = int(scalar(depot, "SELECT id FROM devices WHERE device_id = 'meter-1'"))  # type: ignore[call-overload]
+    slot = _slot_anchor()
+    nxt = slot + timedelta(minutes=30)
+
+    def reading(minute: int, import_kwh: float) -> ReadingRow:
+        return (meter, slot + timedelta(minutes=minute), None, import_kwh, 0.0, None, None)
+
+    counters = ((0, 100.0), (5, 0.5), (10, 1.0), (15, 1.5), (20, 2.0), (25, 2.5), (35, 3.5), (40, 4.0), (45, 4.5),
+                (50, 5.0), (55, 5.5), (60, 6.0))  # fmt: skip
+    with psycopg.connect(depot) as conn:
+        writer = ReadingWriter(conn)
+        writer.write([reading(m, c) for m, c in counters])
+        assert run_rollup(conn).device_slots >= 2  # both slots together
+        together = (
+            _slot_import(depot, nxt),
+            scalar(depot, "SELECT coverage FROM site_energy_30min WHERE slot_start = %s", nxt),
+        )
+        writer.write([reading(52, 5.2)])  # a late reading dirties the next slot, not the one with the reset
+        dirty = {row[0] for row in conn.execute("SELECT slot_start FROM energy_dirty").fetchall()}
+        assert slot not in dirty
+        assert nxt in dirty
+        run_rollup(conn)
+        alone = (
+            _slot_import(depot, nxt),
+            scalar(depot, "SELECT coverage FROM site_energy_30min WHERE slot_start = %s", nxt),
+        )
+    assert together == pytest.approx((3.0, 1.0))
+    assert alone == pytest.approx((3.0, 1.0))
+    assert scalar(depot, "SELECT anomalies FROM device_energy_30min WHERE slot_start = %s", slot) == 1
+    assert scalar(depot, "SELECT anomalies FROM device_energy_30min WHERE slot_start = %s", nxt) == 0
+
+
 def test_registry_fingerprint_changes_exactly_when_what_ingest_loads_changes(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         empty = registry_fingerprint(conn)

@@ -27,7 +27,7 @@ claims, so a claim found by a new lock holder is always a leftover.
 Physically impossible energy is not counted: an interval whose counter went backwards (a reset, or
 two gateways interleaving one device's counters) or advanced by more than the device can deliver
 in that time (its rating x `rated_power_factor`, plus a 1 kWh allowance for coarse counters) is
-counted in `device_energy_30min.anomalies`, and the whole slot of such an interval is integrated
+counted in `device_energy_30min.anomalies`, and every slot such an interval overlaps is integrated
 from the trapezoid of its power readings (which ingest has checked against the rating), or is
 nothing where there is no power. A meter without a rating is
 bounded by its site: four times its contract demand or demand target plus the ratings of the site's
@@ -99,34 +99,42 @@ WITH claimed AS (
            coalesce(d.d_pos < 0 OR d.d_pos > d.cap_kwh, false)
                OR coalesce(d.d_neg < 0 OR d.d_neg > d.cap_kwh, false) AS bad
     FROM deltas d
-), intervals AS (
-    -- A counter that misbehaved anywhere in a slot is trusted nowhere in it: two gateways interleaving
-    -- one device's counters go back once per pair and forward by the offset between them, and each
-    -- forward step alone can be small enough to pass the rating check.
-    SELECT *, bool_or(bad) OVER (PARTITION BY device_pk, s0) AS tainted FROM flagged
 ), placed AS (
     -- Power known at one end only (a gateway publishing power and counters as separate readings) is
     -- held over the interval; an interval with neither a usable counter nor any power adds no energy
     -- and no coverage, so `coverage` says which part of the slot the energy really stands for.
-    SELECT device_pk, t0, dt_s, s0, bad::int AS anomaly,
-        CASE WHEN NOT tainted AND d_pos IS NOT NULL THEN d_pos
-             WHEN power_kw IS NOT NULL OR p_power IS NOT NULL
-                 THEN greatest((coalesce(power_kw, p_power) + coalesce(p_power, power_kw)) / 2, 0) * dt_s / 3600
-             ELSE 0 END AS pos,
-        CASE WHEN NOT tainted AND d_neg IS NOT NULL THEN d_neg
-             WHEN power_kw IS NOT NULL OR p_power IS NOT NULL
-                 THEN greatest(-(coalesce(power_kw, p_power) + coalesce(p_power, power_kw)) / 2, 0) * dt_s / 3600
-             ELSE 0 END AS neg,
-        CASE WHEN (NOT tainted AND (d_pos IS NOT NULL OR d_neg IS NOT NULL))
-                  OR power_kw IS NOT NULL OR p_power IS NOT NULL THEN dt_s
-             ELSE 0 END AS known_s,
+    SELECT device_pk, dt_s, s0, bad, d_pos, d_neg,
+        CASE WHEN power_kw IS NOT NULL OR p_power IS NOT NULL
+             THEN (coalesce(power_kw, p_power) + coalesce(p_power, power_kw)) / 2 END AS mean_kw,
         least(1.0, extract(epoch FROM s0 + interval '30 minutes' - t0)::float8 / dt_s) AS f0
-    FROM intervals
-), split AS (
-    SELECT device_pk, s0 AS slot_start, pos * f0 AS pos, neg * f0 AS neg, known_s * f0 AS cov, anomaly FROM placed
+    FROM flagged
+), pieces AS (
+    -- Each interval's share of each slot it overlaps (an interval straddling a boundary is split pro rata).
+    SELECT device_pk, s0 AS slot_start, f0 AS frac, bad::int AS anomaly, bad, d_pos, d_neg, mean_kw, dt_s
+    FROM placed
     UNION ALL
-    SELECT device_pk, s0 + interval '30 minutes', pos * (1 - f0), neg * (1 - f0), known_s * (1 - f0), 0
+    SELECT device_pk, s0 + interval '30 minutes', 1 - f0, 0, bad, d_pos, d_neg, mean_kw, dt_s
     FROM placed WHERE f0 < 1
+), intervals AS (
+    -- A counter that misbehaved anywhere in a slot is trusted nowhere in it: two gateways interleaving
+    -- one device's counters go back once per pair and forward by the offset between them, and each
+    -- forward step alone can be small enough to pass the rating check. "In a slot" is every interval
+    -- overlapping it, judged per slot piece: taking the slot of an interval's start instead let a reset
+    -- in the previous slot distrust the next slot's share of a clean straddling interval, or not,
+    -- depending on whether both slots happened to be recomputed together (only then did the rollup
+    -- see the whole previous slot), so one slot's energy depended on which slots were dirty.
+    SELECT *, bool_or(bad) OVER (PARTITION BY device_pk, slot_start) AS tainted FROM pieces
+), split AS (
+    SELECT device_pk, slot_start, anomaly,
+        frac * CASE WHEN NOT tainted AND d_pos IS NOT NULL THEN d_pos
+                    WHEN mean_kw IS NOT NULL THEN greatest(mean_kw, 0) * dt_s / 3600
+                    ELSE 0 END AS pos,
+        frac * CASE WHEN NOT tainted AND d_neg IS NOT NULL THEN d_neg
+                    WHEN mean_kw IS NOT NULL THEN greatest(-mean_kw, 0) * dt_s / 3600
+                    ELSE 0 END AS neg,
+        frac * CASE WHEN (NOT tainted AND (d_pos IS NOT NULL OR d_neg IS NOT NULL)) OR mean_kw IS NOT NULL
+                    THEN dt_s ELSE 0 END AS cov
+    FROM intervals
 ), agg AS (
     SELECT s.device_pk, s.slot_start, sum(s.pos) AS pos, sum(s.neg) AS neg, sum(s.cov) AS cov,
            sum(s.anomaly)::int AS anomalies
