@@ -356,13 +356,20 @@ class IngestWorker:
             time.sleep(wait_s)
         self._registry_probed_at = time.monotonic()
         with self._registry_lock:
-            try:
-                found = self.registry.registered_any(sites, devices)
-            except psycopg.OperationalError as error:
-                # The batch's write will meet the outage too and retry; these dead letters stand.
-                log.warning("registry probe failed", extra={"error": str(error).strip()[:200]})
-                self.registry.close()
-                return False
+            delay_s = self.config.retry_delay_s
+            while True:
+                try:
+                    found = self.registry.registered_any(sites, devices)
+                    break
+                except psycopg.OperationalError as error:
+                    # Until the database answers, nobody can tell whether these sites were just registered.
+                    # Dead letters now would be written once it is back and acknowledged: a QoS-1-only gateway
+                    # would lose a new site's first readings. Wait for it, as the writer does.
+                    log.warning("registry probe failed", extra={"error": str(error).strip()[:200]})
+                    self.registry.close()
+                    if self.stopping.wait(delay_s):
+                        return False  # stopping: the write cannot commit either, nothing is acknowledged
+                    delay_s = min(delay_s * 2, 5.0)
         if found:
             self._reload_registry_if_changed()
         return found

@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from services.ingest.fakes import FakeReadingStore, FakeRegistry, FakeRollup, FakeSubscriber, Journal
@@ -156,3 +157,50 @@ def test_a_stopping_worker_whose_commits_hang_still_ends_and_acknowledges_nothin
         assert harness.store.stored_rows == 0
     finally:
         harness.store.commit_gate.set()
+
+
+class _OutageRegistry(FakeRegistry):
+    """A registry whose probe meets a database outage the first ``failures`` times."""
+
+    def __init__(self, devices: dict[tuple[str, str], DeviceRef], failures: int) -> None:
+        super().__init__(devices)
+        self.failures = failures
+
+    def register(self, key: tuple[str, str], ref: DeviceRef) -> None:
+        self._devices[key] = ref
+
+    def registered_any(self, site_ids: Iterable[str], devices: Iterable[tuple[str, str]]) -> bool:
+        if self.failures > 0:
+            self.failures -= 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return super().registered_any(site_ids, devices)
+
+
+def test_a_site_registered_during_a_database_outage_is_stored_not_dead_lettered() -> None:
+    # The site is registered after the worker loaded the registry, and the probe that would find it meets an
+    # outage: its first reading must wait for the database, not become a dead letter that is then acknowledged.
+    journal = Journal()
+    store = FakeReadingStore(journal)
+    registry = _OutageRegistry(DEVICES, failures=3)
+    config = IngestConfig(
+        database_url="postgresql://unused", broker=BrokerAddress("fake-broker", 1883), batch_max_wait_s=0.01,
+        batch_min_wait_s=0.0, retry_delay_s=0.001, idle_poll_s=0.01, rollup_interval_s=3600.0,
+        registry_probe_interval_s=0.0,
+    )  # fmt: skip
+    worker = IngestWorker(config, open_writer=store.open_writer, registry=registry, rollup=FakeRollup(),
+                          make_subscriber=functools.partial(FakeSubscriber, journal=journal))  # fmt: skip
+    thread = worker.start_in_thread()
+    try:
+        assert worker.subscriber.subscribed.wait(1)
+        registry.register(("newsite", "meter-9"), DeviceRef(9, 8, DeviceKind.METER))
+        subscriber = worker.subscriber
+        assert isinstance(subscriber, FakeSubscriber)
+        mid = subscriber.deliver("vpp/v1/newsite/meter-9/telemetry", _telemetry(1))
+        assert journal.wait_for("ack")
+        assert subscriber.acked == [mid]
+        assert registry.failures == 0  # the probe was retried through the outage
+        assert store.dead_letters == []
+        assert store.stored_rows == 1
+    finally:
+        worker.stop()
+        thread.join(5)
