@@ -162,25 +162,35 @@ class EchonetGateway:
                 log.warning("ECHONET node did not describe itself", extra=kv(host=host))
                 self.api.unregister_host(host)  # so its next packet brings it back here
                 continue
-            node = self.api.state.get(host, {})
-            uid = str(node.get("uid") or host.replace(".", ""))
-            for gc, classes in node.get("instances", {}).items():
-                for cc, instances in classes.items():
-                    class_code = gc << 8 | cc
-                    if class_code not in KIND_BY_CLASS:
+            try:
+                await self._admit_instances(host)
+            except Exception as error:  # pychonet raises its own errors for short answers
+                # pychonet knows the host now and would never report it again: forget it, so its next packet
+                # brings it back here and the setup is tried again.
+                log.warning("ECHONET device setup failed", extra=kv(host=host, error=repr(error)))
+                self.api.unregister_host(host)
+
+    async def _admit_instances(self, host: str) -> None:
+        assert self.api is not None
+        node = self.api.state.get(host, {})
+        uid = str(node.get("uid") or host.replace(".", ""))
+        for gc, classes in node.get("instances", {}).items():
+            for cc, instances in classes.items():
+                class_code = gc << 8 | cc
+                if class_code not in KIND_BY_CLASS:
+                    continue
+                for ci in instances:
+                    key = (host, class_code, ci)
+                    if key in self.instances:
                         continue
-                    for ci in instances:
-                        key = (host, class_code, ci)
-                        if key in self.instances:
-                            continue
-                        await self.api.getAllPropertyMaps(host, gc, cc, ci)
-                        device_id = make_device_id(class_code, uid, ci)
-                        self.instances[key] = Instance(host, class_code, ci, device_id)
-                        log.info(
-                            "ECHONET device found",
-                            extra=kv(site=self.config.site_id, device_id=device_id, host=host,
-                                     eoj=f"0x{class_code:04X}{ci:02X}"),
-                        )  # fmt: skip
+                    await self.api.getAllPropertyMaps(host, gc, cc, ci)
+                    device_id = make_device_id(class_code, uid, ci)
+                    self.instances[key] = Instance(host, class_code, ci, device_id)
+                    log.info(
+                        "ECHONET device found",
+                        extra=kv(site=self.config.site_id, device_id=device_id, host=host,
+                                 eoj=f"0x{class_code:04X}{ci:02X}"),
+                    )  # fmt: skip
 
     # -- telemetry -----------------------------------------------------------------------------------
     def _props(self, inst: Instance) -> dict[int, Any]:
