@@ -5,7 +5,8 @@ on weekends and Japanese holidays, 30-day look-back, exclusions, tie-break, same
 reduction = adjusted baseline − metered import, kWh per slot; for an "increase" event the delivery is the
 increase, metered import − adjusted baseline (stored in the same column, see migration 0006). A slot counts
 as metered only when the meter covered most of it (``min_coverage``), so a gateway outage is not mistaken
-for a reduction.
+for a reduction. Where other events were in force at the site in the same slot, the event keeps its part of
+the site's one delivery (:func:`vpp.domain.dr_events.attribution_shares`), so it is settled once.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from vpp.domain.baseline import (
     reductions_kwh,
     standard_baseline,
 )
-from vpp.domain.dr_events import Direction, delivered_kwh
+from vpp.domain.dr_events import OWN_CONTROL_SOURCES, Direction, attribution_shares, delivered_kwh
 from vpp.domain.openadr import fill_from_reports
 from vpp.domain.slots import SLOT
 from vpp.log import kv
 from vpp.postgres import dr_events as store
-from vpp.postgres.dr_verification import ReductionRow, dispatched_dr_days, save_reductions
+from vpp.postgres.dr_verification import ReductionRow, dispatched_dr_days, other_events_at_site, save_reductions
 from vpp.postgres.energy_history import daily_slots, jst_midnight
 from vpp.postgres.openadr_dr import reported_usage_day
 
@@ -80,12 +81,20 @@ def verify_event(
                 continue
             actual_values = actual if actual is not None else [None] * 48
             reductions = delivered_kwh(reductions_kwh(result, actual_values), event.direction)
+            # The site's one meter: where other events were in force there too, this event's part only.
+            slot_starts = [jst_midnight(day) + slot * SLOT for slot in range(first, end)]
+            shares = attribution_shares(
+                slot_starts, site.allocated_kw, event.source in OWN_CONTROL_SOURCES, event.direction,
+                other_events_at_site(conn, site.site_pk, event.pk, event.start_at, event.end_at),
+            )  # fmt: skip
             rows = [
                 ReductionRow(
-                    jst_midnight(day) + slot * SLOT, result.adjusted_kwh[slot], actual_values[slot],
-                    None if math.isnan(reduction) else reduction,
+                    slot_start, result.adjusted_kwh[slot], actual_values[slot],
+                    None if math.isnan(reduction) else reduction * share,
                 )
-                for slot, reduction in zip(range(first, end), reductions, strict=True)
+                for slot, slot_start, reduction, share in zip(
+                    range(first, end), slot_starts, reductions, shares, strict=True
+                )
             ]  # fmt: skip
             save_reductions(conn, event.pk, site.site_pk, rows, result.method, now)
             delivered = sum(r.reduction_kwh for r in rows if r.reduction_kwh is not None)

@@ -30,12 +30,14 @@ __all__ = [
     "Direction",
     "DrAck",
     "DrSignal",
+    "EventCover",
     "EventStatus",
     "IllegalTransition",
     "Settlement",
     "SignalEvent",
     "SignalInterval",
     "ack_payload",
+    "attribution_shares",
     "check_transition",
     "delivered_kwh",
     "event_window_slots",
@@ -344,6 +346,46 @@ def delivered_kwh(reductions_kwh: Sequence[float], direction: str) -> tuple[floa
     "reduce" event, the increase (actual − baseline) for an "increase" event. NaN stays NaN."""
     sign = -1.0 if Direction(direction) == Direction.INCREASE else 1.0
     return tuple(sign * value for value in reductions_kwh)
+
+
+@dataclass(frozen=True)
+class EventCover:
+    """Another event sent to the same site: its window, its share there (kW), whether it is the site's own
+    demand control (:data:`OWN_CONTROL_SOURCES`), and its direction."""
+
+    start_at: datetime
+    end_at: datetime
+    allocated_kw: float
+    own_control: bool
+    direction: str
+
+
+def attribution_shares(
+    slot_starts: Sequence[datetime], allocated_kw: float, own_control: bool, direction: str,
+    others: Sequence[EventCover],
+) -> tuple[float, ...]:  # fmt: skip
+    """The fraction of a site's measured delivery in each slot that belongs to this event.
+
+    A site has one meter: where several events were in force there in the same slot, its one reduction (or
+    increase) must be verified, settled and counted as saved electricity once, not once per event. DR events
+    in the same direction share it in proportion to what each asked of the site (its allocated kW); the site's
+    own demand control (live control, the peak programme) gets nothing in a slot a DR event covers (the DR
+    call is what is paid for), and its own overlapping events share the rest the same way.
+    """
+    shares = []
+    for slot in slot_starts:
+        covering = [o for o in others if o.start_at <= slot < o.end_at]
+        if own_control and any(not o.own_control for o in covering):
+            shares.append(0.0)
+            continue
+        peers = [o for o in covering if o.own_control == own_control and o.direction == direction]
+        if not peers:
+            shares.append(1.0)
+            continue
+        weights = [max(allocated_kw, 0.0)] + [max(o.allocated_kw, 0.0) for o in peers]
+        total = math.fsum(weights)
+        shares.append(weights[0] / total if total > 0 else 1.0 / len(weights))
+    return tuple(shares)
 
 
 def event_window_slots(start_at: datetime, end_at: datetime) -> tuple[date, int, int]:

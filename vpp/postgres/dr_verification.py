@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 
 import psycopg
 
-from vpp.domain.dr_events import OWN_CONTROL_SOURCES, settle
+from vpp.domain.dr_events import OWN_CONTROL_SOURCES, EventCover, settle
 from vpp.domain.slots import JST
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "SettlementLine",
     "dispatched_dr_days",
     "events_awaiting_verification",
+    "other_events_at_site",
     "save_reductions",
     "settlement_lines",
     "verified_reductions",
@@ -35,6 +36,21 @@ def dispatched_dr_days(conn: psycopg.Connection, site_pk: int, before: date, eve
         (site_pk, event_pk, list(OWN_CONTROL_SOURCES), datetime.combine(before, time(0), JST)),
     ).fetchall()
     return {row[0].astimezone(JST).date() for row in rows}
+
+
+def other_events_at_site(
+    conn: psycopg.Connection, site_pk: int, event_pk: int, start: datetime, end: datetime
+) -> list[EventCover]:
+    """Other events sent to the site whose windows overlap [start, end): they share its measured delivery
+    (:func:`vpp.domain.dr_events.attribution_shares`). Events never sent, or cancelled, changed nothing."""
+    rows = conn.execute(
+        """SELECT e.start_at, e.end_at, es.allocated_kw, e.source = ANY(%s), e.direction
+           FROM dr_events e JOIN dr_event_sites es ON es.event_pk = e.id
+           WHERE es.site_pk = %s AND e.id <> %s AND e.status <> 'cancelled' AND es.dispatched_at IS NOT NULL
+             AND e.start_at < %s AND e.end_at > %s""",
+        (list(OWN_CONTROL_SOURCES), site_pk, event_pk, end, start),
+    ).fetchall()
+    return [EventCover(row[0], row[1], float(row[2]), bool(row[3]), str(row[4])) for row in rows]
 
 
 @dataclass(frozen=True)
