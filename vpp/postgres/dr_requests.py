@@ -49,6 +49,18 @@ async def unknown_site_ids(conn: AsyncConnection, site_ids: Sequence[str]) -> li
     return [site_id for site_id in dict.fromkeys(site_ids) if site_id not in known]
 
 
+async def region_member_ids(conn: AsyncConnection, region_pk: int) -> list[str]:
+    """The site ids of a region's members (an event for the region calls these)."""
+    rows = await conn.execute(
+        text(
+            """SELECT s.site_id FROM region_sites rs JOIN sites s ON s.id = rs.site_pk
+               WHERE rs.region_pk = :region_pk ORDER BY s.site_id"""
+        ),
+        {"region_pk": region_pk},
+    )
+    return [str(row[0]) for row in rows]
+
+
 async def record_request(
     conn: AsyncConnection,
     *,

@@ -26,6 +26,7 @@ from vpp.postgres.dr_requests import (
     event_detail,
     list_event_rows,
     record_request,
+    region_member_ids,
     request_action,
     settlement_rows,
     unknown_site_ids,
@@ -104,7 +105,13 @@ async def create_event(conn: ConnDep, principal: OperatorDep, now: NowDep, body:
         raise ProblemError(422, str(error)) from None
     if body.end_at <= now:
         raise ProblemError(422, "the event window has already ended")
-    if body.region_id is not None and await region_ref(conn, body.region_id) is None:
+    if body.site_ids is not None and not body.site_ids:
+        # Not "every site": the scheduler would call the sites named, none, and "dispatch" the event to nobody.
+        raise ProblemError(
+            422, "body.site_ids: name at least one site, or leave it out for every site", slug="no-sites"
+        )
+    region = None if body.region_id is None else await region_ref(conn, body.region_id)
+    if body.region_id is not None and region is None:
         # As for unknown sites: an event for a region that does not exist would be planned for nobody.
         raise ProblemError(422, f"body.region_id: no region {body.region_id!r}", slug="unknown-region")
     if body.site_ids:
@@ -117,6 +124,15 @@ async def create_event(conn: ConnDep, principal: OperatorDep, now: NowDep, body:
                 f"no such site: {', '.join(unknown[:20])}{' …' if len(unknown) > 20 else ''}",
                 slug="unknown-sites",
                 extra={"unknown_site_ids": unknown},
+            )
+    if region is not None:
+        # The scheduler calls the region's members (of those named): none would be an event sent to nobody.
+        members = await region_member_ids(conn, region.region_pk)
+        if not members:
+            raise ProblemError(422, f"body.region_id: region {body.region_id!r} has no member sites", slug="no-sites")
+        if body.site_ids and not set(body.site_ids) & set(members):
+            raise ProblemError(
+                422, f"body.site_ids: none of these sites is a member of region {body.region_id!r}", slug="no-sites"
             )
     event_id = body.event_id or f"dr-{uuid.uuid4().hex[:12]}"
     try:

@@ -18,12 +18,13 @@ from services.api.main import create_app
 from services.dr_scheduler.scheduler import Scheduler
 from tests.integration.api.api_fixtures import CLIENTS, add_clients, api_settings
 from tests.integration.api.server import serving
-from tests.integration.ingest_fixtures import register_depot
+from tests.integration.ingest_fixtures import DEPOT_DEVICES, register_depot
 from vpp.domain.dr_events import parse_signal
 from vpp.postgres import dr_events as store
 from vpp.postgres.connect import asyncpg_url
 from vpp.postgres.dr_requests import verified_savings_kwh
 from vpp.postgres.dr_verification import ReductionRow, save_reductions
+from vpp.postgres.registry import SiteRecord, register_site
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +123,28 @@ def test_bad_requests_are_problems_not_crashes(api: tuple[httpx.Client, dict[str
     assert "slot boundaries" in response.json()["detail"]
     assert client.get("/api/v1/dr/events/nope", headers=auth).status_code == 404
     assert client.get("/api/v1/dr/events").status_code == 401
+
+
+def test_an_event_that_would_call_no_site_is_a_422(api: tuple[httpx.Client, dict[str, str]], db_url: str) -> None:
+    """As for unknown sites and regions: an event whose sites are none would be "dispatched" to nobody."""
+    client, auth = api
+    with psycopg.connect(db_url) as conn:
+        register_site(conn, SiteRecord("outside", "In no region"), DEPOT_DEVICES)
+    start, end = _window()
+    base = {"start_at": start.isoformat(), "end_at": end.isoformat(), "requested_kw": 5}
+    for extra, field in (
+        ({"site_ids": []}, "site_ids"),  # an empty list is not "every site"
+        ({"region_id": "leading-area-private"}, "region_id"),  # a region without members
+        ({"region_id": "kawasaki", "site_ids": ["outside"]}, "site_ids"),  # not a member
+    ):
+        response = client.post("/api/v1/dr/events", json={**base, **extra, "event_id": "dr-nobody"}, headers=auth)
+        assert response.status_code == 422, (extra, response.text)
+        assert field in response.json()["detail"]
+    assert client.get("/api/v1/dr/events/dr-nobody", headers=auth).status_code == 404
+    response = client.post(
+        "/api/v1/dr/events", json={**base, "region_id": "kawasaki", "site_ids": ["depot-a"]}, headers=auth
+    )
+    assert response.status_code == 202
 
 
 def test_settlement_report_in_json_and_csv(api: tuple[httpx.Client, dict[str, str]], db_url: str) -> None:
