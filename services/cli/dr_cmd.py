@@ -8,6 +8,7 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +21,7 @@ from vpp.domain.slots import JST
 from vpp.postgres.connect import connect
 from vpp.postgres.dr_events import create_event, list_events
 from vpp.postgres.dr_verification import settlement_lines
+from vpp.postgres.energy_history import known_site_ids, region_exists, region_site_ids
 from vpp.postgres.peak_programme import set_enrolled
 from vpp.settings import load_settings
 
@@ -45,6 +47,25 @@ def _aware(text: str, name: str) -> datetime:
     return moment
 
 
+def _check_sites(conn: psycopg.Connection, region: str | None, sites: list[str] | None) -> None:
+    """Refuse, as the API does, an event that would call no site: unknown sites or region, a region without
+    members, or named sites none of which is in the region (it would be "dispatched" to nobody)."""
+    if sites:
+        known = known_site_ids(conn, sites)
+        unknown = [s for s in dict.fromkeys(sites) if s not in known]
+        if unknown:
+            raise CliError(f"no such site: {', '.join(unknown)}; `vpp sites list` lists them")
+    if region is None:
+        return
+    if not region_exists(conn, region):
+        raise CliError(f"no region {region!r}")
+    members = set(region_site_ids(conn, region))
+    if not members:
+        raise CliError(f"region {region!r} has no member sites")
+    if sites and not members & set(sites):
+        raise CliError(f"none of the sites named is a member of region {region!r}")
+
+
 @app.command()
 def create(
     start: str = typer.Option(..., help="Window start, slot-aligned, with offset (2026-11-24T13:00+09:00)"),
@@ -64,13 +85,20 @@ def create(
         event_window_slots(start_at, end_at)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    now = datetime.now(UTC)
+    if end_at <= now:
+        raise typer.BadParameter("the event window has already ended")
     with cli_database(load_settings()) as url, connect(url) as conn:
-        event = create_event(
-            conn, event_id=event_id or f"dr-{uuid.uuid4().hex[:12]}", kind="peak_cut", start_at=start_at,
-            end_at=end_at, requested_kw=kw, incentive_jpy_per_kwh=incentive, region_id=region, source="operator",
-            actor="cli", now=datetime.now(UTC), site_ids=site or None, pending_action="plan",
-            direction=direction.value,
-        )  # fmt: skip
+        _check_sites(conn, region, site or None)
+        try:
+            event = create_event(
+                conn, event_id=event_id or f"dr-{uuid.uuid4().hex[:12]}", kind="peak_cut", start_at=start_at,
+                end_at=end_at, requested_kw=kw, incentive_jpy_per_kwh=incentive, region_id=region,
+                source="operator", actor="cli", now=now, site_ids=site or None, pending_action="plan",
+                direction=direction.value,
+            )  # fmt: skip
+        except psycopg.errors.UniqueViolation:
+            raise CliError(f"event {event_id!r} already exists; `vpp dr events` lists them") from None
         conn.commit()
     console.print(f"requested {event.event_id}: {direction.value} {kw:g} kW; the scheduler plans and dispatches it")
 

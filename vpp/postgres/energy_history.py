@@ -21,10 +21,12 @@ __all__ = [
     "SlotEnergy",
     "daily_slots",
     "jst_midnight",
+    "known_site_ids",
     "live_meter",
     "load_dr_sites",
     "monthly_max_demand_kw",
     "recent_slots",
+    "region_exists",
     "region_site_ids",
 ]
 
@@ -141,6 +143,16 @@ def load_dr_sites(conn: psycopg.Connection, site_ids: Sequence[str] | None = Non
         )
         for row in rows
     ]
+
+
+def known_site_ids(conn: psycopg.Connection, site_ids: Sequence[str]) -> set[str]:
+    """The ids in ``site_ids`` that name a registered site."""
+    rows = conn.execute("SELECT site_id FROM sites WHERE site_id = ANY(%s)", (list(site_ids),)).fetchall()
+    return {row[0] for row in rows}
+
+
+def region_exists(conn: psycopg.Connection, region_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM regions WHERE region_id = %s", (region_id,)).fetchone() is not None
 
 
 def region_site_ids(conn: psycopg.Connection, region_id: str) -> list[str]:
