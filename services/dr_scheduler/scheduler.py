@@ -52,6 +52,9 @@ log = logging.getLogger("vpp.dr_scheduler")
 
 VERIFY_RETRY = timedelta(days=7)
 WEATHER_CHECK_EVERY = timedelta(minutes=5)
+# An event that could not be verified yet (no metered slot, or no baseline) is tried again this often, not on
+# every tick: each attempt reads a month of every called site's history and logs why per site.
+VERIFY_RETRY_EVERY = timedelta(minutes=5)
 
 
 class SignalSink(Protocol):
@@ -85,6 +88,7 @@ class Scheduler:
         self.metrics = metrics or SchedulerMetrics()
         self.verification = verification or VerificationConfig()
         self._weather_checked_at: datetime | None = None
+        self._verify_tried: dict[str, datetime] = {}  # event id -> last attempt that left it unverified
 
     def _commit_transition(self, event: store.DrEventRow) -> None:
         self.conn.commit()
@@ -379,5 +383,11 @@ class Scheduler:
         # Late data is retried for a week; after that `vpp dr verify` re-runs an event by hand.
         event_ids = events_awaiting_verification(self.conn, now - VERIFY_RETRY, now - self.verification.settle)
         self.conn.commit()
+        awaiting = set(event_ids)
+        self._verify_tried = {e: at for e, at in self._verify_tried.items() if e in awaiting}
         for event_id in event_ids:
+            tried = self._verify_tried.get(event_id)
+            if tried is not None and now - tried < VERIFY_RETRY_EVERY:
+                continue  # not verifiable last time: late data gets its chance at the next retry
+            self._verify_tried[event_id] = now
             verify_event(self.conn, event_id, now, self.verification, self.metrics)
