@@ -111,8 +111,14 @@ def plan_event_sites(
     requested_kw: float,
     metrics: SchedulerMetrics,
     direction: str = Direction.REDUCE,
+    committed_kw: dict[str, float] | None = None,
 ) -> tuple[RegionalAllocation, list[SitePlan]]:
-    """Forecast every site, allocate the request by availability, set limits (or floors), plan each called site."""
+    """Forecast every site, allocate the request by availability, set limits (or floors), plan each called site.
+
+    ``committed_kw``: what other events in force in the same slots already ask of a site; it is taken off the
+    site's availability, and this event's limit (floor) goes that much further, so the merged signal the site
+    obeys delivers both events' shares."""
+    committed = committed_kw or {}
     increase = Direction(direction) == Direction.INCREASE
     day, first, end = event_slots(start_at, end_at)
     prices = [FLAT_PRICE_JPY_PER_KWH] * SLOTS_PER_DAY
@@ -128,8 +134,10 @@ def plan_event_sites(
             no_forecast[site.site_id] = f"{NO_FORECAST}: {error}"
             flex_rows.append(SiteFlexibility(site.site_id, 0.0))
             continue
+        taken = committed.get(site.site_id, 0.0)
         if increase:
-            flex_rows.append(SiteFlexibility(site.site_id, _absorb_availability_kw(site, day_forecast, first, end)))
+            absorb = _absorb_availability_kw(site, day_forecast, first, end)
+            flex_rows.append(SiteFlexibility(site.site_id, max(absorb - taken, 0.0)))
             continue
         f = day_forecast.forecast
         started = time.perf_counter()
@@ -138,7 +146,7 @@ def plan_event_sites(
                 f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), day_forecast.evs, first, end, prices,
                 monthly_max_demand_kw(conn, site.site_pk, day),
             )  # fmt: skip
-            flex_rows.append(SiteFlexibility(site.site_id, found.deliverable_kw))
+            flex_rows.append(SiteFlexibility(site.site_id, max(found.deliverable_kw - taken, 0.0)))
         except InfeasiblePlan as error:
             log.warning("site not called: no plan", extra=kv(site_id=site.site_id, reason=error.reason))
             flex_rows.append(SiteFlexibility(site.site_id, 0.0))
@@ -160,14 +168,16 @@ def plan_event_sites(
         cap_kw: float | None = None
         try:
             if increase:
-                floors_kw = tuple(float(v) + share for v in _baseline(called).import_kw[first:end])
+                extra = share + committed.get(site.site_id, 0.0)
+                floors_kw = tuple(float(v) + extra for v in _baseline(called).import_kw[first:end])
                 day_floors = [0.0] * first + list(floors_kw) + [0.0] * (SLOTS_PER_DAY - end)
                 planned = plan_import_floor(
                     f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, day_floors, prices
                 )
             else:
                 found = deliverables[site.site_id]
-                limit_kw, cap_kw = max(found.baseline_peak_kw - share, 0.0), found.outside_cap_kw
+                taken = committed.get(site.site_id, 0.0)
+                limit_kw, cap_kw = max(found.baseline_peak_kw - taken - share, 0.0), found.outside_cap_kw
                 planned = plan_window_limit(
                     f.load_kw.tolist(), f.pv_kw.tolist(), dr_site_flex(site), called.evs, first, end, limit_kw,
                     prices, cap_kw,

@@ -22,6 +22,7 @@ from typing import Protocol
 import psycopg
 
 from vpp.domain.dr_events import (
+    OWN_CONTROL_SOURCES,
     Direction,
     DrAck,
     DrSignal,
@@ -103,8 +104,11 @@ class Scheduler:
         if event.region_id is not None:
             members = set(region_site_ids(self.conn, event.region_id))
             sites = [site for site in sites if site.site_id in members]
+        committed = store.committed_kw(
+            self.conn, event.pk, event.start_at, event.end_at, event.direction, OWN_CONTROL_SOURCES
+        )
         allocation, plans = plan_event_sites(
-            self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics, event.direction
+            self.conn, sites, event.start_at, event.end_at, requested_kw, self.metrics, event.direction, committed
         )
         called = [p for p in plans if p.allocated_kw > 0]
         deliverable_kw = sum(p.available_kw for p in plans)
@@ -123,6 +127,9 @@ class Scheduler:
         }  # fmt: skip
         if without:
             detail |= {"sites_without_forecast": without, "how_to_fix": NO_FORECAST_HINT}
+        in_use = {site.site_id: kw for site in sites if (kw := committed.get(site.site_id, 0.0)) > 0}
+        if in_use:  # deliverable_kw is net of these: other events in the same slots already ask them of the sites
+            detail |= {"committed_to_other_events_kw": in_use}
         store.add_audit(self.conn, event.pk, now, "scheduler", "allocation", None, None, detail)
         log.info(
             "DR event allocated",

@@ -27,6 +27,7 @@ __all__ = [
     "audit_trail",
     "bump_revision",
     "clear_pending",
+    "committed_kw",
     "create_event",
     "drop_pending_action",
     "event_sites",
@@ -258,6 +259,24 @@ def list_events(
         {"statuses": list(statuses) if statuses is not None else None, "after": ending_after, "limit": limit},
     ).fetchall()
     return [_event(row) for row in rows]
+
+
+def committed_kw(
+    conn: psycopg.Connection, event_pk: int, start: datetime, end: datetime, direction: str,
+    own_control_sources: Sequence[str],
+) -> dict[str, float]:  # fmt: skip
+    """What other DR events in the same direction whose windows overlap [start, end) already ask of each site, kW
+    (their shares summed: a site's flexibility is there once, however many events call on it). Cancelled and
+    completed events, and the sites' own demand control, ask nothing."""
+    rows = conn.execute(
+        """SELECT s.site_id, sum(es.allocated_kw) FROM dr_events e JOIN dr_event_sites es ON es.event_pk = e.id
+           JOIN sites s ON s.id = es.site_pk
+           WHERE e.id <> %s AND e.status NOT IN ('cancelled', 'completed') AND e.direction = %s
+             AND e.source <> ALL(%s) AND e.start_at < %s AND e.end_at > %s AND es.allocated_kw > 0
+           GROUP BY s.site_id""",
+        (event_pk, direction, list(own_control_sources), end, start),
+    ).fetchall()
+    return {str(row[0]): float(row[1]) for row in rows}
 
 
 def event_sites(conn: psycopg.Connection, event_pk: int) -> list[EventSiteRow]:
