@@ -15,11 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.cli.platform_file import PLATFORM_FILE, process_start_ticks, read_platform_record
+from vpp.domain.slots import JST
 from vpp.embedded.postgres import EmbeddedPostgres, free_port
 
 pytestmark = pytest.mark.integration
@@ -172,18 +174,20 @@ def test_unknown_event_is_one_line(tmp_path: Path, db_url: str) -> None:
 
 
 def test_events_are_listed_in_japan_time(tmp_path: Path, db_url: str) -> None:
+    # Tomorrow (JST): `vpp dr create` refuses a window that is already over, as the API does.
+    day = (datetime.now(JST) + timedelta(days=1)).date().isoformat()
     created = _vpp(
-        tmp_path, "dr", "create", "--start", "2026-11-24T13:00+09:00", "--end", "2026-11-24T14:00+09:00",
+        tmp_path, "dr", "create", "--start", f"{day}T13:00+09:00", "--end", f"{day}T14:00+09:00",
         "--kw", "5", "--event-id", "jst-check", VPP_DATABASE_URL=db_url,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     jst = _vpp(tmp_path, "dr", "events", VPP_DATABASE_URL=db_url)
     assert "start (JST)" in jst.stdout, jst.stdout
-    assert "2026-11-24 13:00" in jst.stdout, jst.stdout
+    assert f"{day} 13:00" in jst.stdout, jst.stdout
     assert "14:00" in jst.stdout, jst.stdout
     utc = _vpp(tmp_path, "dr", "events", "--utc", VPP_DATABASE_URL=db_url)
     assert "start (UTC)" in utc.stdout, utc.stdout
-    assert "2026-11-24 04:00" in utc.stdout, utc.stdout
+    assert f"{day} 04:00" in utc.stdout, utc.stdout
 
 
 def test_status_after_kill_9_says_the_platform_is_dead(tmp_path: Path) -> None:
