@@ -26,11 +26,8 @@ async def callback_refusal(url: str) -> str | None:
     refused = host_refusal(host)
     if refused is not None:
         return refused
-    try:
-        ipaddress.ip_address(host)
-        return None  # an address the check above allowed
-    except ValueError:
-        pass
+    if _is_address(host):
+        return None  # an address the check above allowed: nothing to resolve
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -41,3 +38,11 @@ async def callback_refusal(url: str) -> str | None:
         if refused is not None:
             return f"{host} resolves to {refused}"
     return None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

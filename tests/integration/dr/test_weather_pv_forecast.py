@@ -84,14 +84,19 @@ def _issue(
     conn.commit()
 
 
+def _changing_sky(seed: int) -> tuple[np.random.Generator, list[date], dict[date, float]]:
+    """The site's history days, and a clear-sky index for each that changes from day to day (seeded)."""
+    rng = np.random.default_rng(seed)
+    history = [DAY - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
+    return rng, history, {d: float(rng.uniform(0.25, 1.0)) for d in history}
+
+
 def _day_ahead(day: date) -> datetime:
     return datetime.combine(day - timedelta(days=1), time(17), JST)
 
 
 def test_a_forecast_that_beats_last_weeks_index_sets_the_pv_forecast_and_its_error(db_url: str) -> None:
-    rng = np.random.default_rng(20)
-    history = [DAY - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
-    indices = {d: float(rng.uniform(0.25, 1.0)) for d in history}
+    rng, history, indices = _changing_sky(20)
     with psycopg.connect(db_url) as conn:
         _site(conn, "sunny-a", indices)
         (site,) = load_dr_sites(conn, ["sunny-a"])
@@ -148,9 +153,7 @@ def test_a_forecast_is_not_used_without_a_record_that_beats_last_weeks_index(db_
 
 
 def test_a_day_uses_one_issue_as_the_api_shows_it_not_a_patchwork(db_url: str) -> None:
-    rng = np.random.default_rng(22)
-    history = [DAY - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
-    indices = {d: float(rng.uniform(0.25, 1.0)) for d in history}
+    _rng, history, indices = _changing_sky(22)
     with psycopg.connect(db_url) as conn:
         _site(conn, "patch-c", indices)
         (site,) = load_dr_sites(conn, ["patch-c"])
